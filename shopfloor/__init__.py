@@ -1,0 +1,2 @@
+"""shopfloor: shop-floor data collection and digital-workshop metrics."""
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from shopfloor.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,228 @@
+"""The wire and store contracts shared by edge, gateway and server (version 1).
+
+Topics: ``shopfloor/v1/{enterprise}/{site}/{area}/{line}/{device}/{kind}`` with
+kind ``data`` (sample batches, QoS 1), ``status`` (retained birth/death) and
+``meta`` (retained tag list).
+
+A data message is one JSON batch from one edge agent for one device::
+
+    {"v": 1, "agent": "edge-1", "seq": 17, "samples": [
+        {"tag": "state", "ts": 1763779200123456789, "v": "PRODUCING", "q": "good"}, ...]}
+
+``ts`` is the source timestamp in integer nanoseconds since the Unix epoch (UTC),
+``v`` a number, bool or short string, ``q`` the OPC UA status class. ``seq``
+increases by one per batch and per agent, across all of its devices, so a
+receiver can detect gaps and duplicates.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+TOPIC_ROOT = "shopfloor"
+VERSION = "v1"
+KINDS = ("data", "status", "meta")
+DEAD_LETTER_TOPIC = f"{TOPIC_ROOT}/{VERSION}/_deadletter"
+
+MAX_PAYLOAD_BYTES = 1_000_000
+MAX_STRING_VALUE = 256
+MAX_TAG_LENGTH = 128
+# Samples whose source time is further than this from the receiver's clock are rejected.
+MAX_CLOCK_SKEW_NS = 366 * 24 * 3600 * 10**9
+
+# A path segment: letters, digits, '-', '_', '.'; never MQTT wildcards or separators.
+SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/:]{0,127}$")
+
+
+class State(enum.StrEnum):
+    """Equipment states of the ISO 22400-2 time model (see ARCHITECTURE.md)."""
+
+    PRODUCING = "PRODUCING"
+    IDLE = "IDLE"
+    DOWN = "DOWN"
+    SETUP = "SETUP"
+    PLANNED_STOP = "PLANNED_STOP"
+    NO_SHIFT = "NO_SHIFT"
+    OFFLINE = "OFFLINE"
+
+
+# Stable integer codes used by the kernels and by the simulators' registers.
+STATE_CODES: dict[State, int] = {s: i for i, s in enumerate(State)}
+STATE_BY_CODE: dict[int, State] = {i: s for s, i in STATE_CODES.items()}
+
+
+class Quality(enum.StrEnum):
+    GOOD = "good"
+    UNCERTAIN = "uncertain"
+    BAD = "bad"
+
+
+# Semantic signal names an equipment may carry (see ARCHITECTURE.md).
+SIGNAL_STATE = "state"
+SIGNAL_PART_COUNT = "part_count"
+SIGNAL_REJECT_COUNT = "reject_count"
+SIGNALS = (SIGNAL_STATE, SIGNAL_PART_COUNT, SIGNAL_REJECT_COUNT, "ideal_cycle_time",
+           "program", "product", "alarm")
+
+
+class ContractError(ValueError):
+    """A message or topic that breaks the contract; ``reason`` is a short counter key."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePath:
+    """Where a device sits in the ISA-95 namespace."""
+
+    enterprise: str
+    site: str
+    area: str
+    line: str
+    device: str
+
+    def __post_init__(self) -> None:
+        for name in ("enterprise", "site", "area", "line", "device"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not SEGMENT_RE.match(value):
+                raise ContractError(
+                    "bad_topic",
+                    f"{name} {value!r} must match {SEGMENT_RE.pattern} "
+                    "(letters, digits, '-', '_', '.')",
+                )
+
+    def topic(self, kind: str) -> str:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+        return "/".join((TOPIC_ROOT, VERSION, self.enterprise, self.site, self.area,
+                         self.line, self.device, kind))
+
+    @property
+    def asset_id(self) -> str:
+        """The registry id of this device: its path from the enterprise."""
+        return "/".join((self.enterprise, self.site, self.area, self.line, self.device))
+
+    @classmethod
+    def from_topic(cls, topic: str) -> tuple[DevicePath, str]:
+        parts = topic.split("/")
+        if len(parts) != 8 or parts[0] != TOPIC_ROOT or parts[1] != VERSION:
+            raise ContractError("bad_topic", f"topic {topic!r} is not "
+                                f"{TOPIC_ROOT}/{VERSION}/enterprise/site/area/line/device/kind")
+        if parts[7] not in KINDS:
+            raise ContractError("bad_topic", f"unknown kind {parts[7]!r} in {topic!r}")
+        return cls(*parts[2:7]), parts[7]
+
+
+def subscription(kind: str = "data", share_group: str | None = None) -> str:
+    """Topic filter for every device's ``kind`` messages, optionally as a shared subscription."""
+    topic = f"{TOPIC_ROOT}/{VERSION}/+/+/+/+/+/{kind}"
+    return f"$share/{share_group}/{topic}" if share_group else topic
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    tag: str
+    ts: int  # source timestamp, ns since epoch, UTC
+    value: float | int | bool | str
+    quality: Quality = Quality.GOOD
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tag": self.tag, "ts": self.ts, "v": self.value, "q": str(self.quality)}
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    agent: str
+    seq: int
+    samples: tuple[Sample, ...]
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {"v": 1, "agent": self.agent, "seq": self.seq,
+             "samples": [s.to_json() for s in self.samples]},
+            separators=(",", ":"), allow_nan=False,
+        ).encode()
+
+
+def encode_samples(agent: str, seq: int, samples: list[dict[str, Any]]) -> bytes:
+    """Encode already-serialised samples (dicts as from ``Sample.to_json``) as a batch."""
+    return json.dumps({"v": 1, "agent": agent, "seq": seq, "samples": samples},
+                      separators=(",", ":"), allow_nan=False).encode()
+
+
+def _check_value(value: Any) -> float | int | bool | str:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**64:
+            raise ContractError("bad_value", f"integer {value} out of 64-bit range")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ContractError("bad_value", f"non-finite number {value!r}")
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_VALUE:
+            raise ContractError("bad_value", f"string longer than {MAX_STRING_VALUE}")
+        return value
+    raise ContractError("bad_value", f"value of type {type(value).__name__}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ContractError("bad_value", f"non-finite number {name}")
+
+
+def decode_batch(payload: bytes, now_ns: int | None = None) -> Batch:
+    """Decode and validate one data message; raises ContractError with a reason."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError("oversized", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    try:
+        doc = json.loads(payload, parse_constant=_reject_constant)
+    except ContractError:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ContractError("bad_json", str(exc)[:200]) from None
+    if not isinstance(doc, dict):
+        raise ContractError("bad_schema", "batch must be a JSON object")
+    if doc.get("v") != 1:
+        raise ContractError("bad_version", f"unsupported version {doc.get('v')!r}")
+    agent, seq, raw = doc.get("agent"), doc.get("seq"), doc.get("samples")
+    if not isinstance(agent, str) or not SEGMENT_RE.match(agent):
+        raise ContractError("bad_schema", "agent must be a short identifier")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise ContractError("bad_schema", "seq must be a non-negative integer")
+    if not isinstance(raw, list) or not raw:
+        raise ContractError("bad_schema", "samples must be a non-empty list")
+    samples = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise ContractError("bad_schema", "a sample must be an object")
+        tag, ts, q = item.get("tag"), item.get("ts"), item.get("q", "good")
+        if not isinstance(tag, str) or not TAG_RE.match(tag):
+            raise ContractError("bad_tag", f"tag {str(tag)[:80]!r} is not a valid tag name")
+        if not isinstance(ts, int) or isinstance(ts, bool):
+            raise ContractError("bad_timestamp", "ts must be integer nanoseconds")
+        if now_ns is not None and abs(ts - now_ns) > MAX_CLOCK_SKEW_NS:
+            raise ContractError("bad_timestamp", f"ts {ts} too far from now")
+        try:
+            quality = Quality(q)
+        except ValueError:
+            raise ContractError("bad_quality", f"quality {str(q)[:20]!r}") from None
+        if "v" not in item:
+            raise ContractError("bad_value", "sample without v")
+        samples.append(Sample(tag, ts, _check_value(item["v"]), quality))
+    return Batch(agent, seq, tuple(samples))
+
+
+def state_status_payload(online: bool, agent: str, ts_ns: int) -> bytes:
+    """Retained birth/death message on the ``status`` topic."""
+    return json.dumps({"v": 1, "online": online, "agent": agent, "ts": ts_ns}).encode()
