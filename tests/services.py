@@ -1,0 +1,168 @@
+"""Real services for integration tests: Mosquitto, InfluxDB 1.x, VictoriaMetrics.
+
+Each runs as a child process on a free loopback port, with its state in a temp
+directory, and is stopped (and waited for) when the test is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {LOOPBACK}:{port} after {timeout}s")
+
+
+def require(binary: str) -> str:
+    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin")
+    if path is None:
+        raise RuntimeError(f"{binary} is not installed: run `make test-deps` (see README)")
+    return path
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+@dataclass
+class Mosquitto:
+    port: int
+    proc: subprocess.Popen
+    conf: Path
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def start(self) -> None:
+        self.proc = _start_mosquitto(self.conf, self.port)
+
+
+def _start_mosquitto(conf: Path, port: int) -> subprocess.Popen:
+    log = open(conf.with_suffix(".log"), "ab")  # noqa: SIM115 - owned by the process
+    proc = subprocess.Popen([require("mosquitto"), "-c", str(conf)], stdout=log, stderr=log)
+    wait_for_port(port, proc=proc)
+    return proc
+
+
+@contextlib.contextmanager
+def mosquitto(workdir: Path, extra: str = "") -> Iterator[Mosquitto]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} {LOOPBACK}\n"
+        "allow_anonymous true\n"
+        "set_tcp_nodelay true\n"
+        "max_inflight_messages 1000\n"
+        "max_queued_messages 1000000\n"
+        "persistence true\n"
+        f"persistence_location {workdir}/\n"
+        "autosave_interval 1\n"
+        "log_dest stderr\n"
+        "log_type error\nlog_type warning\n" + extra
+    )
+    broker = Mosquitto(port, _start_mosquitto(conf, port), conf)
+    try:
+        yield broker
+    finally:
+        stop(broker.proc)
+
+
+@dataclass
+class InfluxDB1:
+    url: str
+    database: str
+
+    def query(self, q: str) -> dict:
+        r = httpx.get(f"{self.url}/query", params={"db": self.database, "q": q}, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+
+@contextlib.contextmanager
+def influxdb1(workdir: Path, database: str = "shopfloor") -> Iterator[InfluxDB1]:
+    """Debian's InfluxDB 1.6 on free loopback ports, with a fresh database."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    http_port, rpc_port = free_port(), free_port()
+    conf = workdir / "influxdb.conf"
+    conf.write_text(
+        "reporting-disabled = true\n"
+        f'bind-address = "{LOOPBACK}:{rpc_port}"\n'
+        f'[meta]\n  dir = "{workdir}/meta"\n'
+        f'[data]\n  dir = "{workdir}/data"\n  wal-dir = "{workdir}/wal"\n'
+        "  query-log-enabled = false\n"
+        f'[http]\n  bind-address = "{LOOPBACK}:{http_port}"\n  log-enabled = false\n'
+        "[monitor]\n  store-enabled = false\n"
+        "[continuous_queries]\n  enabled = false\n"
+        "[subscriber]\n  enabled = false\n"
+    )
+    log = open(workdir / "influxd.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen([require("influxd"), "-config", str(conf)], stdout=log, stderr=log)
+    try:
+        wait_for_port(http_port, timeout=30, proc=proc)
+        url = f"http://{LOOPBACK}:{http_port}"
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{url}/ping", timeout=2).status_code != 204:
+            if time.monotonic() > deadline:
+                raise TimeoutError("influxd did not answer /ping")
+            time.sleep(0.1)
+        httpx.post(f"{url}/query", params={"q": f'CREATE DATABASE "{database}"'},
+                   timeout=10).raise_for_status()
+        yield InfluxDB1(url, database)
+    finally:
+        stop(proc)
+        log.close()
+
+
+@dataclass
+class VictoriaMetrics:
+    url: str
+
+
+@contextlib.contextmanager
+def victoria_metrics(workdir: Path) -> Iterator[VictoriaMetrics]:
+    """Debian's VictoriaMetrics: accepts InfluxDB's v2 write endpoint (/api/v2/write)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = open(workdir / "vm.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [require("victoria-metrics"), f"-httpListenAddr={LOOPBACK}:{port}",
+         f"-storageDataPath={workdir}/vm-data", "-search.latencyOffset=0s"],
+        stdout=log, stderr=log)
+    try:
+        wait_for_port(port, timeout=30, proc=proc)
+        yield VictoriaMetrics(f"http://{LOOPBACK}:{port}")
+    finally:
+        stop(proc)
+        log.close()
