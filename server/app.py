@@ -1,0 +1,115 @@
+"""The metrics server: FastAPI app (REST API + built-in dashboard) and ``run()``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import FileResponse
+
+from shopfloor import __version__
+from shopfloor.config import load_config
+from shopfloor.gateway.store import open_reader
+from shopfloor.server import kernels, oee
+from shopfloor.server.config import ServerConfig
+from shopfloor.server.registry import Registry
+
+log = logging.getLogger("shopfloor.server")
+STATIC = Path(__file__).parent / "static"
+MAX_WINDOW_S = 366 * 24 * 3600
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_time(name: str, value: str) -> int:
+    """ISO 8601 to ns since epoch; a time without a zone is taken as UTC."""
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPException(422, f"{name}={value!r} is not an ISO 8601 time, "
+                                 "e.g. 2026-11-22T08:00:00Z") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return (dt - EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
+
+
+def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
+    registry_path = cfg.registry if cfg.registry.is_absolute() else base_dir / cfg.registry
+    registry = Registry.load(registry_path)
+    stale_ns = int(cfg.oee.stale_after_s * 1e9)
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        t = time.perf_counter()
+        kernels.warm_up()
+        log.info("kernels ready in %.2fs", time.perf_counter() - t)
+        state["reader"] = open_reader(cfg.store)
+        yield
+        reader = state.pop("reader")
+        close = getattr(reader, "close", None)
+        if close:
+            close()
+
+    app = FastAPI(title="shopfloor", version=__version__, lifespan=lifespan,
+                  description="OEE and digitalization metrics from shop-floor data.")
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__,
+                "store": "influxdb" if cfg.store.influxdb else "embedded"}
+
+    @app.get("/api/v1/assets", tags=["assets"])
+    def assets() -> dict[str, Any]:
+        """The asset tree: cluster, enterprises, sites, workshops, lines, equipment."""
+        return registry.root.to_json()
+
+    @app.get("/api/v1/oee", tags=["metrics"])
+    def get_oee(
+        scope: Annotated[str, Query(description="asset id, e.g. acme/plant1/machining/line1")],
+        start: Annotated[str, Query(description="window start, ISO 8601 (UTC if no zone)")],
+        end: Annotated[str, Query(description="window end, ISO 8601 (UTC if no zone)")],
+    ) -> dict[str, Any]:
+        """OEE with availability, performance and quality for one asset and window.
+
+        Times and counts are summed over the equipment under the asset and the
+        ratios recomputed from the sums. A ratio is null when its denominator is
+        zero. The window end is clipped to now.
+        """
+        asset = registry.get(scope)
+        if asset is None:
+            raise HTTPException(404, f"no asset {scope!r}; see /api/v1/assets for the ids")
+        t0, t1 = parse_time("start", start), parse_time("end", end)
+        if t1 <= t0:
+            raise HTTPException(422, "end must be after start")
+        if t1 - t0 > MAX_WINDOW_S * 1_000_000_000:
+            raise HTTPException(422, "window longer than 366 days; ask for a shorter one")
+        t1 = min(t1, time.time_ns())
+        t1 = max(t1, t0)
+        result = oee.compute(state["reader"], registry.equipment_under(asset), t0, t1, stale_ns)
+        return {"scope": asset.id, "level": asset.level, "start": iso(t0), "end": iso(t1),
+                **result}
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    return app
+
+
+def run(config_path: Path | str) -> None:
+    import uvicorn
+
+    config_path = Path(config_path)
+    cfg = load_config(config_path, ServerConfig)
+    app = create_app(cfg, config_path.parent)
+    log.info("serving on http://%s:%d", cfg.http.host, cfg.http.port)
+    uvicorn.run(app, host=cfg.http.host, port=cfg.http.port, log_level="warning")

@@ -1,0 +1,28 @@
+"""The server's one typed config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from shopfloor.config import Strict
+from shopfloor.gateway.store import StoreConfig
+
+
+class HttpConfig(Strict):
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535)
+
+
+class OeeConfig(Strict):
+    stale_after_s: float = Field(
+        30.0, gt=0,
+        description="a state sample older than this with no newer one means no data (OFFLINE)")
+
+
+class ServerConfig(Strict):
+    registry: Path = Field(description="asset registry YAML (relative to this file)")
+    store: StoreConfig
+    http: HttpConfig = HttpConfig()
+    oee: OeeConfig = OeeConfig()

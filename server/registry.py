@@ -1,0 +1,171 @@
+"""The asset registry: cluster -> enterprise -> site -> workshop -> line -> equipment.
+
+Every piece of production equipment is listed, networked or not (the
+digitalization rates need the whole denominator). An asset's id is its path from
+the enterprise (``acme/plant1/machining/line1/cnc-01``); the cluster's id is its
+own name. Equipment ids equal the device paths the edge publishes under.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from shopfloor.config import ConfigError, Strict, load_config
+from shopfloor.contract import SEGMENT_RE, DevicePath
+
+LEVELS = ("cluster", "enterprise", "site", "workshop", "line", "equipment")
+
+
+def _check_id(v: str) -> str:
+    if not SEGMENT_RE.match(v):
+        raise ValueError(f"id {v!r} must be letters, digits, '-', '_' or '.', "
+                         "starting with a letter or digit")
+    return v
+
+
+class EquipmentModel(Strict):
+    id: str
+    name: str | None = None
+    ideal_cycle_time_s: float | None = Field(None, gt=0, description="seconds per part")
+    counter_bits: int = Field(32, ge=0, le=64, description="part/reject counter width; 0 = none")
+    digital: bool = True
+    numerically_controlled: bool = False
+    key_process: bool = False
+    _v = field_validator("id")(_check_id)
+
+
+class LineModel(Strict):
+    id: str
+    name: str | None = None
+    equipment: list[EquipmentModel] = []
+    _v = field_validator("id")(_check_id)
+
+
+class WorkshopModel(Strict):
+    id: str
+    name: str | None = None
+    lines: list[LineModel] = []
+    _v = field_validator("id")(_check_id)
+
+
+class SiteModel(Strict):
+    id: str
+    name: str | None = None
+    workshops: list[WorkshopModel] = []
+    _v = field_validator("id")(_check_id)
+
+
+class EnterpriseModel(Strict):
+    id: str
+    name: str | None = None
+    sites: list[SiteModel] = []
+    _v = field_validator("id")(_check_id)
+
+
+class ClusterModel(Strict):
+    id: str
+    name: str | None = None
+    _v = field_validator("id")(_check_id)
+
+
+class RegistryModel(Strict):
+    cluster: ClusterModel
+    enterprises: list[EnterpriseModel]
+
+
+@dataclass
+class Asset:
+    id: str
+    name: str
+    level: str
+    children: list[Asset] = field(default_factory=list)
+    equipment: EquipmentModel | None = None
+    device: DevicePath | None = None
+
+    def walk(self) -> Iterator[Asset]:
+        yield self
+        for c in self.children:
+            yield from c.walk()
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"id": self.id, "name": self.name, "level": self.level}
+        if self.equipment is not None:
+            eq = self.equipment
+            doc.update(ideal_cycle_time_s=eq.ideal_cycle_time_s, digital=eq.digital,
+                       numerically_controlled=eq.numerically_controlled,
+                       key_process=eq.key_process)
+        else:
+            doc["children"] = [c.to_json() for c in self.children]
+        return doc
+
+
+class Registry:
+    def __init__(self, model: RegistryModel):
+        self.model = model
+        self.root = Asset(model.cluster.id, model.cluster.name or model.cluster.id, "cluster")
+        self._by_id: dict[str, Asset] = {self.root.id: self.root}
+        for ent in model.enterprises:
+            e = self._add(self.root, ent.id, ent.name, "enterprise")
+            for site in ent.sites:
+                s = self._add(e, f"{e.id}/{site.id}", site.name, "site")
+                for ws in site.workshops:
+                    w = self._add(s, f"{s.id}/{ws.id}", ws.name, "workshop")
+                    for line in ws.lines:
+                        ln = self._add(w, f"{w.id}/{line.id}", line.name, "line")
+                        for eq in line.equipment:
+                            a = self._add(ln, f"{ln.id}/{eq.id}", eq.name, "equipment")
+                            a.equipment = eq
+                            a.device = DevicePath(ent.id, site.id, ws.id, line.id, eq.id)
+
+    def _add(self, parent: Asset, asset_id: str, name: str | None, level: str) -> Asset:
+        if asset_id in self._by_id:
+            raise ConfigError(f"registry: duplicate asset id {asset_id!r}")
+        asset = Asset(asset_id, name or asset_id.rsplit("/", 1)[-1], level)
+        parent.children.append(asset)
+        self._by_id[asset_id] = asset
+        return asset
+
+    def get(self, asset_id: str) -> Asset | None:
+        return self._by_id.get(asset_id)
+
+    def equipment_under(self, asset: Asset) -> list[Asset]:
+        return [a for a in asset.walk() if a.level == "equipment"]
+
+    @classmethod
+    def load(cls, path: Path | str) -> Registry:
+        return cls(load_config(path, RegistryModel))
+
+
+def registry_from_scenario(scenario: dict[str, Any], cluster_id: str = "demo-cluster") -> dict:
+    """A registry document for the plant a simulator scenario describes."""
+    defaults = scenario.get("defaults", {})
+    ent, site = scenario["enterprise"], scenario["site"]
+    workshops = []
+    for area in scenario["areas"]:
+        lines = []
+        for line in area["lines"]:
+            equipment = [
+                {"id": m["id"], "name": m.get("name", m["id"]),
+                 "ideal_cycle_time_s": m.get("ideal_cycle_time_s",
+                                             defaults.get("ideal_cycle_time_s", 1.0)),
+                 "counter_bits": 32, "digital": True,
+                 "numerically_controlled": m["protocol"] == "opcua", "key_process": True}
+                for m in line["machines"]
+            ]
+            lines.append({"id": line["id"], "name": line.get("name", line["id"]),
+                          "equipment": equipment})
+        workshops.append({"id": area["id"], "name": area.get("name", area["id"]),
+                          "lines": lines})
+    return {
+        "cluster": {"id": cluster_id, "name": "Demo cluster"},
+        "enterprises": [{
+            "id": ent["id"], "name": ent.get("name", ent["id"]),
+            "sites": [{"id": site["id"], "name": site.get("name", site["id"]),
+                       "workshops": workshops}],
+        }],
+    }
