@@ -1,0 +1,224 @@
+"""``shopfloor up``: the whole stack on one machine, one process per service.
+
+Writes every config into a work directory (so a user can read and reuse them),
+starts broker, simulated plant, gateway, edge agent and server in that order,
+shows what is starting and what is ready, prints the URL, and on Ctrl-C stops
+everything in reverse order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from shopfloor.config import ConfigError, load_yaml
+
+DEMO_SCENARIO = Path(__file__).parent / "demo" / "scenario.yaml"
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = LOOPBACK) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
+        return True
+    return False
+
+
+@dataclass
+class StackFiles:
+    workdir: Path
+    scenario: Path
+    truth: Path
+    edge: Path
+    gateway: Path
+    server: Path
+    registry: Path
+    store: Path
+    machine_ports: list[int]
+
+
+def write_configs(workdir: Path, scenario: dict[str, Any], *, mqtt_port: int, http_port: int,
+                  share_group: str | None = "gateways",
+                  influxdb: dict[str, Any] | None = None,
+                  server_reads_influxdb: bool = False) -> StackFiles:
+    """Write scenario, edge, gateway, registry and server configs for one local stack.
+
+    Machine ports in the scenario are replaced by free loopback ports.
+    """
+    from shopfloor.edge.from_scenario import edge_config_from_scenario
+    from shopfloor.server.registry import registry_from_scenario
+
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    scenario = copy.deepcopy(scenario)
+    ports = []
+    for area in scenario["areas"]:
+        for line in area["lines"]:
+            for m in line["machines"]:
+                m["host"] = LOOPBACK
+                m["port"] = free_port()
+                ports.append(m["port"])
+    mqtt = {"host": LOOPBACK, "port": mqtt_port}
+    store = workdir / "store.db"
+    sinks: dict[str, Any] = {"embedded": {"path": str(store)}}
+    if influxdb:
+        sinks["influxdb"] = influxdb
+    docs = {
+        "scenario.yaml": scenario,
+        "edge.yaml": edge_config_from_scenario(
+            scenario, agent_id="edge-1", mqtt=mqtt, outbox_path=str(workdir / "outbox.db")),
+        "gateway.yaml": {"mqtt": mqtt, "share_group": share_group, "store": sinks},
+        "registry.yaml": registry_from_scenario(scenario),
+        "server.yaml": {
+            "registry": "registry.yaml",
+            "store": {"influxdb": influxdb} if server_reads_influxdb and influxdb
+            else {"embedded": {"path": str(store)}},
+            "http": {"host": LOOPBACK, "port": http_port},
+        },
+    }
+    for name, doc in docs.items():
+        (workdir / name).write_text(yaml.safe_dump(doc, sort_keys=False))
+    return StackFiles(workdir, workdir / "scenario.yaml", workdir / "truth.jsonl",
+                      workdir / "edge.yaml", workdir / "gateway.yaml", workdir / "server.yaml",
+                      workdir / "registry.yaml", store, ports)
+
+
+@dataclass
+class Supervisor:
+    """Starts services as child processes, reports progress, stops them in reverse."""
+
+    logdir: Path
+    out: Callable[[str], None] = print
+    procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+
+    def start(self, name: str, argv: list[str], ready: Callable[[], bool],
+              detail: str = "", timeout: float = 60.0) -> subprocess.Popen:
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        log_path = self.logdir / f"{name}.log"
+        self.out(f"  starting {name:<10} {detail}")
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+        self.procs.append((name, proc))
+        t = time.monotonic()
+        while not ready():
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited with code {proc.returncode}; "
+                                   f"its log ({log_path}) ends with:\n{tail}")
+            if time.monotonic() - t > timeout:
+                raise RuntimeError(f"{name} not ready after {timeout:.0f}s; see {log_path}")
+            time.sleep(0.1)
+        self.out(f"  ready    {name:<10} ({time.monotonic() - t:.1f}s)")
+        return proc
+
+    def check(self) -> str | None:
+        """Name of a service that has exited, if any."""
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                return name
+        return None
+
+    def stop_all(self, timeout: float = 15.0) -> None:
+        for _name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.procs.clear()
+
+
+def shopfloor_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "shopfloor", *args]
+
+
+def mosquitto_path() -> str | None:
+    return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+
+
+def start_broker(sup: Supervisor, workdir: Path, kind: str) -> tuple[int, bool]:
+    """Start Mosquitto or the embedded broker; returns (port, supports shared subscriptions)."""
+    port = free_port()
+    exe = mosquitto_path() if kind in ("auto", "mosquitto") else None
+    if kind == "mosquitto" and exe is None:
+        raise ConfigError("--broker mosquitto: mosquitto is not installed "
+                          "(apt-get install mosquitto), or use --broker embedded")
+    if exe:
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(f"listener {port} {LOOPBACK}\nallow_anonymous true\n"
+                        "set_tcp_nodelay true\nmax_inflight_messages 1000\n"
+                        "max_queued_messages 1000000\npersistence true\n"
+                        f"persistence_location {workdir}/\n")
+        sup.start("broker", [exe, "-c", str(conf)], lambda: port_open(port),
+                  f"(mosquitto on {LOOPBACK}:{port})")
+        return port, True
+    sup.start("broker", [sys.executable, "-m", "shopfloor.broker", LOOPBACK, str(port)],
+              lambda: port_open(port), f"(embedded broker on {LOOPBACK}:{port})")
+    return port, False
+
+
+def _healthy(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(url, timeout=1).status_code == 200
+    return False
+
+
+def run(workdir: Path, port: int, scenario: Path | None, broker: str,
+        duration_s: float | None) -> None:
+    workdir = workdir.resolve()
+    scenario_doc = load_yaml(scenario or DEMO_SCENARIO)
+    if port_open(port):
+        raise ConfigError(f"--port {port}: something is already listening there; "
+                          "choose another port")
+    print(f"shopfloor up: work directory {workdir}")
+    sup = Supervisor(workdir / "logs")
+    try:
+        mqtt_port, shared = start_broker(sup, workdir, broker)
+        files = write_configs(workdir, scenario_doc, mqtt_port=mqtt_port, http_port=port,
+                              share_group="gateways" if shared else None)
+        n = len(files.machine_ports)
+        sup.start("plant", shopfloor_cmd("simulate", "--scenario", str(files.scenario),
+                                         "--truth", str(files.truth)),
+                  lambda: all(port_open(p) for p in files.machine_ports),
+                  f"({n} simulated machines, OPC UA and Modbus)")
+        sup.start("gateway", shopfloor_cmd("gateway", "--config", str(files.gateway)),
+                  lambda: files.store.exists(), f"(embedded store {files.store})")
+        sup.start("edge", shopfloor_cmd("edge", "--config", str(files.edge)),
+                  lambda: (workdir / "outbox.db").exists(), "(edge agent edge-1)")
+        url = f"http://{LOOPBACK}:{port}"
+        sup.start("server", shopfloor_cmd("server", "--config", str(files.server)),
+                  lambda: _healthy(f"{url}/healthz"), "(API and dashboard)")
+        print(f"\nshopfloor is up: dashboard {url}/  API {url}/docs\n"
+              f"configs and logs in {workdir}. Press Ctrl-C to stop.")
+        deadline = time.monotonic() + duration_s if duration_s else None
+        while deadline is None or time.monotonic() < deadline:
+            dead = sup.check()
+            if dead:
+                raise RuntimeError(f"{dead} stopped unexpectedly; see {workdir}/logs/{dead}.log")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nstopping ...")
+    finally:
+        sup.stop_all()
+        print("shopfloor stopped.")
