@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# System packages the integration tests start for real: Mosquitto, InfluxDB 1.x,
+# VictoriaMetrics (InfluxDB v2 write endpoint). Installs only what is missing.
+set -euo pipefail
+need=()
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v influxd >/dev/null || need+=(influxdb)
+command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing Debian packages: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+# The packages' own services are not used: the tests start private instances.
+for svc in mosquitto influxdb victoria-metrics; do
+  (command -v service >/dev/null && service "$svc" stop) >/dev/null 2>&1 || true
+done
