@@ -1,0 +1,270 @@
+"""InfluxDB store: line protocol writers (1.x ``/write``, v2 write API) and an InfluxQL reader.
+
+Measurement ``samples``; tags ``enterprise, site, area, line, device, tag``; fields
+``value`` (float; bools 1.0/0.0, ints as floats), ``value_str`` (string samples) and
+``quality``; time = source timestamp in ns. Same series + time overwrites, so a
+duplicate delivery is a no-op.
+
+Reads use InfluxQL over ``/query`` (served by InfluxDB 1.x, 2.x with a DBRP mapping,
+and 3.x). Only values passed through ``quote_ident`` / ``quote_literal`` reach a
+query string.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+
+from shopfloor.config import secret
+from shopfloor.contract import DevicePath
+
+from .store import InfluxConfig, Row, SampleWriter, Series, sample_value
+
+log = logging.getLogger(__name__)
+
+MEASUREMENT = "samples"
+PATH_TAGS = ("enterprise", "site", "area", "line", "device")
+LINES_PER_REQUEST = 5000  # InfluxDB's recommended batch size
+GZIP_MIN_BYTES = 16 * 1024
+READ_PAGE = 10_000  # rows per /query round trip when reading a window
+
+
+class LineProtocolError(ValueError):
+    """A name or value that line protocol cannot carry faithfully."""
+
+
+# --- line protocol ----------------------------------------------------------------------
+
+
+def _check_name(s: str, what: str) -> None:
+    # Line protocol has no escape for newlines, and InfluxDB 1.x keeps a backslash
+    # before anything but , = space, so "a\" or "a\ b" cannot round-trip: reject them.
+    if not s:
+        raise LineProtocolError(f"{what} must not be empty")
+    for ch in s:
+        if ch == "\\" or ord(ch) < 0x20 or ord(ch) == 0x7F:
+            raise LineProtocolError(f"{what} {s[:80]!r} contains {ch!r}")
+
+
+def escape_measurement(s: str) -> str:
+    _check_name(s, "measurement")
+    return s.replace(",", r"\,").replace(" ", r"\ ")
+
+
+def escape_key(s: str) -> str:
+    """A tag key, tag value or field key."""
+    _check_name(s, "name")
+    return s.replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
+
+
+def escape_string_field(s: str) -> str:
+    """A string field value, with its double quotes."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def format_float(x: float) -> str:
+    if not math.isfinite(x):
+        raise LineProtocolError(f"non-finite value {x!r}")
+    return repr(float(x))
+
+
+def to_line(device: DevicePath, sample: Any) -> str:
+    """One ``samples`` point; tags in key order (what InfluxDB stores anyway)."""
+    tags = {"area": device.area, "device": device.device, "enterprise": device.enterprise,
+            "line": device.line, "site": device.site, "tag": sample.tag}
+    tag_str = ",".join(f"{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()))
+    value, text = sample_value(sample)
+    field = f"value={format_float(value)}" if text is None else \
+        f"value_str={escape_string_field(text)}"
+    ts = int(sample.ts)
+    return (f"{escape_measurement(MEASUREMENT)},{tag_str} {field},"
+            f"quality={escape_string_field(str(sample.quality))} {ts}")
+
+
+def to_lines(rows: Iterable[Row]) -> list[str]:
+    return [to_line(device, sample) for device, sample in rows]
+
+
+def _chunks(lines: list[str], n: int) -> Iterable[list[str]]:
+    for i in range(0, len(lines), n):
+        yield lines[i:i + n]
+
+
+# --- writers ----------------------------------------------------------------------------
+
+
+class InfluxV1Writer:
+    """InfluxDB 1.x: ``POST /write?db=..&rp=..&precision=ns`` (basic auth if configured)."""
+
+    def __init__(self, cfg: InfluxConfig):
+        assert cfg.version == 1
+        self.cfg = cfg
+        auth = (cfg.username, secret(cfg.password) or "") if cfg.username else None
+        self._http = httpx.Client(base_url=cfg.url.rstrip("/"), auth=auth,
+                                  timeout=cfg.timeout_s)
+        self._params = {"db": cfg.database, "precision": "ns"}
+        if cfg.retention_policy:
+            self._params["rp"] = cfg.retention_policy
+
+    def write(self, rows: list[Row]) -> None:
+        for chunk in _chunks(to_lines(rows), LINES_PER_REQUEST):
+            body = "\n".join(chunk).encode()
+            headers = {"Content-Type": "text/plain; charset=utf-8"}
+            if len(body) >= GZIP_MIN_BYTES:
+                body = gzip.compress(body, compresslevel=1)
+                headers["Content-Encoding"] = "gzip"
+            r = self._http.post("/write", params=self._params, content=body, headers=headers)
+            if not r.is_success:
+                raise InfluxError(f"InfluxDB write failed: HTTP {r.status_code} "
+                                  f"{r.text[:300].strip()}")
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class InfluxV2Writer:
+    """v2 write API through influxdb-client (InfluxDB 2.x, 3.x, Cloud; VictoriaMetrics)."""
+
+    def __init__(self, cfg: InfluxConfig):
+        from influxdb_client import InfluxDBClient, WritePrecision
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        assert cfg.version == 2
+        self.cfg = cfg
+        self._precision = WritePrecision.NS
+        self._client = InfluxDBClient(url=cfg.url, token=secret(cfg.token), org=cfg.org,
+                                      timeout=int(cfg.timeout_s * 1000), enable_gzip=True)
+        self._api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    def write(self, rows: list[Row]) -> None:
+        from influxdb_client.rest import ApiException
+
+        for chunk in _chunks(to_lines(rows), LINES_PER_REQUEST):
+            try:
+                self._api.write(bucket=self.cfg.bucket, org=self.cfg.org, record=chunk,
+                                write_precision=self._precision)
+            except ApiException as exc:
+                raise InfluxError(f"InfluxDB write failed: HTTP {exc.status} "
+                                  f"{str(exc.body)[:300].strip()}") from None
+
+    def close(self) -> None:
+        self._api.close()
+        self._client.close()
+
+
+def open_influx_writer(cfg: InfluxConfig) -> SampleWriter:
+    return InfluxV1Writer(cfg) if cfg.version == 1 else InfluxV2Writer(cfg)
+
+
+class InfluxError(RuntimeError):
+    pass
+
+
+# --- InfluxQL reader ----------------------------------------------------------------------
+
+
+def quote_ident(name: str) -> str:
+    """A double-quoted InfluxQL identifier."""
+    return '"' + _escape_influxql(name) + '"'
+
+
+def quote_literal(value: str) -> str:
+    """A single-quoted InfluxQL string literal."""
+    return "'" + _escape_influxql(value) + "'"
+
+
+def _escape_influxql(s: str) -> str:
+    # InfluxQL's string scanner knows exactly \\ \' \" \n; a raw newline ends the token.
+    return (s.replace("\\", "\\\\").replace("'", "\\'").replace('"', '\\"')
+            .replace("\n", "\\n"))
+
+
+def _device_where(device: DevicePath) -> str:
+    return " AND ".join(f"{quote_ident(k)}={quote_literal(getattr(device, k))}"
+                        for k in PATH_TAGS)
+
+
+class InfluxReader:
+    """``SampleReader`` over InfluxQL ``/query`` (v2: token auth, the bucket as db)."""
+
+    def __init__(self, cfg: InfluxConfig):
+        self.cfg = cfg
+        headers = {"Accept": "application/json"}
+        auth = None
+        if cfg.version == 2:
+            headers["Authorization"] = f"Token {secret(cfg.token)}"
+        elif cfg.username:
+            auth = (cfg.username, secret(cfg.password) or "")
+        self._http = httpx.Client(base_url=cfg.url.rstrip("/"), headers=headers, auth=auth,
+                                  timeout=cfg.timeout_s)
+        self._params: dict[str, str] = {"db": cfg.db, "epoch": "ns"}
+        if cfg.retention_policy:
+            self._params["rp"] = cfg.retention_policy
+
+    def query(self, q: str) -> list[dict[str, Any]]:
+        """Run one InfluxQL statement; returns its series (``[]`` when none)."""
+        r = self._http.post("/query", params=self._params, data={"q": q})
+        if not r.is_success:
+            raise InfluxError(f"InfluxQL query failed: HTTP {r.status_code} {r.text[:300]}")
+        results = r.json().get("results") or [{}]
+        if "error" in results[0]:
+            raise InfluxError(f"InfluxQL error: {results[0]['error']}")
+        return results[0].get("series") or []
+
+    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int) -> Series:
+        where = f"{_device_where(device)} AND {quote_ident('tag')}={quote_literal(tag)}"
+        select = (f"SELECT {quote_ident('value')},{quote_ident('value_str')} "  # noqa: S608
+                  f"FROM {quote_ident(MEASUREMENT)} WHERE {where}")
+        rows: list[tuple[int, float | None, str | None]] = []
+        for s in self.query(f"{select} AND time < {int(start_ns)} ORDER BY time DESC LIMIT 1"):
+            rows.extend(_rows(s))
+        cursor = int(start_ns)
+        while cursor < end_ns:  # page through the window by time
+            page: list[tuple[int, float | None, str | None]] = []
+            for s in self.query(f"{select} AND time >= {cursor} AND time < {int(end_ns)} "
+                                f"ORDER BY time ASC LIMIT {READ_PAGE}"):
+                page.extend(_rows(s))
+            rows.extend(page)
+            if len(page) < READ_PAGE:
+                break
+            cursor = page[-1][0] + 1
+        return Series.from_rows(rows)
+
+    def count(self, device: DevicePath | None = None) -> int:
+        where = f" WHERE {_device_where(device)}" if device is not None else ""
+        series = self.query(f"SELECT count({quote_ident('quality')}) "  # noqa: S608
+                            f"FROM {quote_ident(MEASUREMENT)}{where}")
+        return sum(int(v[1]) for s in series for v in s.get("values") or [])
+
+    def last_seen(self) -> dict[str, int]:
+        # last() is a selector: its time is the newest point's time in each group
+        group = ",".join(quote_ident(k) for k in PATH_TAGS)
+        series = self.query(f"SELECT last({quote_ident('quality')}) "  # noqa: S608
+                            f"FROM {quote_ident(MEASUREMENT)} GROUP BY {group}")
+        out: dict[str, int] = {}
+        for s in series:
+            tags = s.get("tags") or {}
+            if not all(tags.get(k) for k in PATH_TAGS):
+                continue
+            asset = "/".join(tags[k] for k in PATH_TAGS)
+            for v in s.get("values") or []:
+                out[asset] = max(out.get(asset, v[0]), int(v[0]))
+        return out
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _rows(series: dict[str, Any]) -> list[tuple[int, float | None, str | None]]:
+    cols = series["columns"]
+    i_time, i_val, i_str = cols.index("time"), cols.index("value"), cols.index("value_str")
+    out = []
+    for v in series.get("values") or []:
+        val = v[i_val]
+        out.append((int(v[i_time]), None if val is None else float(val), v[i_str]))
+    return out

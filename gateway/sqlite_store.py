@@ -1,0 +1,179 @@
+"""Embedded store: SQLite in WAL mode, one durable transaction per write.
+
+Schema (DESIGN.md "Store schema")::
+
+    series(id, enterprise, site, area, line, device, tag)   -- unique path + tag
+    samples(series_id, ts, value, value_str, quality, PRIMARY KEY(series_id, ts)) WITHOUT ROWID
+
+``INSERT OR REPLACE`` on the primary key makes a duplicate delivery a no-op. The
+gateway (writer) and the server (reader) may be different processes; WAL lets
+readers proceed while a write commits. Within a process each thread gets its own
+connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from shopfloor.contract import DevicePath
+
+from .store import Row, Series, sample_value
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    enterprise TEXT NOT NULL, site TEXT NOT NULL, area TEXT NOT NULL,
+    line TEXT NOT NULL, device TEXT NOT NULL, tag TEXT NOT NULL,
+    UNIQUE (enterprise, site, area, line, device, tag)
+);
+CREATE TABLE IF NOT EXISTS samples (
+    series_id INTEGER NOT NULL REFERENCES series(id),
+    ts INTEGER NOT NULL,
+    value REAL,
+    value_str TEXT,
+    quality TEXT NOT NULL,
+    PRIMARY KEY (series_id, ts)
+) WITHOUT ROWID;
+"""
+
+_PATH_COLS = ("enterprise", "site", "area", "line", "device")
+_SeriesKey = tuple[str, str, str, str, str, str]
+
+
+def _key(device: DevicePath, tag: str) -> _SeriesKey:
+    return (device.enterprise, device.site, device.area, device.line, device.device, tag)
+
+
+class SqliteStore:
+    """Both a ``SampleWriter`` and a ``SampleReader`` over one SQLite file."""
+
+    def __init__(self, path: Path | str, *, busy_timeout_s: float = 30.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._ids: dict[_SeriesKey, int] = {}  # series id cache (ids never change)
+        self._closed = False
+        with self._conn() as conn:  # create the schema once, up front
+            conn.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise RuntimeError(f"store {self.path} is closed")
+            # autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    # --- writer -------------------------------------------------------------------
+
+    def write(self, rows: list[Row]) -> None:
+        if not rows:
+            return
+        conn = self._conn()
+        new_ids: dict[_SeriesKey, int] = {}
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            data = []
+            for device, sample in rows:
+                key = _key(device, sample.tag)
+                sid = self._ids.get(key) or new_ids.get(key)
+                if sid is None:
+                    sid = self._series_id(conn, key, create=True)
+                    assert sid is not None
+                    new_ids[key] = sid
+                value, text = sample_value(sample)
+                data.append((sid, sample.ts, value, text, str(sample.quality)))
+            conn.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?)", data)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._ids.update(new_ids)  # only ids that are committed
+
+    @staticmethod
+    def _series_id(conn: sqlite3.Connection, key: _SeriesKey, *, create: bool) -> int | None:
+        where = "enterprise=? AND site=? AND area=? AND line=? AND device=? AND tag=?"
+        if create:
+            conn.execute("INSERT OR IGNORE INTO series (enterprise, site, area, line, device, "
+                         "tag) VALUES (?, ?, ?, ?, ?, ?)", key)
+        row = conn.execute(f"SELECT id FROM series WHERE {where}", key).fetchone()  # noqa: S608
+        return None if row is None else int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
+    # --- reader -------------------------------------------------------------------
+
+    def _lookup(self, device: DevicePath, tag: str) -> int | None:
+        key = _key(device, tag)
+        sid = self._ids.get(key)
+        if sid is None:
+            sid = self._series_id(self._conn(), key, create=False)
+            if sid is not None:
+                self._ids[key] = sid
+        return sid
+
+    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int) -> Series:
+        sid = self._lookup(device, tag)
+        if sid is None:
+            return Series.empty()
+        conn = self._conn()
+        # one read transaction, so the carried-in sample and the window are consistent
+        conn.execute("BEGIN")
+        try:
+            prev = conn.execute(
+                "SELECT ts, value, value_str FROM samples WHERE series_id=? AND ts<? "
+                "ORDER BY ts DESC LIMIT 1", (sid, start_ns)).fetchall()
+            window = conn.execute(
+                "SELECT ts, value, value_str FROM samples WHERE series_id=? AND ts>=? AND ts<? "
+                "ORDER BY ts", (sid, start_ns, end_ns)).fetchall() if start_ns < end_ns else []
+        finally:
+            conn.execute("COMMIT")
+        return Series.from_rows(prev + window)
+
+    def count(self, device: DevicePath | None = None) -> int:
+        conn = self._conn()
+        if device is None:
+            return int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
+        where = " AND ".join(f"s.{c}=?" for c in _PATH_COLS)
+        row = conn.execute(
+            f"SELECT count(*) FROM samples JOIN series s ON s.id = samples.series_id "  # noqa: S608
+            f"WHERE {where}", _key(device, "")[:5]).fetchone()
+        return int(row[0])
+
+    def last_seen(self) -> dict[str, int]:
+        # newest ts per series through the primary key, then max per device
+        rows = self._conn().execute(
+            "SELECT enterprise, site, area, line, device, "
+            "(SELECT max(ts) FROM samples WHERE series_id = series.id) FROM series").fetchall()
+        out: dict[str, int] = {}
+        for *path, ts in rows:
+            if ts is None:
+                continue
+            asset = "/".join(path)
+            if ts > out.get(asset, ts - 1):
+                out[asset] = int(ts)
+        return out
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,177 @@
+"""The embedded SQLite store: round trip, carry-in, idempotence, concurrency, durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+from shopfloor.gateway.sqlite_store import SqliteStore
+from shopfloor.gateway.store import (
+    SampleReader,
+    SampleWriter,
+    StoreConfig,
+    open_reader,
+    open_writers,
+)
+
+from shopfloor.config import ConfigError, parse_config
+from shopfloor.contract import DevicePath, Quality, Sample
+
+M1 = DevicePath("acme", "plant1", "machining", "line1", "cnc-01")
+M2 = DevicePath("acme", "plant1", "machining", "line1", "press-01")
+T0 = 1_763_779_200_000_000_000
+S = 10**9
+
+
+@pytest.fixture
+def store(tmp_path):
+    with SqliteStore(tmp_path / "store.db") as s:
+        yield s
+
+
+def test_protocols(store):
+    assert isinstance(store, SampleReader)
+    assert isinstance(store, SampleWriter)
+
+
+def test_round_trip_with_carry_in(store):
+    store.write([
+        (M1, Sample("state", T0, "IDLE")),
+        (M1, Sample("state", T0 + 5 * S, "PRODUCING", Quality.UNCERTAIN)),
+        (M1, Sample("state", T0 + 9 * S, "DOWN")),
+        (M1, Sample("part_count", T0 + 6 * S, 41)),
+        (M1, Sample("part_count", T0 + 7 * S, 42)),
+        (M1, Sample("running", T0 + 7 * S, True)),
+        (M2, Sample("state", T0 + 1 * S, "SETUP")),
+    ])
+    s = store.read(M1, "state", T0 + 6 * S, T0 + 10 * S)
+    assert s.ts.dtype == np.int64 and s.value.dtype == np.float64
+    assert s.ts.tolist() == [T0 + 5 * S, T0 + 9 * S]  # carried-in sample first
+    assert s.text == ["PRODUCING", "DOWN"]
+    assert np.isnan(s.value).all()
+
+    # start exactly on a sample: it is in the window, the one before is carried in
+    s = store.read(M1, "state", T0 + 5 * S, T0 + 9 * S)
+    assert s.ts.tolist() == [T0, T0 + 5 * S]
+    # end is exclusive; nothing before the start -> no carry-in
+    s = store.read(M1, "state", T0 - S, T0 + 5 * S)
+    assert s.text == ["IDLE"]
+
+    c = store.read(M1, "part_count", T0, T0 + 100 * S)
+    assert c.value.tolist() == [41.0, 42.0] and c.text == [None, None]
+    assert store.read(M1, "running", 0, T0 + 100 * S).value.tolist() == [1.0]
+    # a window after every sample still carries the last value in
+    assert store.read(M1, "part_count", T0 + 50 * S, T0 + 60 * S).value.tolist() == [42.0]
+    assert len(store.read(M1, "nope", 0, T0 + 100 * S)) == 0
+    assert len(store.read(DevicePath("x", "y", "z", "w", "v"), "state", 0, T0)) == 0
+
+    assert store.count() == 7
+    assert store.count(M1) == 6
+    assert store.count(M2) == 1
+    assert store.count(DevicePath("x", "y", "z", "w", "v")) == 0
+    assert store.last_seen() == {M1.asset_id: T0 + 9 * S, M2.asset_id: T0 + S}
+
+
+def test_duplicate_write_is_a_no_op(store):
+    rows = [(M1, Sample("part_count", T0 + i, i)) for i in range(100)]
+    store.write(rows)
+    store.write(rows)
+    store.write(rows[10:20] + rows[10:20])  # duplicates within one batch too
+    assert store.count() == 100
+    assert store.read(M1, "part_count", T0, T0 + 100).value.tolist() == list(range(100))
+    # same series + time = overwrite (the newest write wins), still one sample
+    store.write([(M1, Sample("part_count", T0, 7))])
+    assert store.count() == 100
+    assert store.read(M1, "part_count", T0, T0 + 1).value.tolist() == [7.0]
+
+
+def test_failed_write_leaves_nothing(store):
+    good = [(M2, Sample("new_tag", T0, 1.0))]
+    with pytest.raises(AttributeError):  # a broken row fails the whole batch
+        store.write(good + [(M1, None)])  # type: ignore[list-item]
+    assert store.count() == 0
+    assert len(store.read(M2, "new_tag", 0, T0 + 1)) == 0
+    store.write(good)  # the series created in the failed transaction was not cached
+    assert store.count(M2) == 1
+    assert store.read(M2, "new_tag", 0, T0 + 1).value.tolist() == [1.0]
+
+
+def test_second_connection_and_threads_see_writes(tmp_path):
+    path = tmp_path / "store.db"
+    writer = SqliteStore(path)
+    reader = SqliteStore(path)  # as the server in another process would open it
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    seen: list[int] = []
+
+    def read_loop() -> None:
+        try:
+            while not stop.is_set():
+                seen.append(reader.count(M1))
+                reader.read(M1, "v", 0, T0 * 2)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read_loop) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for b in range(20):
+        writer.write([(M1, Sample("v", T0 + b * 100 + i, float(i))) for i in range(100)])
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert not errors
+    assert seen == sorted(seen)  # counts never go backwards
+    assert reader.count(M1) == 2000
+    assert len(reader.read(M1, "v", 0, T0 * 2)) == 2000
+    writer.close()
+    reader.close()
+
+
+def test_durable_when_write_returns(tmp_path):
+    """A writer SIGKILLed right after write() returns loses nothing."""
+    path = tmp_path / "store.db"
+    script = textwrap.dedent(f"""
+        import sys, time
+        from shopfloor.contract import DevicePath, Sample
+        from shopfloor.gateway.sqlite_store import SqliteStore
+        store = SqliteStore({str(path)!r})
+        d = DevicePath(*{tuple(M1.asset_id.split('/'))!r})
+        for b in range(5):
+            store.write([(d, Sample("v", {T0} + b * 1000 + i, float(i))) for i in range(1000)])
+        print("written", flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "written"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    with SqliteStore(path) as reopened:
+        assert reopened.count() == 5000
+        s = reopened.read(M1, "v", T0, T0 + 5000)
+        assert s.ts.tolist() == list(range(T0, T0 + 5000))
+
+
+def test_store_config(tmp_path):
+    cfg = parse_config({"embedded": {"path": str(tmp_path / "s.db")}}, StoreConfig)
+    writers = open_writers(cfg)
+    assert len(writers) == 1
+    writers[0].write([(M1, Sample("v", T0, 1.5))])
+    writers[0].close()
+    reader = open_reader(cfg)
+    assert reader.read(M1, "v", T0, T0 + 1).value.tolist() == [1.5]
+    with pytest.raises(ConfigError, match="at least one store"):
+        parse_config({}, StoreConfig)
+    with pytest.raises(ConfigError, match="embedded.pathx"):
+        parse_config({"embedded": {"pathx": "x"}}, StoreConfig)
