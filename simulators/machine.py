@@ -1,0 +1,173 @@
+"""Machine dynamics: a deterministic, seeded event stream, independent of any I/O.
+
+Time ``t`` is in seconds since the timeline clock started (t0). The timeline is
+``lead_in_s`` of NO_SHIFT, ``duration_s`` of shift, then NO_SHIFT for ever (the
+runner stops after ``lead_out_s``, or when told). In the shift PRODUCING
+alternates with a stop state; the first four stops are a seeded shuffle of all
+four stop states, later ones a seeded weighted choice. A part completes after
+every ``ideal_cycle_time_s * speed_factor`` seconds of PRODUCING (progress
+survives stops) and is a reject with probability ``reject_rate``. The process
+value (spindle load %) is refreshed every ``VALUE_PERIOD_S``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+
+from shopfloor.contract import State
+
+from .codes import STOP_STATES
+from .scenario import MachineSpec, Timeline
+
+VALUE_PERIOD_S = 0.5
+# Relative odds of each stop state after the first four stops.
+STOP_WEIGHTS: dict[State, float] = {
+    State.IDLE: 0.35, State.DOWN: 0.25, State.SETUP: 0.15, State.PLANNED_STOP: 0.25,
+}
+
+
+class Kind(IntEnum):
+    """Event kinds; at equal times they happen in this order."""
+
+    STATE = 0
+    PART = 1
+    VALUE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What changed at ``t``, with the machine's full snapshot after the change."""
+
+    t: float
+    kind: Kind
+    state: State
+    part_count: int
+    reject_count: int
+    spindle_load: float
+    reject: bool = False  # for PART events: this part is a reject
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    state: State
+    start: float
+    end: float  # math.inf for the final NO_SHIFT
+
+
+class MachineModel:
+    """The seeded dynamics of one machine in one scenario run."""
+
+    def __init__(self, spec: MachineSpec, timeline: Timeline, seed: int):
+        self.spec = spec
+        self.timeline = timeline
+        self.seed = seed
+        self.cycle_s = spec.ideal_cycle_time_s * spec.speed_factor
+
+    def _rng(self, stream: str) -> random.Random:
+        # str seeds are hashed with SHA-512: stable across processes and runs.
+        return random.Random(f"{self.seed}:{self.spec.id}:{stream}")
+
+    @property
+    def shift_start(self) -> float:
+        return self.timeline.lead_in_s
+
+    @property
+    def shift_end(self) -> float:
+        return self.timeline.lead_in_s + self.timeline.duration_s
+
+    def segments(self) -> Iterator[Segment]:
+        """State intervals in time order; the last one (NO_SHIFT) never ends."""
+        rng = self._rng("states")
+        if self.shift_start > 0:
+            yield Segment(State.NO_SHIFT, 0.0, self.shift_start)
+        first_stops = list(STOP_STATES)
+        rng.shuffle(first_stops)
+        weights = [STOP_WEIGHTS[s] for s in STOP_STATES]
+        t, state, n_stops = self.shift_start, State.PRODUCING, 0
+        while t < self.shift_end:
+            lo, hi = self.spec.durations_s[state]
+            end = min(t + rng.uniform(lo, hi), self.shift_end)
+            yield Segment(state, t, end)
+            t = end
+            if state is State.PRODUCING:
+                if n_stops < len(first_stops):
+                    state = first_stops[n_stops]
+                else:
+                    state = rng.choices(STOP_STATES, weights)[0]
+                n_stops += 1
+            else:
+                state = State.PRODUCING
+        yield Segment(State.NO_SHIFT, self.shift_end, math.inf)
+
+    def _spindle(self, rng: random.Random, state: State) -> float:
+        if state is State.PRODUCING:
+            load = rng.gauss(70.0, 4.0)
+        elif state is State.NO_SHIFT:
+            load = 0.0
+        else:
+            load = rng.gauss(5.0, 1.0)
+        return round(min(max(load, 0.0), 100.0), 2)
+
+    def events(self) -> Iterator[Event]:
+        """Every change in time order: state changes, parts and process values."""
+        parts_rng, value_rng = self._rng("parts"), self._rng("values")
+        parts = rejects = 0
+        progress = 0.0  # seconds of PRODUCING towards the next part
+        load = 0.0
+        tick = 1  # next process-value tick index (tick 0 coincides with the first state)
+        for seg in self.segments():
+            load = self._spindle(value_rng, seg.state)
+            yield Event(seg.start, Kind.STATE, seg.state, parts, rejects, load)
+            pending: list[tuple[float, Kind]] = []
+            if seg.state is State.PRODUCING:
+                # Parts complete strictly inside [start, end); a part due exactly at
+                # the end completes when PRODUCING resumes.
+                k, due = 1, seg.start + (self.cycle_s - progress)
+                while due < seg.end:
+                    pending.append((due, Kind.PART))
+                    k += 1
+                    due = seg.start + (self.cycle_s - progress) + (k - 1) * self.cycle_s
+                if pending:
+                    last = pending[-1][0]
+                    progress = seg.end - last
+                else:
+                    progress += seg.end - seg.start
+                progress = min(progress, self.cycle_s)
+            while tick * VALUE_PERIOD_S <= seg.start:
+                tick += 1
+            for t, kind in _merge(pending, self._ticks(tick, seg.end)):
+                if kind is Kind.PART:
+                    reject = parts_rng.random() < self.spec.reject_rate
+                    parts += 1
+                    rejects += reject
+                    yield Event(t, kind, seg.state, parts, rejects, load, reject)
+                else:
+                    tick += 1
+                    load = self._spindle(value_rng, seg.state)
+                    yield Event(t, kind, seg.state, parts, rejects, load)
+
+    @staticmethod
+    def _ticks(first: int, end: float) -> Iterator[tuple[float, Kind]]:
+        k = first
+        while k * VALUE_PERIOD_S < end:
+            yield k * VALUE_PERIOD_S, Kind.VALUE
+            k += 1
+
+    def simulate(self, until_s: float) -> list[Event]:
+        """All events with ``t < until_s`` (for tests and offline use)."""
+        out = []
+        for ev in self.events():
+            if ev.t >= until_s:
+                break
+            out.append(ev)
+        return out
+
+
+def _merge(parts: list[tuple[float, Kind]],
+           ticks: Iterator[tuple[float, Kind]]) -> Iterator[tuple[float, Kind]]:
+    return heapq.merge(parts, ticks)

@@ -1,0 +1,183 @@
+"""The plant scenario file (see DESIGN.md, "Scenario file") as typed models.
+
+``load_scenario(path)`` returns a validated ``Scenario`` or raises ``ConfigError``
+naming the file and the key. ``Scenario.machines()`` resolves each machine's
+parameters (machine keys override ``defaults``) and its place in the plant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from shopfloor.config import Strict, load_config
+from shopfloor.contract import SEGMENT_RE, DevicePath, State
+
+Seconds = Annotated[float, Field(ge=0)]
+Segment = Annotated[str, Field(pattern=SEGMENT_RE.pattern)]
+Range = tuple[float, float]
+
+# Used where neither the machine nor ``defaults`` sets a duration range.
+DEFAULT_DURATIONS: dict[State, Range] = {
+    State.PRODUCING: (4.0, 9.0),
+    State.IDLE: (1.0, 3.0),
+    State.DOWN: (1.5, 4.0),
+    State.SETUP: (1.0, 3.0),
+    State.PLANNED_STOP: (1.0, 3.0),
+}
+
+
+class Durations(Strict):
+    """Seeded uniform [min, max] seconds per shift state; unset ranges fall back."""
+
+    PRODUCING: Range | None = None
+    IDLE: Range | None = None
+    DOWN: Range | None = None
+    SETUP: Range | None = None
+    PLANNED_STOP: Range | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _range(cls, v: Range | None) -> Range | None:
+        if v is not None and not 0 < v[0] <= v[1]:
+            raise ValueError(f"expected [min, max] with 0 < min <= max, got {list(v)}")
+        return v
+
+
+class Params(Strict):
+    """Machine parameters; every one may be set in ``defaults`` or per machine."""
+
+    ideal_cycle_time_s: Annotated[float, Field(gt=0)] | None = None
+    speed_factor: Annotated[float, Field(gt=0)] | None = None  # actual cycle = ICT x this
+    reject_rate: Annotated[float, Field(ge=0, lt=1)] | None = None
+    durations_s: Durations | None = None
+
+
+class Machine(Params):
+    id: Segment
+    name: str | None = None
+    protocol: Literal["opcua", "modbus"]
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+
+class Line(Strict):
+    id: Segment
+    name: str | None = None
+    machines: list[Machine] = []
+
+
+class Area(Strict):
+    id: Segment
+    name: str | None = None
+    lines: list[Line] = []
+
+
+class Named(Strict):
+    id: Segment
+    name: str | None = None
+
+
+class Timeline(Strict):
+    lead_in_s: Seconds = 3.0
+    duration_s: Annotated[float, Field(gt=0)]
+    lead_out_s: Seconds = 3.0
+
+    @property
+    def total_s(self) -> float:
+        return self.lead_in_s + self.duration_s + self.lead_out_s
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSpec:
+    """One machine with its parameters resolved and its place in the plant."""
+
+    path: DevicePath
+    protocol: str
+    host: str
+    port: int
+    ideal_cycle_time_s: float
+    speed_factor: float
+    reject_rate: float
+    durations_s: dict[State, Range]
+
+    @property
+    def id(self) -> str:
+        return self.path.device
+
+    @property
+    def asset_id(self) -> str:
+        return self.path.asset_id
+
+    @property
+    def endpoint(self) -> str:
+        scheme = "opc.tcp" if self.protocol == "opcua" else "modbus"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+class Scenario(Strict):
+    seed: int = 0
+    enterprise: Named
+    site: Named
+    timeline: Timeline
+    defaults: Params = Params()
+    areas: list[Area]
+
+    @field_validator("areas")
+    @classmethod
+    def _unique(cls, areas: list[Area]) -> list[Area]:
+        ids: set[str] = set()
+        ports: set[int] = set()
+        for area in areas:
+            for line in area.lines:
+                for m in line.machines:
+                    if m.id in ids:
+                        raise ValueError(f"machine id {m.id!r} is used twice")
+                    if m.port in ports:
+                        raise ValueError(f"port {m.port} (machine {m.id!r}) is used twice")
+                    ids.add(m.id)
+                    ports.add(m.port)
+        if not ids:
+            raise ValueError("the scenario has no machines")
+        return areas
+
+    def device_path(self, area: str, line: str, machine: str) -> DevicePath:
+        return DevicePath(self.enterprise.id, self.site.id, area, line, machine)
+
+    def asset_id(self, area: str, line: str, machine: str) -> str:
+        """``{enterprise}/{site}/{area}/{line}/{machine}``."""
+        return self.device_path(area, line, machine).asset_id
+
+    def machines(self) -> list[MachineSpec]:
+        """All machines in file order, machine keys overriding ``defaults``."""
+        d = self.defaults
+        out = []
+        for area in self.areas:
+            for line in area.lines:
+                for m in line.machines:
+                    durations = {}
+                    for state in DEFAULT_DURATIONS:
+                        own = getattr(m.durations_s, state.value) if m.durations_s else None
+                        dflt = getattr(d.durations_s, state.value) if d.durations_s else None
+                        durations[state] = own or dflt or DEFAULT_DURATIONS[state]
+                    out.append(MachineSpec(
+                        path=self.device_path(area.id, line.id, m.id),
+                        protocol=m.protocol, host=m.host, port=m.port,
+                        ideal_cycle_time_s=_pick(m.ideal_cycle_time_s, d.ideal_cycle_time_s, 0.5),
+                        speed_factor=_pick(m.speed_factor, d.speed_factor, 1.0),
+                        reject_rate=_pick(m.reject_rate, d.reject_rate, 0.0),
+                        durations_s=durations,
+                    ))
+        return out
+
+
+def _pick(*values: float | None) -> float:
+    return next(v for v in values if v is not None)
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    """Read and validate a scenario file; raises ``ConfigError`` naming file and key."""
+    return load_config(path, Scenario)
