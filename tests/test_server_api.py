@@ -1,0 +1,119 @@
+"""The server's API on a real embedded store holding hand-made samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from shopfloor.config import ConfigError, load_config
+from shopfloor.contract import DevicePath, Sample
+from shopfloor.gateway.sqlite_store import SqliteStore
+from shopfloor.server.app import create_app
+from shopfloor.server.config import ServerConfig
+
+SAMPLES = Path(__file__).parents[1] / "server"
+S = 1_000_000_000
+T0 = 1_763_800_000 * S  # 2025-11-22T08:26:40Z
+CNC = DevicePath("acme", "plant1", "machining", "line1", "cnc-01")
+
+
+def iso(ns: int) -> str:
+    from datetime import UTC, datetime
+    return datetime.fromtimestamp(ns / S, UTC).isoformat()
+
+
+@pytest.fixture
+def client(tmp_path):
+    store = SqliteStore(tmp_path / "store.db")
+    # 100 s window: PRODUCING 0-50, DOWN 50-60, PLANNED_STOP 60-70, PRODUCING 70-100.
+    states = [(-5, "NO_SHIFT"), (0, "PRODUCING"), (50, "DOWN"), (60, "PLANNED_STOP"),
+              (70, "PRODUCING")]
+    rows = [(CNC, Sample("state", T0 + t * S, v)) for t, v in states]
+    # 150 parts (counter 1000 -> 1150, with a reset to 0 at 70 s), 15 rejects.
+    parts = [(-1, 1000), (20, 1060), (49, 1100), (70, 0), (99, 50)]
+    rows += [(CNC, Sample("part_count", T0 + t * S, v)) for t, v in parts]
+    rows += [(CNC, Sample("reject_count", T0 + t * S, v)) for t, v in [(-1, 5), (99, 20)]]
+    store.write(rows)
+    store.close()
+    registry = yaml.safe_load((SAMPLES / "registry.sample.yaml").read_text())
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(registry))
+    cfg = ServerConfig.model_validate({
+        "registry": "registry.yaml", "store": {"embedded": {"path": str(tmp_path / "store.db")}},
+        "oee": {"stale_after_s": 60}})
+    with TestClient(create_app(cfg, tmp_path)) as c:
+        yield c
+
+
+def test_oee_of_one_machine(client):
+    r = client.get("/api/v1/oee", params={
+        "scope": "acme/plant1/machining/line1/cnc-01", "start": iso(T0), "end": iso(T0 + 100 * S)})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["times_s"]["PRODUCING"] == pytest.approx(80)
+    assert doc["times_s"]["DOWN"] == pytest.approx(10)
+    assert doc["planned_busy_time_s"] == pytest.approx(90)
+    assert doc["counts"] == {"total": 150.0, "good": 135.0, "reject": 15.0}
+    assert doc["availability"] == pytest.approx(80 / 90)
+    assert doc["performance"] == pytest.approx(0.5 * 150 / 80)
+    assert doc["quality"] == pytest.approx(135 / 150)
+    assert doc["oee"] == pytest.approx(80 / 90 * 0.5 * 150 / 80 * 135 / 150)
+
+
+def test_rollup_sums_and_counts_silent_equipment(client):
+    # The line holds cnc-01 and a legacy lathe that never publishes: the lathe's time
+    # is OFFLINE (outside planned busy time), its counts zero; ratios equal cnc-01's.
+    line = client.get("/api/v1/oee", params={
+        "scope": "acme/plant1/machining/line1", "start": iso(T0), "end": iso(T0 + 100 * S)}).json()
+    assert line["equipment"] == 2
+    assert line["equipment_without_data"] == ["acme/plant1/machining/line1/lathe-07"]
+    assert line["times_s"]["OFFLINE"] == pytest.approx(100)
+    assert line["availability"] == pytest.approx(80 / 90)
+    assert "data_gaps" in line["flags"]
+    cluster = client.get("/api/v1/oee", params={
+        "scope": "demo-cluster", "start": iso(T0), "end": iso(T0 + 100 * S)}).json()
+    assert cluster["oee"] == pytest.approx(line["oee"])
+
+
+def test_assets_tree(client):
+    tree = client.get("/api/v1/assets").json()
+    assert tree["id"] == "demo-cluster" and tree["level"] == "cluster"
+    line = tree["children"][0]["children"][0]["children"][0]["children"][0]
+    assert [e["id"] for e in line["children"]] == [
+        "acme/plant1/machining/line1/cnc-01", "acme/plant1/machining/line1/lathe-07"]
+
+
+@pytest.mark.parametrize("params, status, words", [
+    ({"scope": "nope", "start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"},
+     404, "no asset"),
+    ({"scope": "acme", "start": "yesterday", "end": "2026-01-02T00:00:00Z"},
+     422, "ISO 8601"),
+    ({"scope": "acme", "start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
+     422, "after start"),
+    ({"scope": "acme", "start": "2026-01-01T00:00:00Z"}, 422, "end"),
+])
+def test_bad_requests_get_actionable_errors(client, params, status, words):
+    r = client.get("/api/v1/oee", params=params)
+    assert r.status_code == status
+    assert words in r.text
+
+
+def test_health_and_openapi(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/oee" in spec["paths"] and "/api/v1/assets" in spec["paths"]
+
+
+def test_sample_config_loads():
+    cfg = load_config(SAMPLES / "server.sample.yaml", ServerConfig)
+    assert cfg.registry.name == "registry.sample.yaml"
+
+
+def test_bad_config_names_file_and_key(tmp_path):
+    bad = tmp_path / "server.yaml"
+    bad.write_text("registry: r.yaml\nstore: {embedded: {path: x.db}}\nhttp: {prot: 80}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(bad, ServerConfig)
+    assert str(bad) in str(e.value) and "http.prot" in str(e.value)
