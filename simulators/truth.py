@@ -1,0 +1,177 @@
+"""Reading the ground-truth log and computing the true OEE of any window.
+
+Definitions (ARCHITECTURE.md, ISO 22400-2), per window [start_ns, end_ns):
+PBT = window - PLANNED_STOP - NO_SHIFT (- OFFLINE: window time the log does not
+cover, e.g. before t0 or after the run); A = PRODUCING / PBT;
+P = ICT x total / PRODUCING; Q = good / total; OEE = A x P x Q. Several machines:
+times, counts and ideal production time are summed first, then the ratios are
+taken (never an average of ratios). A ratio with a zero denominator is None.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shopfloor.contract import State
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    state: State
+    start: int  # ns
+    end: int  # ns, exclusive
+
+
+@dataclass
+class MachineTruth:
+    asset_id: str
+    ideal_cycle_time_s: float
+    info: dict[str, Any]
+    intervals: list[Interval] = field(default_factory=list)  # sorted by start
+    part_ts: list[int] = field(default_factory=list)  # sorted
+    reject_ts: list[int] = field(default_factory=list)  # sorted
+
+    def state_at(self, ts_ns: int) -> State | None:
+        """The state served at ``ts_ns``, None outside the logged intervals."""
+        i = bisect.bisect_right([iv.start for iv in self.intervals], ts_ns) - 1
+        if i >= 0 and ts_ns < self.intervals[i].end:
+            return self.intervals[i].state
+        return None
+
+    def counters_at(self, ts_ns: int) -> tuple[int, int]:
+        """Cumulative (part_count, reject_count) served at ``ts_ns`` (parts at ts <= ts_ns)."""
+        return (bisect.bisect_right(self.part_ts, ts_ns),
+                bisect.bisect_right(self.reject_ts, ts_ns))
+
+    def count(self, start_ns: int, end_ns: int) -> tuple[int, int]:
+        """(total, reject) parts with start_ns <= ts < end_ns."""
+        def between(ts: list[int]) -> int:
+            return bisect.bisect_left(ts, end_ns) - bisect.bisect_left(ts, start_ns)
+
+        return between(self.part_ts), between(self.reject_ts)
+
+    def times_ns(self, start_ns: int, end_ns: int) -> dict[State, int]:
+        """Nanoseconds per state within the window; time no interval covers is OFFLINE."""
+        out: dict[State, int] = defaultdict(int)
+        covered = 0
+        for iv in self.intervals:
+            overlap = min(iv.end, end_ns) - max(iv.start, start_ns)
+            if overlap > 0:
+                out[iv.state] += overlap
+                covered += overlap
+        out[State.OFFLINE] += max(end_ns - start_ns, 0) - covered
+        return out
+
+
+class Truth:
+    """A loaded ground-truth log."""
+
+    def __init__(self, header: dict[str, Any], machines: dict[str, MachineTruth]):
+        self.header = header
+        self.machines = machines
+
+    @property
+    def t0(self) -> int:
+        return int(self.header["t0"])
+
+    def shift_window(self) -> tuple[int, int]:
+        """(shift_start, shift_end) in ns."""
+        return int(self.header["shift_start"]), int(self.header["shift_end"])
+
+    def run_window(self) -> tuple[int, int]:
+        """(t0, end of the last logged interval) in ns."""
+        ends = [iv.end for m in self.machines.values() for iv in m.intervals]
+        return self.t0, max(ends, default=self.t0)
+
+    def machine(self, asset_id: str) -> MachineTruth:
+        try:
+            return self.machines[asset_id]
+        except KeyError:
+            raise KeyError(f"{asset_id!r} is not in the truth log "
+                           f"(machines: {', '.join(self.machines)})") from None
+
+    def oee(self, asset_ids: list[str] | str, start_ns: int, end_ns: int) -> dict[str, Any]:
+        """True OEE and its parts over [start_ns, end_ns), summed over ``asset_ids``."""
+        ids = [asset_ids] if isinstance(asset_ids, str) else list(asset_ids)
+        times: dict[State, int] = {s: 0 for s in State}
+        total = reject = 0
+        ideal_s = 0.0
+        for asset in ids:
+            m = self.machine(asset)
+            for state, ns in m.times_ns(start_ns, end_ns).items():
+                times[state] += ns
+            n, r = m.count(start_ns, end_ns)
+            total += n
+            reject += r
+            ideal_s += m.ideal_cycle_time_s * n
+        window_ns = max(end_ns - start_ns, 0) * len(ids)
+        pbt_ns = (window_ns - times[State.PLANNED_STOP] - times[State.NO_SHIFT]
+                  - times[State.OFFLINE])
+        apt_s = times[State.PRODUCING] / NS
+        pbt_s = pbt_ns / NS
+        good = total - reject
+        availability = _ratio(apt_s, pbt_s)
+        performance = _ratio(ideal_s, apt_s)
+        quality = _ratio(good, total)
+        parts = (availability, performance, quality)
+        oee = None if None in parts else availability * performance * quality  # type: ignore[operator]
+        return {
+            "availability": availability, "performance": performance,
+            "quality": quality, "oee": oee,
+            "times_s": {s.value: ns / NS for s, ns in times.items()},
+            "planned_busy_time_s": pbt_s,
+            "counts": {"total": total, "good": good, "reject": reject},
+            "ideal_production_time_s": ideal_s,
+        }
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+def load_truth(path: Path | str) -> Truth:
+    """Parse a truth log (a partly written last line, from a killed run, is ignored)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    header: dict[str, Any] | None = None
+    machines: dict[str, MachineTruth] = {}
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if no == len(lines):
+                break
+            raise ValueError(f"{path}:{no}: not JSON") from None
+        kind = rec.get("type")
+        if kind == "scenario":
+            header = rec
+            machines = {
+                m["asset_id"]: MachineTruth(m["asset_id"], float(m["ideal_cycle_time_s"]), m)
+                for m in rec["machines"]}
+        elif header is None:
+            raise ValueError(f"{path}:{no}: the first record must be the scenario")
+        elif kind == "state":
+            machines[rec["machine"]].intervals.append(
+                Interval(State(rec["state"]), int(rec["start"]), int(rec["end"])))
+        elif kind == "part":
+            m = machines[rec["machine"]]
+            m.part_ts.append(int(rec["ts"]))
+            if rec["reject"]:
+                m.reject_ts.append(int(rec["ts"]))
+        else:
+            raise ValueError(f"{path}:{no}: unknown record type {kind!r}")
+    if header is None:
+        raise ValueError(f"{path}: no scenario record")
+    for m in machines.values():
+        m.intervals.sort(key=lambda iv: iv.start)
+        m.part_ts.sort()
+        m.reject_ts.sort()
+    return Truth(header, machines)
