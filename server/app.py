@@ -98,6 +98,30 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         return {"scope": asset.id, "level": asset.level, "start": iso(t0), "end": iso(t1),
                 **result}
 
+    @app.get("/api/v1/state", tags=["metrics"])
+    def get_state(
+        scope: Annotated[str, Query(description="asset id; all equipment under it")],
+    ) -> list[dict[str, Any]]:
+        """The current state of each piece of equipment under ``scope``.
+
+        ``state`` is OFFLINE when the newest state sample is older than
+        ``stale_after_s`` or there is none.
+        """
+        asset = registry.get(scope)
+        if asset is None:
+            raise HTTPException(404, f"no asset {scope!r}; see /api/v1/assets for the ids")
+        now = time.time_ns()
+        out = []
+        for eq in registry.equipment_under(asset):
+            assert eq.device is not None
+            s = state["reader"].read(eq.device, "state", now, now + 1)
+            last = int(s.ts[-1]) if len(s.ts) else None
+            fresh = last is not None and now - last <= stale_ns
+            out.append({"id": eq.id, "name": eq.name,
+                        "state": (s.text[-1] or "OFFLINE") if fresh else "OFFLINE",
+                        "since": iso(last) if last is not None else None})
+        return out
+
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
         return FileResponse(STATIC / "index.html")

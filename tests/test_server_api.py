@@ -117,3 +117,13 @@ def test_bad_config_names_file_and_key(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(bad, ServerConfig)
     assert str(bad) in str(e.value) and "http.prot" in str(e.value)
+
+
+def test_current_state_and_dashboard(client):
+    states = client.get("/api/v1/state", params={"scope": "acme/plant1/machining/line1"}).json()
+    # hand-made samples are from 2025: too old to be live, so OFFLINE, never "running"
+    assert {s["id"]: s["state"] for s in states} == {
+        "acme/plant1/machining/line1/cnc-01": "OFFLINE",
+        "acme/plant1/machining/line1/lathe-07": "OFFLINE"}
+    page = client.get("/")
+    assert page.status_code == 200 and "/api/v1/oee" in page.text
