@@ -1,0 +1,170 @@
+"""The edge agent: drivers -> batches -> durable outbox -> MQTT.
+
+``run(config_path)`` is the command-line entry point (blocks; SIGINT/SIGTERM stop it
+cleanly). ``Agent(config)`` is the same thing for tests and embedding::
+
+    async with Agent(cfg) as agent:   # start(); stop() on exit
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from shopfloor.contract import Sample
+from shopfloor.mqtt import describe
+
+from .config import EdgeConfig, ModbusDevice, OpcUaDevice, load_edge_config
+from .mapping import meta_payload
+from .modbus_driver import ModbusDriver
+from .opcua_driver import OpcUaDriver
+from .outbox import Outbox
+from .publisher import DevicePublisher
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(self, config: EdgeConfig):
+        self.config = config
+        self.outbox: Outbox | None = None
+        self.publishers: dict[str, DevicePublisher] = {}
+        self.drivers: dict[str, ModbusDriver | OpcUaDriver] = {}
+        self.samples_read = 0
+        self._buffers: dict[str, list[dict[str, Any]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._device_up: dict[str, bool] = {}
+
+    # --- Sink (called by drivers on the event loop) ---
+    def sample(self, device: str, sample: Sample) -> None:
+        self.samples_read += 1
+        buf = self._buffers[device]
+        buf.append(sample.to_json())
+        if len(buf) >= self.config.publish.max_batch_samples:
+            self._flush(device)
+
+    def connected(self, device: str, up: bool, detail: str) -> None:
+        if up:
+            log.info("%s: device connected (%s)", device, detail)
+        elif self._device_up.get(device, True):  # log the first failure, not every retry
+            log.warning("%s: device disconnected (%s)", device, detail)
+        self._device_up[device] = up
+
+    # --- lifecycle ---
+    async def start(self) -> None:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self.outbox = Outbox(cfg.outbox.path, cfg.agent_id, cfg.outbox.max_bytes)
+        log.info("edge agent %s: %d devices, MQTT %s, outbox %s", cfg.agent_id,
+                 len(cfg.devices), describe(cfg.mqtt), cfg.outbox.path)
+        for dev in cfg.devices:
+            self._buffers[dev.id] = []
+            pub = DevicePublisher(
+                agent=cfg.agent_id, device=dev.id, path=dev.device_path, mqtt_cfg=cfg.mqtt,
+                outbox=self.outbox, meta=meta_payload(cfg.agent_id, list(dev.tags)),
+                max_inflight=cfg.publish.max_inflight, loop=loop)
+            self.publishers[dev.id] = pub
+            pub.start()
+            driver: ModbusDriver | OpcUaDriver
+            if isinstance(dev, ModbusDevice):
+                driver = ModbusDriver(dev, self, cfg.publish.heartbeat_s)
+            else:
+                assert isinstance(dev, OpcUaDevice)
+                driver = OpcUaDriver(dev, self, cfg.publish.heartbeat_s)
+            self.drivers[dev.id] = driver
+            self._tasks.append(asyncio.create_task(driver.run(), name=f"driver-{dev.id}"))
+        self._tasks.append(asyncio.create_task(self._flusher(), name="flusher"))
+        self._tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))
+
+    async def stop(self, ack_timeout_s: float = 3.0) -> None:
+        """Stop reading, commit what was read, wait briefly for acks, publish death, close."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.flush_all()
+        deadline = time.monotonic() + ack_timeout_s
+        while time.monotonic() < deadline and any(
+                p.connected and (p.inflight or self._has_pending(p)) for p in
+                self.publishers.values()):
+            await asyncio.sleep(0.02)
+        await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.publishers.values()))
+        await asyncio.sleep(0)  # run acks handed over during stop
+        if self.outbox is not None:
+            self.log_stats()
+            self.outbox.close()
+            self.outbox = None
+
+    def _has_pending(self, pub: DevicePublisher) -> bool:
+        assert self.outbox is not None
+        return bool(self.outbox.pending(pub.device, limit=1))
+
+    async def __aenter__(self) -> Agent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- batching ---
+    def _flush(self, device: str) -> None:
+        buf = self._buffers[device]
+        if not buf or self.outbox is None:
+            return
+        self._buffers[device] = []
+        pub = self.publishers[device]
+        self.outbox.append(device, pub.path.topic("data"), buf)  # durable before publish
+        pub.pump()
+
+    def flush_all(self) -> None:
+        for device in self._buffers:
+            self._flush(device)
+        if self.outbox is not None:
+            self.outbox.flush_acks()
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.publish.max_batch_interval_s)
+            self.flush_all()
+
+    # --- stats ---
+    def stats(self) -> dict[str, int]:
+        ob = self.outbox
+        return {
+            "read": self.samples_read,
+            "published": sum(p.published for p in self.publishers.values()),
+            "enqueued": ob.enqueued if ob else 0,
+            "acked": ob.acknowledged if ob else 0,
+            "dropped": ob.dropped if ob else 0,
+            "outbox_depth": ob.depth if ob else 0,
+        }
+
+    def log_stats(self) -> None:
+        log.info("stats: %s", " ".join(f"{k}={v}" for k, v in self.stats().items()))
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.stats_interval_s)
+            self.log_stats()
+
+
+async def _main(cfg: EdgeConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with Agent(cfg):
+        await stop.wait()
+        log.info("stopping")
+
+
+def run(config_path: Path | str) -> None:
+    """Load the config and run the agent until SIGINT/SIGTERM."""
+    asyncio.run(_main(load_edge_config(config_path)))

@@ -1,0 +1,112 @@
+"""Raw device values -> published samples: signal names, value maps, counter widths.
+
+``Mapper(tags).sample(tag, raw, ts, quality)`` is the one entry point; ``meta_payload``
+builds the retained ``meta`` message; ``ReportByException`` decides what to publish.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from shopfloor.contract import MAX_STRING_VALUE, Quality, Sample
+
+from .config import ModbusTag, TagBase
+
+Raw = float | int | bool | str
+
+
+def map_value(tag: TagBase, raw: Any, quality: Quality) -> tuple[Raw, Quality] | None:
+    """The published value and quality for ``raw``, or None if it cannot be published."""
+    if raw is None:
+        return None
+    if tag.map is not None:
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != int(raw):
+            return f"UNKNOWN:{raw}"[:MAX_STRING_VALUE], Quality.UNCERTAIN
+        code = int(raw)
+        if code in tag.map:
+            return tag.map[code], quality
+        return f"UNKNOWN:{code}", Quality.UNCERTAIN
+    if isinstance(raw, bool | int):
+        if tag.bits is not None and not isinstance(raw, bool):
+            raw = raw % (1 << tag.bits)  # a counter wider than the device's is a config error
+        return raw, quality
+    if isinstance(raw, float):
+        if not math.isfinite(raw):
+            return None
+        return raw, quality
+    if isinstance(raw, str):
+        return raw[:MAX_STRING_VALUE], quality
+    if isinstance(raw, bytes):
+        return raw.hex()[:MAX_STRING_VALUE], quality
+    return str(raw)[:MAX_STRING_VALUE], quality
+
+
+def to_sample(tag: TagBase, raw: Any, ts_ns: int, quality: Quality = Quality.GOOD) -> Sample | None:
+    mapped = map_value(tag, raw, quality)
+    if mapped is None:
+        return None
+    value, q = mapped
+    return Sample(tag.published_name, ts_ns, value, q)
+
+
+def tag_type(tag: TagBase) -> str | None:
+    if tag.map is not None:
+        return "string"
+    if isinstance(tag, ModbusTag):
+        return tag.reg.type
+    if tag.bits is not None:
+        return f"uint{tag.bits}"
+    return None
+
+
+def meta_payload(agent: str, tags: list[Any]) -> bytes:
+    """The retained ``meta`` message of one device."""
+    return json.dumps({
+        "v": 1, "agent": agent,
+        "tags": [{"name": t.published_name, "signal": t.signal, "unit": t.unit,
+                  "type": tag_type(t)} for t in tags],
+    }).encode()
+
+
+@dataclass(slots=True)
+class _Last:
+    value: Raw
+    quality: Quality
+    sent_ns: int  # monotonic time it was last published
+
+
+class ReportByException:
+    """Publish a tag only when its value or quality changes, or ``heartbeat_s`` has passed."""
+
+    def __init__(self, heartbeat_s: float):
+        self.heartbeat_ns = int(heartbeat_s * 1e9)
+        self._last: dict[str, _Last] = {}
+
+    def should_publish(self, sample: Sample, now_mono_ns: int) -> bool:
+        last = self._last.get(sample.tag)
+        if (last is not None and last.value == sample.value
+                and type(last.value) is type(sample.value) and last.quality == sample.quality
+                and now_mono_ns - last.sent_ns < self.heartbeat_ns):
+            return False
+        self._last[sample.tag] = _Last(sample.value, sample.quality, now_mono_ns)
+        return True
+
+    def note(self, sample: Sample, now_mono_ns: int) -> None:
+        """Record a sample published regardless (e.g. an OPC UA data change)."""
+        self._last[sample.tag] = _Last(sample.value, sample.quality, now_mono_ns)
+
+    def due(self, now_mono_ns: int) -> list[tuple[str, Raw, Quality]]:
+        """Tags not published for ``heartbeat_s``: (tag, last value, quality), marked as sent."""
+        out = []
+        for tag, last in self._last.items():
+            if now_mono_ns - last.sent_ns >= self.heartbeat_ns:
+                last.sent_ns = now_mono_ns
+                out.append((tag, last.value, last.quality))
+        return out
+
+    def forget(self) -> None:
+        """After a reconnect, publish every tag's first value again."""
+        self._last.clear()

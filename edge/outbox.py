@@ -1,0 +1,147 @@
+"""Durable outbox: every batch is on disk before it is published, until its PUBACK.
+
+``Outbox(path, agent)``: ``append`` commits a batch under the agent's next sequence
+number (persisted, strictly increasing across restarts; WAL, ``synchronous=FULL``);
+``pending`` lists what is still unacknowledged, in seq order; ``ack`` marks a batch
+acknowledged and ``flush_acks`` deletes acknowledged batches in one transaction (a
+lost delete only means a duplicate delivery, which the gateway ignores). Used from one
+thread (the agent's event loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shopfloor.contract import encode_samples
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY,
+    device TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    n_samples INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_device ON batches (device, seq);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    seq: int
+    device: str
+    topic: str
+    payload: bytes
+    n_samples: int
+
+
+class Outbox:
+    def __init__(self, path: Path | str, agent: str, max_bytes: int | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.agent = agent
+        self.max_bytes = max_bytes
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(_SCHEMA)
+        row = self.db.execute("SELECT value FROM state WHERE key='last_seq'").fetchone()
+        top = self.db.execute("SELECT MAX(seq) FROM batches").fetchone()[0]
+        self.last_seq = max(row[0] if row else 0, top or 0)
+        self.bytes, samples = self.db.execute(
+            "SELECT COALESCE(SUM(LENGTH(payload)),0), COALESCE(SUM(n_samples),0) "
+            "FROM batches").fetchone()
+        self._acked: dict[int, int] = {}  # seq -> n_samples, awaiting flush_acks
+        self.enqueued = 0  # samples appended since open
+        self.acknowledged = 0  # samples acknowledged since open
+        self.dropped = 0  # samples dropped over max_bytes since open
+        self._pending_samples = samples
+        if samples:
+            log.info("outbox %s: %d samples from a previous run still to publish",
+                     self.path, samples)
+
+    def append(self, device: str, topic: str, samples: list[dict[str, Any]]) -> Entry:
+        """Commit one batch (fsync'd) under the next seq; publish only after this returns."""
+        seq = self.last_seq + 1
+        payload = encode_samples(self.agent, seq, samples)
+        with self.db:  # BEGIN ... COMMIT
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT INTO batches VALUES (?,?,?,?,?)",
+                            (seq, device, topic, payload, len(samples)))
+            self.db.execute("INSERT INTO state VALUES ('last_seq', ?) "
+                            "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (seq,))
+        self.last_seq = seq
+        self.bytes += len(payload)
+        self.enqueued += len(samples)
+        self._pending_samples += len(samples)
+        if self.max_bytes is not None and self.bytes > self.max_bytes:
+            self._drop_oldest()
+        return Entry(seq, device, topic, payload, len(samples))
+
+    def pending(self, device: str, after_seq: int = 0, limit: int = 1000) -> list[Entry]:
+        """Unacknowledged batches of ``device`` with seq > ``after_seq``, oldest first."""
+        rows = self.db.execute(
+            "SELECT seq, device, topic, payload, n_samples FROM batches "
+            "WHERE device=? AND seq>? ORDER BY seq LIMIT ?", (device, after_seq, limit))
+        return [Entry(*r) for r in rows if r[0] not in self._acked]
+
+    def ack(self, seq: int, n_samples: int) -> None:
+        if seq not in self._acked:
+            self._acked[seq] = n_samples
+            self.acknowledged += n_samples
+            self._pending_samples -= n_samples
+
+    def flush_acks(self) -> int:
+        """Delete acknowledged batches; returns how many."""
+        if not self._acked:
+            return 0
+        seqs = list(self._acked)
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            freed = 0
+            for i in range(0, len(seqs), 500):
+                chunk = seqs[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                freed += self.db.execute(
+                    f"SELECT COALESCE(SUM(LENGTH(payload)),0) FROM batches "  # noqa: S608
+                    f"WHERE seq IN ({marks})", chunk).fetchone()[0]
+                self.db.execute(f"DELETE FROM batches WHERE seq IN ({marks})", chunk)  # noqa: S608
+        self.bytes -= freed
+        self._acked.clear()
+        return len(seqs)
+
+    def _drop_oldest(self) -> None:
+        assert self.max_bytes is not None
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            while self.bytes > self.max_bytes:
+                row = self.db.execute(
+                    "SELECT seq, LENGTH(payload), n_samples FROM batches "
+                    "ORDER BY seq LIMIT 1").fetchone()
+                if row is None or row[0] == self.last_seq:
+                    break  # never drop the batch just appended
+                self.db.execute("DELETE FROM batches WHERE seq=?", (row[0],))
+                self.bytes -= row[1]
+                if row[0] not in self._acked:
+                    self.dropped += row[2]
+                    self._pending_samples -= row[2]
+                else:
+                    del self._acked[row[0]]
+        log.warning("outbox over %d bytes: dropped oldest batches (%d samples dropped so far)",
+                    self.max_bytes, self.dropped)
+
+    @property
+    def depth(self) -> int:
+        """Samples not yet acknowledged."""
+        return self._pending_samples
+
+    def close(self) -> None:
+        self.flush_acks()
+        self.db.close()

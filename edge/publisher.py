@@ -1,0 +1,127 @@
+"""MQTT side: one paho client per device, so each device has its own last will.
+
+``DevicePublisher(...).start()`` connects in paho's own network thread. Every paho
+callback is handed to the agent's event loop with ``loop.call_soon_threadsafe``; all
+state (in-flight map, outbox) is touched only on that loop. On each connect it publishes
+the retained birth and ``meta`` messages, then the device's outbox batches in seq order
+(QoS 1, at most ``max_inflight`` unacknowledged); each PUBACK acknowledges its batch in
+the outbox. paho keeps unacknowledged QoS 1 messages across reconnects and resends
+them; batches left over by a previous run are resent from the outbox on start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from shopfloor.contract import DevicePath, state_status_payload
+from shopfloor.mqtt import MqttConfig, describe, make_client
+
+from .outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class DevicePublisher:
+    def __init__(self, *, agent: str, device: str, path: DevicePath, mqtt_cfg: MqttConfig,
+                 outbox: Outbox, meta: bytes, max_inflight: int,
+                 loop: asyncio.AbstractEventLoop):
+        self.agent, self.device, self.path = agent, device, path
+        self.mqtt_cfg = mqtt_cfg
+        self.outbox = outbox
+        self.meta = meta
+        self.max_inflight = max_inflight
+        self.loop = loop
+        self.connected = False
+        self.published = 0  # samples handed to paho (including resends)
+        self._inflight: dict[int, tuple[int, int]] = {}  # mid -> (seq, n_samples)
+        self._cursor = 0  # highest seq handed to paho
+        self._status_topic = path.topic("status")
+        self.client = make_client(mqtt_cfg, f"{agent}.{device}", clean_session=True,
+                                  max_inflight=max_inflight)
+        self.client.will_set(self._status_topic, self._status(False), qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+
+    def _status(self, online: bool) -> bytes:
+        return state_status_payload(online, self.agent, time.time_ns())
+
+    def start(self) -> None:
+        self.client.connect_async(self.mqtt_cfg.host, self.mqtt_cfg.port,
+                                  keepalive=self.mqtt_cfg.keepalive_s)
+        self.client.loop_start()
+
+    # paho's network thread: hand over to the event loop, nothing else.
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self._call(self._connected, rc)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self._call(self._disconnected, rc)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+        self._call(self._acked, mid)
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    # the event loop
+    def _connected(self, rc: Any) -> None:
+        if rc.is_failure:
+            log.warning("%s: MQTT %s refused: %s", self.device, describe(self.mqtt_cfg), rc)
+            return
+        log.info("%s: MQTT connected to %s", self.device, describe(self.mqtt_cfg))
+        self.connected = True
+        self.client.publish(self._status_topic, self._status(True), qos=1, retain=True)
+        self.client.publish(self.path.topic("meta"), self.meta, qos=1, retain=True)
+        self.pump()
+
+    def _disconnected(self, rc: Any) -> None:
+        if self.connected:
+            log.warning("%s: MQTT disconnected (%s); %d batches in flight will be resent",
+                        self.device, rc, len(self._inflight))
+        self.connected = False
+
+    def _acked(self, mid: int) -> None:
+        entry = self._inflight.pop(mid, None)
+        if entry is not None:
+            self.outbox.ack(*entry)
+            self.pump()
+
+    def pump(self) -> None:
+        """Hand pending batches to paho, oldest first, up to ``max_inflight`` in flight."""
+        if not self.connected:
+            return
+        room = self.max_inflight - len(self._inflight)
+        if room <= 0:
+            return
+        for e in self.outbox.pending(self.device, self._cursor, room):
+            info = self.client.publish(e.topic, e.payload, qos=1)
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                return
+            self._inflight[info.mid] = (e.seq, e.n_samples)
+            self._cursor = e.seq
+            self.published += e.n_samples
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Publish death (offline) explicitly, then disconnect. Blocks up to ``timeout``."""
+        if self.connected:
+            info = self.client.publish(self._status_topic, self._status(False), qos=1,
+                                       retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("%s: death message not confirmed: %s", self.device, exc)
+        self.client.disconnect()
+        self.client.loop_stop()
