@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 0
+    except RuntimeError as exc:  # e.g. up.StartupError: says which service and its log
+        print(f"shopfloor {args.command}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

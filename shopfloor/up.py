@@ -42,6 +42,10 @@ def port_open(port: int, host: str = LOOPBACK) -> bool:
     return False
 
 
+class StartupError(RuntimeError):
+    """A service did not come up, or stopped; the message says which and where its log is."""
+
+
 @dataclass
 class StackFiles:
     workdir: Path
@@ -122,10 +126,10 @@ class Supervisor:
         while not ready():
             if proc.poll() is not None:
                 tail = log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{name} exited with code {proc.returncode}; "
+                raise StartupError(f"{name} exited with code {proc.returncode}; "
                                    f"its log ({log_path}) ends with:\n{tail}")
             if time.monotonic() - t > timeout:
-                raise RuntimeError(f"{name} not ready after {timeout:.0f}s; see {log_path}")
+                raise StartupError(f"{name} not ready after {timeout:.0f}s; see {log_path}")
             time.sleep(0.1)
         self.out(f"  ready    {name:<10} ({time.monotonic() - t:.1f}s)")
         return proc
@@ -215,7 +219,7 @@ def run(workdir: Path, port: int, scenario: Path | None, broker: str,
         while deadline is None or time.monotonic() < deadline:
             dead = sup.check()
             if dead:
-                raise RuntimeError(f"{dead} stopped unexpectedly; see {workdir}/logs/{dead}.log")
+                raise StartupError(f"{dead} stopped unexpectedly; see {workdir}/logs/{dead}.log")
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nstopping ...")
