@@ -1,0 +1,216 @@
+"""The runner on loopback: real asyncua and pymodbus clients read what the truth log says."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+from asyncua import Client, ua
+from pymodbus.client import AsyncModbusTcpClient
+from services import free_port
+from shopfloor.simulators.codes import DEVICE_STATE_BY_CODE, DEVICE_STATE_CODES
+from shopfloor.simulators.runner import Simulation
+from shopfloor.simulators.scenario import Scenario
+from shopfloor.simulators.truth import Truth, load_truth
+
+from shopfloor.contract import State
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CNC = "acme/plant1/machining/line1/cnc-01"
+PRESS = "acme/plant1/machining/line1/press-01"
+
+
+def scenario_doc(opcua_port: int, modbus_port: int, duration_s: float = 6) -> dict:
+    short = [0.4, 0.8]
+    return {
+        "seed": 42,
+        "enterprise": {"id": "acme"}, "site": {"id": "plant1"},
+        "timeline": {"lead_in_s": 1, "duration_s": duration_s, "lead_out_s": 1},
+        "defaults": {"ideal_cycle_time_s": 0.3, "speed_factor": 1.1, "reject_rate": 0.2,
+                     "durations_s": {"PRODUCING": [0.8, 1.5], "IDLE": short, "DOWN": short,
+                                     "SETUP": short, "PLANNED_STOP": short}},
+        "areas": [{"id": "machining", "lines": [{"id": "line1", "machines": [
+            {"id": "cnc-01", "protocol": "opcua", "port": opcua_port},
+            {"id": "press-01", "protocol": "modbus", "port": modbus_port,
+             "ideal_cycle_time_s": 0.25},
+        ]}]}],
+    }
+
+
+def dt_ns(dt: datetime) -> int:
+    return (dt - EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def u32(hi: int, lo: int) -> int:
+    return hi << 16 | lo
+
+
+async def read_opcua(client: Client) -> dict[str, ua.DataValue]:
+    return {name: await client.get_node(f"ns=2;s=cnc-01.{name}").read_data_value()
+            for name in ("State", "PartCount", "RejectCount", "SpindleLoad")}
+
+
+async def read_modbus(client: AsyncModbusTcpClient) -> list[int]:
+    rr = await client.read_holding_registers(0, count=7, device_id=1)
+    assert not rr.isError(), rr
+    return rr.registers
+
+
+def check_truth_shape(truth: Truth, total_s: float) -> None:
+    shift_start, shift_end = truth.shift_window()
+    assert shift_start - truth.t0 == 1_000_000_000
+    assert shift_end - shift_start == 6_000_000_000
+    for m in truth.machines.values():
+        ivs = m.intervals
+        assert ivs[0].start == truth.t0 and ivs[0].state is State.NO_SHIFT
+        assert all(a.end == b.start for a, b in zip(ivs, ivs[1:], strict=False))
+        assert ivs[-1].state is State.NO_SHIFT and ivs[-1].start == shift_end
+        assert ivs[-1].end - truth.t0 == round(total_s * 1e9)
+        assert {iv.state for iv in ivs} >= {State.PRODUCING, State.NO_SHIFT}
+        for ts in m.part_ts:
+            assert m.state_at(ts) is State.PRODUCING
+
+
+async def serve_and_read(tmp_path: Path) -> None:
+    op, mp = free_port(), free_port()
+    truth_path = tmp_path / "truth.jsonl"
+    sim = Simulation(Scenario.model_validate(scenario_doc(op, mp)), truth_path)
+    await sim.start()
+    polls: list[tuple[int, int, dict[str, ua.DataValue], list[int]]] = []
+    opc = Client(f"opc.tcp://127.0.0.1:{op}", timeout=5)
+    mb = AsyncModbusTcpClient("127.0.0.1", port=mp, timeout=5)
+    try:
+        await opc.connect()
+        assert await mb.connect()
+        assert await opc.get_namespace_index("urn:shopfloor:sim") == 2
+        obj = await opc.nodes.objects.get_child("2:cnc-01")
+        names = {(await n.read_browse_name()).Name for n in await obj.get_children()}
+        assert names == {"State", "PartCount", "RejectCount", "SpindleLoad"}
+        assert (await opc.get_node("ns=2;s=cnc-01.State").read_data_type_as_variant_type()
+                == ua.VariantType.Int32)
+        assert (await opc.get_node("ns=2;s=cnc-01.PartCount").read_data_type_as_variant_type()
+                == ua.VariantType.UInt32)
+
+        started = time.monotonic()
+        run = asyncio.create_task(sim.run())
+        while not run.done():
+            before = time.time_ns()
+            dvs, regs = await read_opcua(opc), await read_modbus(mb)
+            polls.append((before, time.time_ns(), dvs, regs))
+            await asyncio.sleep(0.15)
+        await run
+        elapsed = time.monotonic() - started
+        final_opc, final_regs = await read_opcua(opc), await read_modbus(mb)
+    finally:
+        await opc.disconnect()
+        mb.close()
+        await sim.close()
+
+    assert 7.9 < elapsed < 10, elapsed
+    truth = load_truth(truth_path)
+    check_truth_shape(truth, 8.0)
+    cnc, press = truth.machine(CNC), truth.machine(PRESS)
+    assert len(polls) > 20
+
+    for before, after, dvs, regs in polls:
+        # OPC UA: the state served has the truth interval's start as SourceTimestamp.
+        state = DEVICE_STATE_BY_CODE[dvs["State"].Value.Value]
+        src = dt_ns(dvs["State"].SourceTimestamp)
+        assert dvs["State"].ServerTimestamp == dvs["State"].SourceTimestamp
+        if src >= truth.t0:
+            assert cnc.state_at(src) is state
+            assert any(iv.start == src for iv in cnc.intervals)
+        else:  # served before the clock started: the initial NO_SHIFT
+            assert state is State.NO_SHIFT
+        assert state in {cnc.state_at(before), cnc.state_at(after)} or before < truth.t0
+        parts = dvs["PartCount"].Value.Value
+        assert cnc.counters_at(before)[0] <= parts <= cnc.counters_at(after)[0]
+        rejects = dvs["RejectCount"].Value.Value
+        assert cnc.counters_at(before)[1] <= rejects <= cnc.counters_at(after)[1]
+        if parts:
+            assert dt_ns(dvs["PartCount"].SourceTimestamp) in cnc.part_ts
+        assert 0 <= dvs["SpindleLoad"].Value.Value <= 100
+        # Modbus: registers as in DESIGN.md.
+        state = DEVICE_STATE_BY_CODE[regs[0]]
+        assert state in {press.state_at(before), press.state_at(after)} or before < truth.t0
+        lo, hi = press.counters_at(before), press.counters_at(after)
+        assert lo[0] <= u32(regs[1], regs[2]) <= hi[0]
+        assert lo[1] <= u32(regs[3], regs[4]) <= hi[1]
+        load = AsyncModbusTcpClient.convert_from_registers(
+            regs[5:7], AsyncModbusTcpClient.DATATYPE.FLOAT32, word_order="big")
+        assert 0 <= load <= 100
+
+    # After the run the final snapshot stays served: NO_SHIFT since the shift end.
+    shift_end = truth.shift_window()[1]
+    assert final_opc["State"].Value.Value == DEVICE_STATE_CODES[State.NO_SHIFT]
+    assert dt_ns(final_opc["State"].SourceTimestamp) == shift_end
+    assert final_opc["PartCount"].Value.Value == len(cnc.part_ts) > 0
+    assert final_opc["RejectCount"].Value.Value == len(cnc.reject_ts)
+    assert dt_ns(final_opc["PartCount"].SourceTimestamp) == cnc.part_ts[-1]
+    assert final_regs[0] == DEVICE_STATE_CODES[State.NO_SHIFT]
+    assert u32(final_regs[1], final_regs[2]) == len(press.part_ts) > 0
+    assert u32(final_regs[3], final_regs[4]) == len(press.reject_ts)
+    # Both machines went through several states during the polls.
+    assert len({DEVICE_STATE_BY_CODE[p[3][0]] for p in polls}) >= 3
+    assert len({p[2]["State"].Value.Value for p in polls}) >= 3
+
+
+def test_servers_serve_the_truth(tmp_path):
+    asyncio.run(asyncio.wait_for(serve_and_read(tmp_path), 60))
+
+
+def cli(tmp_path: Path, doc: dict, *extra: str) -> tuple[subprocess.Popen, Path]:
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    truth = tmp_path / "truth.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shopfloor", "simulate", "--scenario", str(scenario),
+         "--truth", str(truth), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, truth
+
+
+def test_cli_duration_cuts_the_run(tmp_path):
+    proc, truth_path = cli(tmp_path, scenario_doc(free_port(), free_port(), 30),
+                           "--duration", "2.5")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "cnc-01 opcua opc.tcp://127.0.0.1:" in out and " ready" in out
+    truth = load_truth(truth_path)
+    for m in truth.machines.values():
+        assert m.intervals[-1].end - truth.t0 == 2_500_000_000
+        assert m.intervals[-1].state is not State.NO_SHIFT  # cut inside the shift
+
+
+def test_cli_sigterm_stops_cleanly_and_flushes(tmp_path):
+    proc, truth_path = cli(tmp_path, scenario_doc(free_port(), free_port(), 60))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait for the first closed interval
+            if truth_path.exists() and '"type":"state"' in truth_path.read_text():
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("no state record within 30 s")
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    lines = truth_path.read_text().splitlines()
+    assert all(json.loads(line) for line in lines)  # complete lines only
+    truth = load_truth(truth_path)
+    for m in truth.machines.values():
+        last = m.intervals[-1]
+        assert last.end > last.start
+        assert 1.5e9 < last.end - truth.t0 < 10e9
