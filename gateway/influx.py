@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from shopfloor.config import secret
-from shopfloor.contract import DevicePath
+from shopfloor.contract import DevicePath, Sample
 
 from .store import InfluxConfig, Row, SampleWriter, Series, sample_value
 
@@ -73,17 +73,27 @@ def format_float(x: float) -> str:
     return repr(float(x))
 
 
-def to_line(device: DevicePath, sample: Any) -> str:
-    """One ``samples`` point; tags in key order (what InfluxDB stores anyway)."""
-    tags = {"area": device.area, "device": device.device, "enterprise": device.enterprise,
-            "line": device.line, "site": device.site, "tag": sample.tag}
-    tag_str = ",".join(f"{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()))
+def point(measurement: str, tags: dict[str, str], fields: dict[str, float | str], ts: int) -> str:
+    """One line: tags sorted by key (InfluxDB's own order); str fields are strings."""
+    if not fields:
+        raise LineProtocolError("a point needs at least one field")
+    head = escape_measurement(measurement)
+    tag_str = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()))
+    field_str = ",".join(
+        f"{escape_key(k)}={escape_string_field(v) if isinstance(v, str) else format_float(v)}"
+        for k, v in fields.items())
+    return f"{head}{tag_str} {field_str} {int(ts)}"
+
+
+def to_line(device: DevicePath, sample: Sample) -> str:
+    """One ``samples`` point for a sample of a device."""
     value, text = sample_value(sample)
-    field = f"value={format_float(value)}" if text is None else \
-        f"value_str={escape_string_field(text)}"
-    ts = int(sample.ts)
-    return (f"{escape_measurement(MEASUREMENT)},{tag_str} {field},"
-            f"quality={escape_string_field(str(sample.quality))} {ts}")
+    fields: dict[str, float | str] = {"value_str": text} if text is not None else \
+        {"value": value if value is not None else math.nan}
+    fields["quality"] = str(sample.quality)
+    tags = {k: getattr(device, k) for k in PATH_TAGS}
+    tags["tag"] = sample.tag
+    return point(MEASUREMENT, tags, fields, sample.ts)
 
 
 def to_lines(rows: Iterable[Row]) -> list[str]:

@@ -9,7 +9,6 @@ import sys
 import textwrap
 import threading
 
-import numpy as np
 import pytest
 from shopfloor.gateway.sqlite_store import SqliteStore
 from shopfloor.gateway.store import (
@@ -21,7 +20,7 @@ from shopfloor.gateway.store import (
 )
 
 from shopfloor.config import ConfigError, parse_config
-from shopfloor.contract import DevicePath, Quality, Sample
+from shopfloor.contract import DevicePath, Sample
 
 M1 = DevicePath("acme", "plant1", "machining", "line1", "cnc-01")
 M2 = DevicePath("acme", "plant1", "machining", "line1", "press-01")
@@ -38,57 +37,6 @@ def store(tmp_path):
 def test_protocols(store):
     assert isinstance(store, SampleReader)
     assert isinstance(store, SampleWriter)
-
-
-def test_round_trip_with_carry_in(store):
-    store.write([
-        (M1, Sample("state", T0, "IDLE")),
-        (M1, Sample("state", T0 + 5 * S, "PRODUCING", Quality.UNCERTAIN)),
-        (M1, Sample("state", T0 + 9 * S, "DOWN")),
-        (M1, Sample("part_count", T0 + 6 * S, 41)),
-        (M1, Sample("part_count", T0 + 7 * S, 42)),
-        (M1, Sample("running", T0 + 7 * S, True)),
-        (M2, Sample("state", T0 + 1 * S, "SETUP")),
-    ])
-    s = store.read(M1, "state", T0 + 6 * S, T0 + 10 * S)
-    assert s.ts.dtype == np.int64 and s.value.dtype == np.float64
-    assert s.ts.tolist() == [T0 + 5 * S, T0 + 9 * S]  # carried-in sample first
-    assert s.text == ["PRODUCING", "DOWN"]
-    assert np.isnan(s.value).all()
-
-    # start exactly on a sample: it is in the window, the one before is carried in
-    s = store.read(M1, "state", T0 + 5 * S, T0 + 9 * S)
-    assert s.ts.tolist() == [T0, T0 + 5 * S]
-    # end is exclusive; nothing before the start -> no carry-in
-    s = store.read(M1, "state", T0 - S, T0 + 5 * S)
-    assert s.text == ["IDLE"]
-
-    c = store.read(M1, "part_count", T0, T0 + 100 * S)
-    assert c.value.tolist() == [41.0, 42.0] and c.text == [None, None]
-    assert store.read(M1, "running", 0, T0 + 100 * S).value.tolist() == [1.0]
-    # a window after every sample still carries the last value in
-    assert store.read(M1, "part_count", T0 + 50 * S, T0 + 60 * S).value.tolist() == [42.0]
-    assert len(store.read(M1, "nope", 0, T0 + 100 * S)) == 0
-    assert len(store.read(DevicePath("x", "y", "z", "w", "v"), "state", 0, T0)) == 0
-
-    assert store.count() == 7
-    assert store.count(M1) == 6
-    assert store.count(M2) == 1
-    assert store.count(DevicePath("x", "y", "z", "w", "v")) == 0
-    assert store.last_seen() == {M1.asset_id: T0 + 9 * S, M2.asset_id: T0 + S}
-
-
-def test_duplicate_write_is_a_no_op(store):
-    rows = [(M1, Sample("part_count", T0 + i, i)) for i in range(100)]
-    store.write(rows)
-    store.write(rows)
-    store.write(rows[10:20] + rows[10:20])  # duplicates within one batch too
-    assert store.count() == 100
-    assert store.read(M1, "part_count", T0, T0 + 100).value.tolist() == list(range(100))
-    # same series + time = overwrite (the newest write wins), still one sample
-    store.write([(M1, Sample("part_count", T0, 7))])
-    assert store.count() == 100
-    assert store.read(M1, "part_count", T0, T0 + 1).value.tolist() == [7.0]
 
 
 def test_failed_write_leaves_nothing(store):

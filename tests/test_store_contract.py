@@ -1,0 +1,121 @@
+"""The read/write contract of DESIGN.md "Store schema", run against every backend."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import services
+from shopfloor.gateway import influx
+from shopfloor.gateway.influx import InfluxReader, InfluxV1Writer
+from shopfloor.gateway.sqlite_store import SqliteStore
+from shopfloor.gateway.store import InfluxConfig, SampleReader, SampleWriter
+
+from shopfloor.contract import DevicePath, Quality, Sample
+
+T0 = 1_763_779_200_000_000_000
+S = 10**9
+_db_numbers = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def influxd(tmp_path_factory) -> Iterator[services.InfluxDB1]:
+    with services.influxdb1(tmp_path_factory.mktemp("influxdb")) as db:
+        yield db
+
+
+class Backend:
+    def __init__(self, writer: SampleWriter, reader: SampleReader):
+        self.writer, self.reader = writer, reader
+
+
+@pytest.fixture(params=["sqlite", "influxdb1"])
+def backend(request, tmp_path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        store = SqliteStore(tmp_path / "store.db")
+        yield Backend(store, store)
+        store.close()
+        return
+    db: services.InfluxDB1 = request.getfixturevalue("influxd")
+    name = f"t{next(_db_numbers)}"  # a fresh database per test on the shared server
+    db.query(f'CREATE DATABASE "{name}"')
+    cfg = InfluxConfig(version=1, url=db.url, database=name, timeout_s=10)
+    writer, reader = InfluxV1Writer(cfg), InfluxReader(cfg)
+    yield Backend(writer, reader)
+    writer.close()
+    reader.close()
+
+
+M1 = DevicePath("acme", "plant1", "machining", "line1", "cnc-01")
+M2 = DevicePath("acme", "plant1", "machining", "line1", "press-01")
+M3 = DevicePath("acme", "plant2", "assembly", "line9", "robot-1")
+
+
+def test_round_trip_with_carry_in(backend):
+    w, r = backend.writer, backend.reader
+    w.write([
+        (M1, Sample("state", T0, "IDLE")),
+        (M1, Sample("state", T0 + 5 * S, "PRODUCING", Quality.UNCERTAIN)),
+        (M1, Sample("state", T0 + 9 * S, "DOWN", Quality.BAD)),
+        (M1, Sample("part_count", T0 + 6 * S, 41)),
+        (M1, Sample("part_count", T0 + 7 * S, 2**32 - 1)),
+        (M1, Sample("load", T0 + 7 * S, -12.75)),
+        (M1, Sample("running", T0 + 7 * S, True)),
+        (M1, Sample("running", T0 + 8 * S, False)),
+        (M2, Sample("state", T0 + 1 * S, "SETUP")),
+    ])
+    s = r.read(M1, "state", T0 + 6 * S, T0 + 10 * S)
+    assert s.ts.dtype == np.int64 and s.value.dtype == np.float64
+    assert s.ts.tolist() == [T0 + 5 * S, T0 + 9 * S]  # the carried-in sample first
+    assert s.text == ["PRODUCING", "DOWN"]
+    assert np.isnan(s.value).all()
+    # a sample exactly at the start is in the window; end is exclusive
+    assert r.read(M1, "state", T0 + 5 * S, T0 + 9 * S).ts.tolist() == [T0, T0 + 5 * S]
+    assert r.read(M1, "state", T0 - S, T0 + 5 * S).text == ["IDLE"]  # nothing to carry in
+    assert r.read(M1, "state", T0 + 20 * S, T0 + 30 * S).text == ["DOWN"]  # only carry-in
+    assert len(r.read(M1, "state", T0 - 9 * S, T0 - S)) == 0
+
+    c = r.read(M1, "part_count", T0, T0 + 100 * S)
+    assert c.value.tolist() == [41.0, float(2**32 - 1)] and c.text == [None, None]
+    assert r.read(M1, "load", T0, T0 + 100 * S).value.tolist() == [-12.75]
+    assert r.read(M1, "running", T0, T0 + 100 * S).value.tolist() == [1.0, 0.0]
+    assert len(r.read(M1, "nope", 0, T0 + 100 * S)) == 0
+    assert len(r.read(M3, "state", 0, T0 + 100 * S)) == 0
+
+    assert r.count() == 9
+    assert r.count(M1) == 8
+    assert r.count(M2) == 1
+    assert r.count(M3) == 0
+    assert r.last_seen() == {M1.asset_id: T0 + 9 * S, M2.asset_id: T0 + S}
+
+
+def test_duplicates_are_no_ops(backend):
+    w, r = backend.writer, backend.reader
+    rows = [(M1, Sample("part_count", T0 + i * 1000, i)) for i in range(200)]
+    rows += [(M3, Sample("state", T0 + i * 1000, "PRODUCING")) for i in range(50)]
+    w.write(rows)
+    w.write(rows)
+    w.write(rows[10:20] + rows[10:20])
+    assert r.count() == 250
+    assert r.count(M1) == 200
+    got = r.read(M1, "part_count", T0, T0 + 200 * 1000)
+    assert got.value.tolist() == [float(i) for i in range(200)]
+    assert got.ts.tolist() == [T0 + i * 1000 for i in range(200)]
+    # same series + time: the newest write wins, still one sample
+    w.write([(M1, Sample("part_count", T0, 7))])
+    assert r.count() == 250
+    assert r.read(M1, "part_count", T0, T0 + 1).value.tolist() == [7.0]
+    assert r.last_seen() == {M1.asset_id: T0 + 199_000, M3.asset_id: T0 + 49_000}
+
+
+def test_large_window_pages(backend, monkeypatch):
+    monkeypatch.setattr(influx, "READ_PAGE", 97)  # InfluxDB reads page through the window
+    w, r = backend.writer, backend.reader
+    n = 1234
+    w.write([(M2, Sample("v", T0 + i, float(i))) for i in range(n)])
+    s = r.read(M2, "v", T0 + 100, T0 + n)
+    assert s.ts.tolist() == list(range(T0 + 99, T0 + n))
+    assert s.value.tolist() == [float(i) for i in range(99, n)]
+    assert r.count(M2) == n
