@@ -87,19 +87,21 @@ class Simulation:
         self._stop.set()
 
     async def start(self) -> None:
+        """Start every server, wait until all listen, then start the timeline clock."""
         async def up(m: _Running) -> None:
-            try:
-                await m.server.start()
-            except OSError as exc:
-                raise ConfigError(f"{self.source}: machine {m.spec.id}: cannot listen on "
-                                  f"{m.spec.host}:{m.spec.port} ({exc})") from None
+            await m.server.start()
             self._started.append(m.server)
 
-        try:
-            await asyncio.gather(*(up(m) for m in self.machines))
-        except BaseException:
+        results = await asyncio.gather(*(up(m) for m in self.machines), return_exceptions=True)
+        failed = [(m, r) for m, r in zip(self.machines, results, strict=True)
+                  if isinstance(r, BaseException)]
+        if failed:
             await self.close()
-            raise
+            m, exc = failed[0]
+            if isinstance(exc, OSError | RuntimeError):  # pymodbus: RuntimeError
+                raise ConfigError(f"{self.source}: machine {m.spec.id}: cannot listen on "
+                                  f"{m.spec.host}:{m.spec.port} ({exc})") from exc
+            raise exc
         for m in self.machines:
             log.info("%s %s %s ready", m.spec.id, m.spec.protocol, m.server.url)
         loop = asyncio.get_running_loop()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 from asyncua import Client, ua
 from pymodbus.client import AsyncModbusTcpClient
@@ -20,6 +22,7 @@ from shopfloor.simulators.runner import Simulation
 from shopfloor.simulators.scenario import Scenario
 from shopfloor.simulators.truth import Truth, load_truth
 
+from shopfloor.config import ConfigError
 from shopfloor.contract import State
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -214,3 +217,16 @@ def test_cli_sigterm_stops_cleanly_and_flushes(tmp_path):
         last = m.intervals[-1]
         assert last.end > last.start
         assert 1.5e9 < last.end - truth.t0 < 10e9
+
+
+def test_port_in_use_is_a_config_error_naming_the_machine():
+    async def main(port: int) -> None:
+        sim = Simulation(Scenario.model_validate(scenario_doc(free_port(), port)),
+                         source="plant.yaml")
+        with pytest.raises(ConfigError, match=r"plant.yaml: machine press-01: cannot listen"):
+            await sim.start()
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        asyncio.run(asyncio.wait_for(main(busy.getsockname()[1]), 30))
