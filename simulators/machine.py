@@ -127,20 +127,19 @@ class MachineModel:
             if seg.state is State.PRODUCING:
                 # Parts complete strictly inside [start, end); a part due exactly at
                 # the end completes when PRODUCING resumes.
-                k, due = 1, seg.start + (self.cycle_s - progress)
-                while due < seg.end:
-                    pending.append((due, Kind.PART))
-                    k += 1
-                    due = seg.start + (self.cycle_s - progress) + (k - 1) * self.cycle_s
-                if pending:
-                    last = pending[-1][0]
-                    progress = seg.end - last
+                first = seg.start + (self.cycle_s - progress)
+                n = 0
+                while first + n * self.cycle_s < seg.end:
+                    pending.append((first + n * self.cycle_s, Kind.PART))
+                    n += 1
+                if n:
+                    progress = seg.end - pending[-1][0]
                 else:
                     progress += seg.end - seg.start
                 progress = min(progress, self.cycle_s)
             while tick * VALUE_PERIOD_S <= seg.start:
                 tick += 1
-            for t, kind in _merge(pending, self._ticks(tick, seg.end)):
+            for t, kind in heapq.merge(pending, self._ticks(tick, seg.end)):
                 if kind is Kind.PART:
                     reject = parts_rng.random() < self.spec.reject_rate
                     parts += 1
@@ -167,7 +166,3 @@ class MachineModel:
             out.append(ev)
         return out
 
-
-def _merge(parts: list[tuple[float, Kind]],
-           ticks: Iterator[tuple[float, Kind]]) -> Iterator[tuple[float, Kind]]:
-    return heapq.merge(parts, ticks)

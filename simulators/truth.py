@@ -40,7 +40,7 @@ class MachineTruth:
 
     def state_at(self, ts_ns: int) -> State | None:
         """The state served at ``ts_ns``, None outside the logged intervals."""
-        i = bisect.bisect_right([iv.start for iv in self.intervals], ts_ns) - 1
+        i = bisect.bisect_right(self.intervals, ts_ns, key=lambda iv: iv.start) - 1
         if i >= 0 and ts_ns < self.intervals[i].end:
             return self.intervals[i].state
         return None

@@ -230,3 +230,28 @@ def test_port_in_use_is_a_config_error_naming_the_machine():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         asyncio.run(asyncio.wait_for(main(busy.getsockname()[1]), 30))
+
+
+def test_longer_duration_stays_no_shift(tmp_path):
+    doc = scenario_doc(free_port(), free_port())
+    doc["timeline"] = {"lead_in_s": 0.2, "duration_s": 0.6, "lead_out_s": 0.2}
+    doc["areas"][0]["lines"][0]["machines"].pop(0)  # the Modbus machine only
+    truth_path = tmp_path / "truth.jsonl"
+
+    async def main() -> None:
+        sim = Simulation(Scenario.model_validate(doc), truth_path, duration_s=1.5)
+        try:
+            await sim.start()
+            await sim.run()
+        finally:
+            await sim.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+    truth = load_truth(truth_path)
+    press = truth.machine(PRESS)
+    last = press.intervals[-1]
+    assert last.state is State.NO_SHIFT
+    assert (last.start - truth.t0, last.end - truth.t0) == (800_000_000, 1_500_000_000)
+    assert press.intervals[0].state is State.NO_SHIFT
+    assert press.intervals[1].state is State.PRODUCING
+    assert press.intervals[1].start - truth.t0 == 200_000_000
