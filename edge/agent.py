@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
-from shopfloor.contract import Sample
+from shopfloor.contract import MAX_PAYLOAD_BYTES, Sample
 from shopfloor.mqtt import describe
 
 from .config import EdgeConfig, ModbusDevice, OpcUaDevice, load_edge_config
@@ -119,7 +120,8 @@ class Agent:
             return
         self._buffers[device] = []
         pub = self.publishers[device]
-        self.outbox.append(device, pub.path.topic("data"), buf)  # durable before publish
+        for chunk in _chunks(buf):
+            self.outbox.append(device, pub.path.topic("data"), chunk)  # durable first
         pub.pump()
 
     def flush_all(self) -> None:
@@ -152,6 +154,28 @@ class Agent:
         while True:
             await asyncio.sleep(self.config.stats_interval_s)
             self.log_stats()
+
+
+# A sample's JSON is at most ~1.7 kB (128-char tag, 256-char escaped string); below this
+# many samples a batch cannot exceed the contract's MAX_PAYLOAD_BYTES, above it we measure.
+_SAFE_SAMPLES = MAX_PAYLOAD_BYTES // 2000
+_CHUNK_BYTES = MAX_PAYLOAD_BYTES * 9 // 10
+
+
+def _chunks(samples: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split a batch so that no message exceeds the contract's payload limit."""
+    if len(samples) <= _SAFE_SAMPLES:
+        return [samples]
+    out: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for s in samples:
+        n = len(json.dumps(s, separators=(",", ":"))) + 1
+        if out[-1] and size + n > _CHUNK_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(s)
+        size += n
+    return out
 
 
 async def _main(cfg: EdgeConfig) -> None:

@@ -116,6 +116,9 @@ class ModbusDriver:
                 await self._poll(client)
             except (ModbusException, OSError, TimeoutError) as exc:
                 self.sink.connected(dev.id, False, f"{self._where()}: {exc!r}")
+            except Exception as exc:  # a driver must never die: log, back off, retry
+                log.exception("%s: unexpected Modbus error", dev.id)
+                self.sink.connected(dev.id, False, f"{self._where()}: {exc!r}")
             finally:
                 client.close()
             await asyncio.sleep(self.backoff.next_delay())

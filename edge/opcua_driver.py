@@ -110,13 +110,15 @@ class OpcUaDriver:
                 raise ConnectionError("connection lost")
             except (OSError, TimeoutError, ConnectionError, ua.UaError) as exc:
                 self.sink.connected(dev.id, False, f"{dev.endpoint}: {exc!r}")
+            except Exception as exc:  # a driver must never die: log, back off, retry
+                log.exception("%s: unexpected OPC UA error", dev.id)
+                self.sink.connected(dev.id, False, f"{dev.endpoint}: {exc!r}")
             finally:
-                if connected:
-                    with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):
+                    if connected:
                         await asyncio.wait_for(client.disconnect(), 2)
-                else:
-                    with contextlib.suppress(Exception):
-                        await client.disconnect_socket()
+                    else:
+                        client.disconnect_socket()
             await asyncio.sleep(self.backoff.next_delay())
 
     async def _subscribe(self, client: Client) -> None:

@@ -37,6 +37,7 @@ class DevicePublisher:
         self.max_inflight = max_inflight
         self.loop = loop
         self.connected = False
+        self._stopping = False
         self.published = 0  # samples handed to paho (including resends)
         self._inflight: dict[int, tuple[int, int]] = {}  # mid -> (seq, n_samples)
         self._cursor = 0  # highest seq handed to paho
@@ -74,6 +75,8 @@ class DevicePublisher:
 
     # the event loop
     def _connected(self, rc: Any) -> None:
+        if self._stopping:
+            return
         if rc.is_failure:
             log.warning("%s: MQTT %s refused: %s", self.device, describe(self.mqtt_cfg), rc)
             return
@@ -84,9 +87,11 @@ class DevicePublisher:
         self.pump()
 
     def _disconnected(self, rc: Any) -> None:
-        if self.connected:
+        if self.connected and not self._stopping:
             log.warning("%s: MQTT disconnected (%s); %d batches in flight will be resent",
                         self.device, rc, len(self._inflight))
+        elif self._stopping:
+            log.info("%s: MQTT disconnected", self.device)
         self.connected = False
 
     def _acked(self, mid: int) -> None:
@@ -97,7 +102,7 @@ class DevicePublisher:
 
     def pump(self) -> None:
         """Hand pending batches to paho, oldest first, up to ``max_inflight`` in flight."""
-        if not self.connected:
+        if not self.connected or self._stopping:
             return
         room = self.max_inflight - len(self._inflight)
         if room <= 0:
@@ -116,6 +121,7 @@ class DevicePublisher:
 
     def stop(self, timeout: float = 2.0) -> None:
         """Publish death (offline) explicitly, then disconnect. Blocks up to ``timeout``."""
+        self._stopping = True  # from here on, nothing new is handed to paho
         if self.connected:
             info = self.client.publish(self._status_topic, self._status(False), qos=1,
                                        retain=True)

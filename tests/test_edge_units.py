@@ -304,3 +304,16 @@ def test_outbox_max_bytes_drops_oldest(tmp_path):
     assert ob.dropped == 5 * (20 - len(left))
     assert ob.depth == 5 * len(left)
     ob.close()
+
+
+def test_batches_are_split_below_the_payload_limit():
+    from shopfloor.edge.agent import _chunks
+
+    from shopfloor.contract import MAX_PAYLOAD_BYTES, encode_samples
+
+    small = _samples(500)
+    assert _chunks(small) == [small]
+    big = [Sample("t" * 100, i, "\u00e9" * 256).to_json() for i in range(2000)]
+    chunks = _chunks(big)
+    assert len(chunks) > 1 and [s for c in chunks for s in c] == big
+    assert all(len(encode_samples("edge-1", 10**12, c)) < MAX_PAYLOAD_BYTES for c in chunks)
