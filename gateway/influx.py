@@ -23,7 +23,14 @@ import httpx
 from shopfloor.config import secret
 from shopfloor.contract import DevicePath, Sample
 
-from .store import InfluxConfig, Row, SampleWriter, Series, sample_value
+from .store import (
+    InfluxConfig,
+    PermanentWriteError,
+    Row,
+    SampleWriter,
+    Series,
+    sample_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +41,7 @@ GZIP_MIN_BYTES = 16 * 1024
 READ_PAGE = 10_000  # rows per /query round trip when reading a window
 
 
-class LineProtocolError(ValueError):
+class LineProtocolError(PermanentWriteError, ValueError):
     """A name or value that line protocol cannot carry faithfully."""
 
 
@@ -130,8 +137,7 @@ class InfluxV1Writer:
                 headers["Content-Encoding"] = "gzip"
             r = self._http.post("/write", params=self._params, content=body, headers=headers)
             if not r.is_success:
-                raise InfluxError(f"InfluxDB write failed: HTTP {r.status_code} "
-                                  f"{r.text[:300].strip()}")
+                raise _write_error(r.status_code, r.text)
 
     def close(self) -> None:
         self._http.close()
@@ -159,8 +165,7 @@ class InfluxV2Writer:
                 self._api.write(bucket=self.cfg.bucket, org=self.cfg.org, record=chunk,
                                 write_precision=self._precision)
             except ApiException as exc:
-                raise InfluxError(f"InfluxDB write failed: HTTP {exc.status} "
-                                  f"{str(exc.body)[:300].strip()}") from None
+                raise _write_error(exc.status or 0, str(exc.body)) from None
 
     def close(self) -> None:
         self._api.close()
@@ -173,6 +178,16 @@ def open_influx_writer(cfg: InfluxConfig) -> SampleWriter:
 
 class InfluxError(RuntimeError):
     pass
+
+
+class InfluxRejected(InfluxError, PermanentWriteError):
+    """InfluxDB refused the points themselves (HTTP 400/413/422): bad data, not an outage."""
+
+
+def _write_error(status: int, body: str) -> InfluxError:
+    # 401/403/404 (auth, missing database) are fixed by an operator: retry, don't drop
+    cls = InfluxRejected if status in (400, 413, 422) else InfluxError
+    return cls(f"InfluxDB write failed: HTTP {status} {body[:300].strip()}")
 
 
 # --- InfluxQL reader ----------------------------------------------------------------------

@@ -75,6 +75,10 @@ class SampleWriter(Protocol):
     def close(self) -> None: ...
 
 
+class PermanentWriteError(Exception):
+    """The store refuses these rows for good (bad data, not an outage): retrying won't help."""
+
+
 def sample_value(sample: Sample) -> tuple[float | None, str | None]:
     """The stored ``(value, value_str)`` of a sample: numbers and bools as float."""
     v = sample.value

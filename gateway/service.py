@@ -1,0 +1,360 @@
+"""The gateway service: MQTT data messages -> decoded batches -> every configured store.
+
+Threads:
+- paho's network loop runs ``_on_message``: decode, then put ``_Item`` on a bounded
+  queue. A full queue blocks the loop, so the broker holds the rest (backpressure).
+- the writer thread takes items up to ``batch.max_samples`` / ``batch.max_interval_s``,
+  writes them to every store, and only then acknowledges the MQTT messages, in the
+  order they arrived. A failed write is retried with capped backoff, never acked and
+  never dropped. A message that breaks the contract (or that a store refuses as bad
+  data) is counted, published to ``{DEAD_LETTER_TOPIC}/{reason}`` and acknowledged.
+
+The session is persistent (``clean_session=False``) and acks are manual, so whatever
+was not acknowledged when the gateway stops or dies is redelivered by the broker;
+the store's idempotent writes turn that into exactly-once.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+import queue
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from shopfloor.config import load_config
+from shopfloor.contract import (
+    DEAD_LETTER_TOPIC,
+    ContractError,
+    DevicePath,
+    decode_batch,
+    subscription,
+)
+from shopfloor.mqtt import describe, make_client
+
+from .config import GatewayConfig
+from .store import PermanentWriteError, Row, SampleWriter, open_writers
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_PAYLOAD_BYTES = 1024
+
+
+@dataclass(slots=True)
+class _Item:
+    """One received message, in arrival order."""
+
+    gen: int  # connection generation it arrived on (a mid is only valid on it)
+    mid: int
+    qos: int
+    topic: str
+    rows: list[Row]  # empty for a rejected message (acked in order, nothing to write)
+    head: bytes  # the payload's first KiB, for the dead-letter topic
+    received: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class GatewayStats:
+    messages: int = 0  # data messages received (valid or not)
+    samples_received: int = 0
+    samples_stored: int = 0  # written to every store and acknowledged
+    batches_written: int = 0
+    rejects: dict[str, int] = field(default_factory=dict)  # reason -> messages
+    write_errors: int = 0  # failed write attempts (each retried)
+    dead_letters: int = 0
+    last_batch_latency_s: float | None = None  # oldest message's arrival -> ack
+    last_batch_samples: int = 0
+    queue_depth: int = 0
+    connected: bool = False
+
+    def line(self) -> str:
+        lat = "-" if self.last_batch_latency_s is None else \
+            f"{self.last_batch_latency_s * 1e3:.0f}ms"
+        rejects = ",".join(f"{k}={v}" for k, v in sorted(self.rejects.items())) or "0"
+        return (f"messages={self.messages} samples_stored={self.samples_stored} "
+                f"batches={self.batches_written} last_batch={self.last_batch_samples}/{lat} "
+                f"queue={self.queue_depth} rejects={rejects} write_errors={self.write_errors} "
+                f"connected={self.connected}")
+
+
+class Gateway:
+    """Start with ``start()``, stop with ``stop()`` (flushes, acks, disconnects)."""
+
+    def __init__(self, cfg: GatewayConfig, writers: list[SampleWriter] | None = None):
+        self.cfg = cfg
+        self._writers = writers
+        self._queue: queue.Queue[_Item] = queue.Queue(cfg.queue_max_messages)
+        self._lock = threading.Lock()  # guards counters and the connection generation
+        self._stats = GatewayStats()
+        self._rejects: Counter[str] = Counter()
+        self._gen = 0
+        self._connected = False
+        self._stopping = threading.Event()  # no new messages; drain what is queued
+        self._give_up = threading.Event()  # stop retrying failed writes (leave unacked)
+        self._subscribed = threading.Event()
+        self._writer_thread: threading.Thread | None = None
+        self._client: mqtt.Client | None = None
+        self.topic_filter = subscription("data", cfg.share_group)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._writers is None:
+            self._writers = open_writers(self.cfg.store)
+        client = make_client(self.cfg.mqtt, self.cfg.client_id, clean_session=False,
+                             manual_ack=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+        self._writer_thread = threading.Thread(target=self._writer_loop, name="gateway-writer",
+                                               daemon=True)
+        self._writer_thread.start()
+        log.info("gateway %s: connecting to %s, subscribing to %s, stores: %s",
+                 self.cfg.client_id, describe(self.cfg.mqtt), self.topic_filter,
+                 ", ".join(type(w).__name__ for w in self._writers))
+        client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.mqtt.keepalive_s)
+        client.loop_start()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once the broker has confirmed the subscription."""
+        return self._subscribed.wait(timeout)
+
+    def stop(self) -> None:
+        """Write and acknowledge what is queued (up to ``drain_timeout_s``), then disconnect.
+
+        Messages still unacknowledged after that stay with the broker (persistent
+        session) and are delivered again.
+        """
+        self._stopping.set()
+        if self._writer_thread is not None:
+            self._writer_thread.join(self.cfg.drain_timeout_s)
+            if self._writer_thread.is_alive():
+                log.warning("stop: stores still failing after %.0fs; %d messages left "
+                            "unacknowledged for redelivery", self.cfg.drain_timeout_s,
+                            self._queue.qsize())
+                self._give_up.set()
+                self._writer_thread.join(30)
+        if self._client is not None:
+            self._client.disconnect()  # queued after the PUBACKs, so those go out first
+            self._client.loop_stop()
+        for w in self._writers or []:
+            try:
+                w.close()
+            except Exception:
+                log.exception("closing %s", type(w).__name__)
+        log.info("gateway stopped: %s", self.stats().line())
+
+    def stats(self) -> GatewayStats:
+        with self._lock:
+            s = dataclasses.replace(self._stats)
+            s.rejects = dict(self._rejects)
+            s.queue_depth = self._queue.qsize()
+            s.connected = self._connected
+            return s
+
+    @property
+    def running(self) -> bool:
+        return self._writer_thread is not None and self._writer_thread.is_alive() \
+            and not self._stopping.is_set()
+
+    # --- MQTT callbacks (paho's thread) ------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any,
+                    _p: Any) -> None:
+        if reason.is_failure:
+            log.error("MQTT connection refused by %s: %s", describe(self.cfg.mqtt), reason)
+            return
+        with self._lock:
+            self._gen += 1
+            self._connected = True
+        log.info("connected to %s (session present: %s)", describe(self.cfg.mqtt),
+                 getattr(flags, "session_present", "?"))
+        client.subscribe(self.topic_filter, qos=1)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        with self._lock:
+            self._gen += 1  # mids of the old connection must not be acked on a new one
+            self._connected = False
+        if not self._stopping.is_set():
+            log.warning("disconnected from %s (%s); reconnecting", describe(self.cfg.mqtt),
+                        reason)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("subscription to %s refused: %s", self.topic_filter, reasons)
+            return
+        self._subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._handle(client, msg)
+        except Exception:  # never let an exception kill paho's network thread
+            log.exception("unexpected error handling a message (left unacknowledged)")
+
+    def _handle(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
+        if self._stopping.is_set():
+            return  # not acked: the broker delivers it again to the next session
+        with self._lock:
+            gen = self._gen
+            self._stats.messages += 1
+        payload = bytes(msg.payload)
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = msg._topic.decode("utf-8", "replace")  # noqa: SLF001
+        item = _Item(gen, msg.mid, msg.qos, topic, [], payload[:DEAD_LETTER_PAYLOAD_BYTES])
+        try:
+            item.rows = decode_message(topic, payload)
+        except ContractError as exc:
+            self._dead_letter(client, item, exc.reason, exc.detail)
+        else:
+            with self._lock:
+                self._stats.samples_received += len(item.rows)
+        while True:  # a full queue blocks this thread: backpressure to the broker
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._stopping.is_set():
+                    return  # not acked: redelivered
+
+    def _dead_letter(self, client: mqtt.Client, item: _Item, reason: str, detail: str) -> None:
+        with self._lock:
+            self._rejects[reason] += 1
+        log.warning("rejected message on %s: %s: %s", item.topic[:200], reason, detail[:200])
+        doc = {"reason": reason, "detail": detail, "topic": item.topic,
+               "payload": base64.b64encode(item.head).decode()}
+        info = client.publish(f"{DEAD_LETTER_TOPIC}/{reason}", json.dumps(doc), qos=1)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            with self._lock:
+                self._stats.dead_letters += 1
+        else:
+            log.warning("could not publish to the dead-letter topic: %s",
+                        mqtt.error_string(info.rc))
+
+    # --- writer thread -------------------------------------------------------------------
+
+    def _writer_loop(self) -> None:
+        next_stats = time.monotonic() + self.cfg.stats_interval_s
+        while True:
+            batch = self._collect()
+            if batch:
+                if not self._write(batch):
+                    break  # gave up while stopping: the rest stays unacknowledged
+                self._ack(batch)
+            elif self._stopping.is_set() and self._queue.empty():
+                break
+            if time.monotonic() >= next_stats:
+                next_stats = time.monotonic() + self.cfg.stats_interval_s
+                log.info("gateway: %s", self.stats().line())
+
+    def _collect(self) -> list[_Item]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch, n = [first], len(first.rows)
+        deadline = first.received + self.cfg.batch.max_interval_s
+        while n < self.cfg.batch.max_samples:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 and \
+                    not self._stopping.is_set() else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            batch.append(item)
+            n += len(item.rows)
+        return batch
+
+    def _write(self, batch: list[_Item]) -> bool:
+        """Write the batch to every store; False if we gave up (stopping, stores down)."""
+        if not any(item.rows for item in batch):
+            return True
+        for writer in self._writers or []:
+            if not self._write_to(writer, batch):
+                return False
+        return True
+
+    def _write_to(self, writer: SampleWriter, batch: list[_Item]) -> bool:
+        rows = [r for item in batch for r in item.rows]
+        if not rows:
+            return True
+        delay = 0.1
+        while True:
+            try:
+                writer.write(rows)
+                return True
+            except PermanentWriteError as exc:
+                if len(batch) > 1:  # find the message(s) the store refuses
+                    return all(self._write_to(writer, [item]) for item in batch)
+                log.error("%s refused a message's samples: %s", type(writer).__name__, exc)
+                assert self._client is not None
+                self._dead_letter(self._client, batch[0], "store_rejected", str(exc)[:500])
+                batch[0].rows = []  # acked as a reject, not counted as stored
+                return True
+            except Exception as exc:
+                with self._lock:
+                    self._stats.write_errors += 1
+                log.warning("writing %d samples to %s failed (%s: %s); retrying in %.1fs",
+                            len(rows), type(writer).__name__, type(exc).__name__,
+                            str(exc)[:300], delay)
+                if self._give_up.wait(delay):
+                    return False
+                delay = min(delay * 2, self.cfg.retry_max_s)
+
+    def _ack(self, batch: list[_Item]) -> None:
+        client = self._client
+        assert client is not None
+        stored = 0
+        with self._lock:  # no reconnect between the generation check and the acks
+            for item in batch:
+                stored += len(item.rows)
+                if item.qos > 0 and item.gen == self._gen and self._connected:
+                    client.ack(item.mid, item.qos)
+            self._stats.samples_stored += stored
+            if stored:
+                self._stats.batches_written += 1
+                self._stats.last_batch_samples = stored
+                self._stats.last_batch_latency_s = time.monotonic() - batch[0].received
+
+
+def decode_message(topic: str, payload: bytes) -> list[Row]:
+    """The rows of one data message; raises ContractError with a reason."""
+    device, kind = DevicePath.from_topic(topic)
+    if kind != "data":
+        raise ContractError("bad_topic", f"kind {kind!r} where data was expected: {topic!r}")
+    batch = decode_batch(payload, now_ns=time.time_ns())
+    return [(device, s) for s in batch.samples]
+
+
+def run(config_path: Path | str) -> None:
+    """``shopfloor gateway --config FILE``: run until SIGINT/SIGTERM, then stop cleanly."""
+    cfg = load_config(config_path, GatewayConfig)
+    gateway = Gateway(cfg)
+    done = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        done.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        gateway.start()
+        while not done.wait(0.5):
+            pass
+    finally:
+        gateway.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
