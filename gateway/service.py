@@ -195,6 +195,7 @@ class Gateway:
         if any(r.is_failure for r in reasons):
             log.error("subscription to %s refused: %s", self.topic_filter, reasons)
             return
+        log.info("subscribed to %s", self.topic_filter)
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:

@@ -53,8 +53,10 @@ class Publisher:
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         if watch:
-            self.client.subscribe(watch, qos=1)[1]
-            time.sleep(0.2)
+            subscribed = threading.Event()
+            self.client.on_subscribe = lambda *_: subscribed.set()
+            self.client.subscribe(watch, qos=1)
+            assert subscribed.wait(10)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         self.client.publish(topic, payload, qos=qos).wait_for_publish(10)
@@ -296,8 +298,7 @@ def test_run_stops_cleanly_on_sigterm(mosquitto, tmp_path):
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True)
         reader.start()
-        wait_until(lambda: any("connected to" in line for line in lines), what="connect")
-        time.sleep(0.3)  # subscribed
+        wait_until(lambda: any("subscribed to" in line for line in lines), what="subscribed")
         valid = batches(10, 20)
         for topic, payload, _ in valid:
             pub.publish(topic, payload)
