@@ -118,12 +118,12 @@ def _chunks(lines: list[str], n: int) -> Iterable[list[str]]:
 class InfluxV1Writer:
     """InfluxDB 1.x: ``POST /write?db=..&rp=..&precision=ns`` (basic auth if configured)."""
 
-    def __init__(self, cfg: InfluxConfig):
+    def __init__(self, cfg: InfluxConfig, *, transport: httpx.BaseTransport | None = None):
         assert cfg.version == 1
         self.cfg = cfg
         auth = (cfg.username, secret(cfg.password) or "") if cfg.username else None
         self._http = httpx.Client(base_url=cfg.url.rstrip("/"), auth=auth,
-                                  timeout=cfg.timeout_s)
+                                  timeout=cfg.timeout_s, transport=transport)
         self._params = {"db": cfg.database, "precision": "ns"}
         if cfg.retention_policy:
             self._params["rp"] = cfg.retention_policy
@@ -217,7 +217,7 @@ def _device_where(device: DevicePath) -> str:
 class InfluxReader:
     """``SampleReader`` over InfluxQL ``/query`` (v2: token auth, the bucket as db)."""
 
-    def __init__(self, cfg: InfluxConfig):
+    def __init__(self, cfg: InfluxConfig, *, transport: httpx.BaseTransport | None = None):
         self.cfg = cfg
         headers = {"Accept": "application/json"}
         auth = None
@@ -226,7 +226,7 @@ class InfluxReader:
         elif cfg.username:
             auth = (cfg.username, secret(cfg.password) or "")
         self._http = httpx.Client(base_url=cfg.url.rstrip("/"), headers=headers, auth=auth,
-                                  timeout=cfg.timeout_s)
+                                  timeout=cfg.timeout_s, transport=transport)
         self._params: dict[str, str] = {"db": cfg.db, "epoch": "ns"}
         if cfg.retention_policy:
             self._params["rp"] = cfg.retention_policy

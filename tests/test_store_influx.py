@@ -8,6 +8,7 @@ the same inputs against a real server.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import time
@@ -31,7 +32,13 @@ from shopfloor.gateway.influx import (
     quote_literal,
     to_line,
 )
-from shopfloor.gateway.store import InfluxConfig, StoreConfig, open_reader, open_writers
+from shopfloor.gateway.store import (
+    InfluxConfig,
+    PermanentWriteError,
+    StoreConfig,
+    open_reader,
+    open_writers,
+)
 
 from shopfloor.config import ConfigError, parse_config
 from shopfloor.contract import DevicePath, Quality, Sample
@@ -325,3 +332,42 @@ def test_v2_write_error_raises():
     with pytest.raises(Exception):  # noqa: B017 - connection refused, whatever the client raises
         w.write([(DEV, Sample("x", T0, 1.0))])
     w.close()
+
+
+# --- what goes over the wire ----------------------------------------------------------------
+
+
+def test_auth_and_parameters_on_the_wire():
+    seen: list[httpx.Request] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        if req.url.path == "/write":
+            return httpx.Response(204)
+        return httpx.Response(200, json={"results": [{"statement_id": 0}]})
+
+    mock = httpx.MockTransport(handler)
+    v2 = InfluxConfig(version=2, url="http://db:8086/", token="tok-9", org="o", bucket="plant")
+    r = InfluxReader(v2, transport=mock)
+    assert r.count(DEV) == 0 and r.last_seen() == {} and len(r.read(DEV, "x", 0, 10)) == 0
+    q = seen[0]
+    assert q.headers["authorization"] == "Token tok-9"
+    assert q.url.params["db"] == "plant" and q.url.params["epoch"] == "ns"
+    assert "\"device\"='cnc-01'" in httpx.QueryParams(q.content.decode())["q"]
+
+    seen.clear()
+    v1 = InfluxConfig(version=1, url="http://db:8086", database="shop", retention_policy="rp1",
+                      username="gw", password="pw-7")
+    w = InfluxV1Writer(v1, transport=mock)
+    w.write([(DEV, Sample("x", T0, 1.0))])
+    assert seen[0].url.params["db"] == "shop" and seen[0].url.params["rp"] == "rp1"
+    assert seen[0].url.params["precision"] == "ns"
+    assert seen[0].headers["authorization"] == "Basic " + base64.b64encode(b"gw:pw-7").decode()
+    assert seen[0].content.decode() == to_line(DEV, Sample("x", T0, 1.0))
+
+    def reject(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": "partial write: field type conflict"})
+
+    w = InfluxV1Writer(v1, transport=httpx.MockTransport(reject))
+    with pytest.raises(PermanentWriteError, match="field type conflict"):
+        w.write([(DEV, Sample("x", T0, 1.0))])
