@@ -116,7 +116,7 @@ async def _silent_modbus():
         await wait_for(lambda: 14 in sink.values("press-01", "part_count"), what="press")
         counts = sink.values("press-01", "part_count")
         assert counts == sorted(set(counts))  # report by exception: each value once
-        assert len(counts) >= 12  # polled every 50 ms while the other device hangs
+        assert len(counts) >= 10  # polled every 50 ms while the other device hangs (0.5 s timeouts)
         assert sink.values("press-01", "state") == ["PRODUCING"]  # unchanged: not repeated
         assert not [s for d, s in sink.samples if d == "dead-01"]
         assert ("dead-01", False) in sink.events

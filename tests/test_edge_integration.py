@@ -95,10 +95,13 @@ class Collector:
                                   clean_session=False)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 1)  # persistent session: queued while away
+        self.subscribed = threading.Event()
         self.client.on_connect = lambda c, *_: c.subscribe(
             [(subscription(k), 1) for k in ("data", "status", "meta")])
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+        assert self.subscribed.wait(10), "collector: no SUBACK"
 
     def _on_message(self, client, userdata, msg) -> None:
         with self.lock:
@@ -207,7 +210,9 @@ async def _end_to_end(tmp_path, mosquitto):
                     "state", "part_count", "reject_count", "spindle_load"}
                 assert {t["signal"] for t in meta["tags"]} >= {"state", "part_count"}
 
-            # Phase 2: broker down; the machines keep changing.
+            # Phase 2: broker down; the machines keep changing. (First let Mosquitto's
+            # 1 s autosave persist the collector's session, which SIGKILL would lose.)
+            await asyncio.sleep(2.2)
             mosquitto.kill()
             for i in range(1, 21):
                 await opc.write("PartCount", 5 + i, t0 + (10 + i) * 1_000_000)
