@@ -42,8 +42,10 @@ class DevicePublisher:
         self._inflight: dict[int, tuple[int, int]] = {}  # mid -> (seq, n_samples)
         self._cursor = 0  # highest seq handed to paho
         self._status_topic = path.topic("status")
+        # paho's own limit stays above ours (+ birth, meta, death): a message paho marks
+        # "queued" at reconnect time makes it skip resending the ones after it.
         self.client = make_client(mqtt_cfg, f"{agent}.{device}", clean_session=True,
-                                  max_inflight=max_inflight)
+                                  max_inflight=max_inflight + 16)
         self.client.will_set(self._status_topic, self._status(False), qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

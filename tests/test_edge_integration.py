@@ -87,11 +87,11 @@ class ModbusMachine:
 class Collector:
     """Subscribes to every data/status/meta topic and keeps what arrives."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, client_id: str = "collector"):
         self.lock = threading.Lock()
         self.data: list[tuple[str, bytes]] = []
         self.latest: dict[str, bytes] = {}
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="collector",
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   clean_session=False)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 1)  # persistent session: queued while away
@@ -183,6 +183,7 @@ async def _end_to_end(tmp_path, mosquitto):
     collector = Collector(mosquitto.port)
     cfg = make_config(tmp_path, mosquitto.port, opc.port, press.port)
     t0 = time.time_ns() // 1000 * 1000  # OPC UA DateTime: 100 ns; datetime: 1 us
+    late_seqs: list[int] = []
     try:
         async with Agent(cfg) as agent:
             # Phase 1: broker up. Both devices publish, state codes mapped to names.
@@ -223,14 +224,24 @@ async def _end_to_end(tmp_path, mosquitto):
             assert agent.outbox is not None and agent.outbox.depth > 0
 
             # Phase 3: broker back; everything read while it was down arrives.
+            # The collector's session survives the SIGKILL only as of Mosquitto's last
+            # autosave, so a second subscriber joins as soon as the broker is back: what the
+            # broker acknowledged reaches one or the other.
             mosquitto.start()
-            await wait_for(lambda: 25 in values(collector.samples(CNC), "part_count")
-                           and 70020 in values(collector.samples(PRESS), "part_count"),
-                           timeout=30, what="samples read during the outage")
-            await wait_for(lambda: agent.stats()["outbox_depth"] == 0, what="outbox drained")
-            cnc_counts = values(collector.samples(CNC), "part_count")
+            late = Collector(mosquitto.port, "collector-2")
+
+            def got(dev: DevicePath) -> list:
+                return values(collector.samples(dev) + late.samples(dev), "part_count")
+
+            try:
+                await wait_for(lambda: 25 in got(CNC) and 70020 in got(PRESS),
+                               timeout=30, what="samples read during the outage")
+                await wait_for(lambda: agent.stats()["outbox_depth"] == 0, what="drained")
+                cnc_counts, press_counts = got(CNC), got(PRESS)
+            finally:
+                late_seqs = late.seqs()
+                late.stop()
             assert set(range(5, 26)) <= set(cnc_counts), "a data change was lost"
-            press_counts = values(collector.samples(PRESS), "part_count")
             assert set(range(70000, 70021)) <= set(press_counts), "a polled change was lost"
             stats = agent.stats()
             assert stats["acked"] == stats["enqueued"] and stats["dropped"] == 0
@@ -240,7 +251,7 @@ async def _end_to_end(tmp_path, mosquitto):
         await opc.stop()
         await press.stop()
     # Each seq is one batch of one agent: no gaps over the whole run.
-    distinct = sorted(set(collector_seqs))
+    distinct = sorted(set(collector_seqs + late_seqs))
     assert distinct == list(range(1, distinct[-1] + 1))
 
 
