@@ -1,3 +1,5 @@
-from shopfloor.cli import main
 import sys
+
+from shopfloor.cli import main
+
 sys.exit(main())

@@ -25,6 +25,8 @@ def _setup_logging(level: str) -> None:
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    for noisy in ("httpx", "httpcore", "asyncua", "pymodbus", "numba"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
 
 
 def _simulate(args: argparse.Namespace) -> None:

@@ -121,6 +121,9 @@ def check_against_truth(url: str, truth, scope: str, ids: list[str], window) -> 
     got = httpx.get(f"{url}/api/v1/oee", params={
         "scope": scope, "start": iso(window[0]), "end": iso(window[1])}, timeout=30).json()
     want = truth.oee(ids, *window)
+    print(f"{scope:<40} " + "  ".join(
+        f"{k[:4]} {got[k]:.4f}/{want[k]:.4f}" for k in ("availability", "performance",
+                                                        "quality", "oee")))
     for key in ("availability", "performance", "quality", "oee"):
         assert got[key] == pytest.approx(want[key], abs=0.01), (scope, key, got, want)
     assert got["counts"]["total"] == want["counts"]["total"], (scope, got, want)
@@ -163,6 +166,8 @@ def test_plant_to_oee_matches_ground_truth(tmp_path, mosquitto, influxdb):
         assert embedded_count(files.store) == witness.samples == published
         assert influx_count(influxdb) == published
         assert published > 200
+        print(f"\npublished {published} samples; embedded {embedded_count(files.store)}, "
+              f"influxdb {influx_count(influxdb)}")
 
         truth = load_truth(files.truth)
         window = truth.shift_window()
@@ -174,6 +179,7 @@ def test_plant_to_oee_matches_ground_truth(tmp_path, mosquitto, influxdb):
         for name, config in (("server-embedded", files.server),
                              ("server-influxdb", influx_server_cfg)):
             url = start_server(sup, name, config)
+            print(f"{name}: scope, API/truth")
             for scope, ids in groups.items():
                 got = check_against_truth(url, truth, scope, ids, window)
                 assert got["times_s"]["OFFLINE"] < 0.5, (scope, got["times_s"])

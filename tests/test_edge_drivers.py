@@ -18,13 +18,13 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from services import free_port
+from test_edge_integration import ModbusMachine, OpcUaMachine, wait_for
+
+from shopfloor.contract import DevicePath, Sample
 from shopfloor.edge.config import EdgeConfig
 from shopfloor.edge.from_scenario import edge_config_from_scenario
 from shopfloor.edge.modbus_driver import ModbusDriver
 from shopfloor.edge.opcua_driver import OpcUaDriver
-from test_edge_integration import ModbusMachine, OpcUaMachine, wait_for
-
-from shopfloor.contract import DevicePath, Sample
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -18,11 +18,11 @@ from asyncua import Server, ua
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from services import free_port
+
+from shopfloor.contract import DevicePath, decode_batch, subscription
 from shopfloor.edge.agent import Agent
 from shopfloor.edge.config import EdgeConfig
 from shopfloor.edge.from_scenario import edge_config_from_scenario
-
-from shopfloor.contract import DevicePath, decode_batch, subscription
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 from asyncua import ua
+
+from shopfloor.config import ConfigError, load_config
+from shopfloor.contract import Quality, Sample, decode_batch
 from shopfloor.edge.config import EdgeConfig, ModbusTag, OpcUaTag, load_edge_config
 from shopfloor.edge.from_scenario import edge_config_from_scenario
 from shopfloor.edge.mapping import ReportByException, map_value, meta_payload, to_sample
 from shopfloor.edge.modbus_driver import decode, plan_reads
 from shopfloor.edge.opcua_driver import datetime_ns, quality_of, source_ts_ns
 from shopfloor.edge.outbox import Outbox
-
-from shopfloor.config import ConfigError, load_config
-from shopfloor.contract import Quality, Sample, decode_batch
 
 EDGE = Path(__file__).parent.parent / "edge"
 SAMPLE = EDGE / "edge.sample.yaml"
@@ -307,9 +307,8 @@ def test_outbox_max_bytes_drops_oldest(tmp_path):
 
 
 def test_batches_are_split_below_the_payload_limit():
-    from shopfloor.edge.agent import _chunks
-
     from shopfloor.contract import MAX_PAYLOAD_BYTES, encode_samples
+    from shopfloor.edge.agent import _chunks
 
     small = _samples(500)
     assert _chunks(small) == [small]

@@ -17,13 +17,13 @@ import yaml
 from asyncua import Client, ua
 from pymodbus.client import AsyncModbusTcpClient
 from services import free_port
+
+from shopfloor.config import ConfigError
+from shopfloor.contract import State
 from shopfloor.simulators.codes import DEVICE_STATE_BY_CODE, DEVICE_STATE_CODES
 from shopfloor.simulators.runner import Simulation
 from shopfloor.simulators.scenario import Scenario
 from shopfloor.simulators.truth import Truth, load_truth
-
-from shopfloor.config import ConfigError
-from shopfloor.contract import State
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CNC = "acme/plant1/machining/line1/cnc-01"

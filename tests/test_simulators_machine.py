@@ -9,11 +9,11 @@ from itertools import pairwise
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from shopfloor.contract import DevicePath, State
 from shopfloor.simulators.codes import SHIFT_STATES, STOP_STATES
 from shopfloor.simulators.machine import VALUE_PERIOD_S, Event, Kind, MachineModel
 from shopfloor.simulators.scenario import DEFAULT_DURATIONS, MachineSpec, Timeline
-
-from shopfloor.contract import DevicePath, State
 
 TIMELINE = Timeline(lead_in_s=3, duration_s=60, lead_out_s=3)
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from shopfloor.simulators.scenario import load_scenario
 
 from shopfloor.config import ConfigError
 from shopfloor.contract import State
+from shopfloor.simulators.scenario import load_scenario
 
 DEMO = Path(__file__).parents[1] / "shopfloor" / "demo" / "scenario.yaml"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from shopfloor.simulators.machine import Kind, MachineModel
 from shopfloor.simulators.scenario import load_scenario
 from shopfloor.simulators.truth import load_truth

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import services
+
+from shopfloor.contract import DevicePath, Quality, Sample
 from shopfloor.gateway import influx
 from shopfloor.gateway.influx import InfluxReader, InfluxV1Writer
 from shopfloor.gateway.sqlite_store import SqliteStore
 from shopfloor.gateway.store import InfluxConfig, SampleReader, SampleWriter
-
-from shopfloor.contract import DevicePath, Quality, Sample
 
 T0 = 1_763_779_200_000_000_000
 S = 10**9

@@ -19,6 +19,9 @@ import pytest
 import services
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from shopfloor.config import ConfigError, parse_config
+from shopfloor.contract import DevicePath, Quality, Sample
 from shopfloor.gateway.influx import (
     InfluxError,
     InfluxReader,
@@ -39,9 +42,6 @@ from shopfloor.gateway.store import (
     open_reader,
     open_writers,
 )
-
-from shopfloor.config import ConfigError, parse_config
-from shopfloor.contract import DevicePath, Quality, Sample
 
 T0 = 1_763_779_200_000_000_000
 DEV = DevicePath("acme", "plant1", "machining", "line1", "cnc-01")

@@ -10,6 +10,9 @@ import textwrap
 import threading
 
 import pytest
+
+from shopfloor.config import ConfigError, parse_config
+from shopfloor.contract import DevicePath, Sample
 from shopfloor.gateway.sqlite_store import SqliteStore
 from shopfloor.gateway.store import (
     SampleReader,
@@ -18,9 +21,6 @@ from shopfloor.gateway.store import (
     open_reader,
     open_writers,
 )
-
-from shopfloor.config import ConfigError, parse_config
-from shopfloor.contract import DevicePath, Sample
 
 M1 = DevicePath("acme", "plant1", "machining", "line1", "cnc-01")
 M2 = DevicePath("acme", "plant1", "machining", "line1", "press-01")
