@@ -134,12 +134,9 @@ class Supervisor:
         self.out(f"  ready    {name:<10} ({time.monotonic() - t:.1f}s)")
         return proc
 
-    def check(self) -> str | None:
-        """Name of a service that has exited, if any."""
-        for name, proc in self.procs:
-            if proc.poll() is not None:
-                return name
-        return None
+    def exited(self) -> list[tuple[str, int]]:
+        """(name, exit code) of every service that has exited."""
+        return [(name, proc.returncode) for name, proc in self.procs if proc.poll() is not None]
 
     def stop_all(self, timeout: float = 15.0) -> None:
         for _name, proc in reversed(self.procs):
@@ -195,6 +192,7 @@ def run(workdir: Path, port: int, scenario: Path | None, broker: str,
     if port_open(port):
         raise ConfigError(f"--port {port}: something is already listening there; "
                           "choose another port")
+    workdir.mkdir(parents=True, exist_ok=True)
     print(f"shopfloor up: work directory {workdir}")
     sup = Supervisor(workdir / "logs")
     try:
@@ -216,10 +214,17 @@ def run(workdir: Path, port: int, scenario: Path | None, broker: str,
         print(f"\nshopfloor is up: dashboard {url}/  API {url}/docs\n"
               f"configs and logs in {workdir}. Press Ctrl-C to stop.")
         deadline = time.monotonic() + duration_s if duration_s else None
+        shift_over = False
         while deadline is None or time.monotonic() < deadline:
-            dead = sup.check()
-            if dead:
-                raise StartupError(f"{dead} stopped unexpectedly; see {workdir}/logs/{dead}.log")
+            for name, code in sup.exited():
+                if name == "plant" and code == 0:
+                    if not shift_over:
+                        print("the simulated shift is over: the machines are offline now; "
+                              "the dashboard keeps the data. Ctrl-C stops.")
+                    shift_over = True
+                else:
+                    raise StartupError(f"{name} stopped unexpectedly (exit code {code}); "
+                                       f"see {workdir}/logs/{name}.log")
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nstopping ...")
