@@ -35,10 +35,27 @@ def _simulate(args: argparse.Namespace) -> None:
     runner.run(args.scenario, truth_path=args.truth, duration_s=args.duration)
 
 
-def _edge(args: argparse.Namespace) -> None:
-    from shopfloor.edge import agent
+def _edge(args: argparse.Namespace) -> int | None:
+    if args.edge_command in (None, "run"):
+        if args.config is None:
+            raise ConfigError("shopfloor edge: --config FILE is required")
+        from shopfloor.edge import agent
 
-    agent.run(args.config)
+        agent.run(args.config)
+        return None
+    if args.edge_command == "check":
+        from shopfloor.edge import check
+
+        return check.run_check(args.config)
+    if args.edge_command == "discover":
+        from shopfloor.edge import discover
+
+        return discover.run_discover(args.url, username=args.username,
+                                     password=args.password, max_nodes=args.max_nodes)
+    from shopfloor.edge import certs
+
+    return certs.run_create_cert(args.out, common_name=args.common_name, days=args.days,
+                                 application_uri=args.application_uri)
 
 
 def _gateway(args: argparse.Namespace) -> None:
@@ -99,9 +116,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser("edge", formatter_class=fmt,
-                       help="edge agent: read OPC UA / Modbus devices, publish over MQTT")
-    p.add_argument("--config", type=Path, required=True, help="edge config YAML")
-    p.set_defaults(func=_edge)
+                       help="edge agent: read OPC UA / Modbus devices, publish over MQTT",
+                       description="Run the edge agent (`shopfloor edge --config FILE`), "
+                                   "or one of its tools below.")
+    p.add_argument("--config", type=Path, help="edge config YAML (to run the agent)")
+    p.set_defaults(func=_edge, edge_command=None)
+    esub = p.add_subparsers(dest="edge_command", metavar="TOOL")
+    e = esub.add_parser("run", formatter_class=fmt, help="run the agent (the default)")
+    e.add_argument("--config", type=Path, required=True, help="edge config YAML")
+    e = esub.add_parser("check", formatter_class=fmt,
+                        help="validate the config, try every device and the broker once",
+                        description="Commissioning check: prints a table of device, "
+                                    "protocol, reachable, tags read and first error.")
+    e.add_argument("--config", type=Path, required=True, help="edge config YAML")
+    e = esub.add_parser("discover", formatter_class=fmt,
+                        help="browse an OPC UA server and print a config skeleton")
+    e.add_argument("url", help="server endpoint, e.g. opc.tcp://127.0.0.1:4840")
+    e.add_argument("--username", default=None, help="user name, if the server needs one")
+    e.add_argument("--password", default=None, help="password (or env SHOPFLOOR_OPCUA_PASSWORD)")
+    e.add_argument("--max-nodes", type=int, default=10000, help="stop browsing after this many")
+    e = esub.add_parser("cert", formatter_class=fmt,
+                        help="create the agent's OPC UA application certificate and key")
+    e.add_argument("--out", type=Path, default=Path("pki"), help="directory for cert and key")
+    e.add_argument("--common-name", default="shopfloor-edge", help="certificate CN")
+    e.add_argument("--application-uri", default="urn:shopfloor:edge",
+                   help="OPC UA application URI (must match the client's)")
+    e.add_argument("--days", type=int, default=3650, help="validity in days")
 
     p = sub.add_parser("gateway", formatter_class=fmt,
                        help="gateway: MQTT -> embedded store and/or InfluxDB")
@@ -119,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level)
     try:
-        args.func(args)
+        code = args.func(args)
+        if isinstance(code, int):
+            return code
     except ConfigError as exc:
         print(f"shopfloor {args.command}: {exc}", file=sys.stderr)
         return 2
