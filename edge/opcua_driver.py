@@ -1,10 +1,13 @@
-"""OPC UA driver: subscribe to data changes of a device's nodes.
+"""OPC UA driver: subscribe to data changes of a device's nodes (or poll them).
 
-``OpcUaDriver(device, sink, heartbeat_s).run()`` connects, subscribes every tag with the
-configured sampling interval and a monitored-item queue > 1 (so no transition is
-coalesced away), reports each change with its SourceTimestamp, re-reports an unchanged
-tag every ``heartbeat_s`` (with the agent's time) and, when the server goes away,
-re-creates session and subscription with capped exponential backoff and jitter.
+``OpcUaDriver(device, sink, heartbeat_s).run()`` connects (security and identity from
+the config), resolves node ids and browse paths, and either creates monitored items
+with the configured sampling interval, queue > 1 (so no transition is coalesced away)
+and data-change filter, in chunks within the server's MaxMonitoredItemsPerCall, or, in
+``mode: poll``, reads every node each ``poll_s`` in chunks within MaxNodesPerRead. It
+reports each value with its SourceTimestamp, re-reports an unchanged tag every
+``heartbeat_s`` (with the agent's time) and, when the server goes away, re-creates
+session and subscription with capped exponential backoff and jitter.
 """
 
 from __future__ import annotations
@@ -16,15 +19,22 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from asyncua import Client, ua
+from asyncua import Client, Node, ua
 from asyncua.common.subscription import DataChangeNotif
 
-from shopfloor.config import secret
 from shopfloor.contract import Quality, Sample
 
 from .config import OpcUaDevice, OpcUaTag
 from .driver import Backoff, Sink, now_ns
 from .mapping import ReportByException, to_sample
+from .opcua_client import (
+    chunks,
+    make_client,
+    monitoring_filter,
+    operation_limits,
+    read_values,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +65,12 @@ def source_ts_ns(dv: ua.DataValue) -> int:
 
 
 class _Handler:
-    def __init__(self, driver: OpcUaDriver, by_node: dict[str, OpcUaTag]):
+    def __init__(self, driver: OpcUaDriver, by_node: dict[str, list[OpcUaTag]]):
         self.driver = driver
         self.by_node = by_node
 
     def datachange_notification(self, node: Any, val: Any, data: DataChangeNotif) -> None:
-        tag = self.by_node.get(node.nodeid.to_string())
-        if tag is not None:
+        for tag in self.by_node.get(node.nodeid.to_string(), ()):
             self.driver.on_change(tag, val, data.monitored_item.Value)
 
     def status_change_notification(self, status: Any) -> None:
@@ -76,6 +85,9 @@ class OpcUaDriver:
         self.heartbeat_s = heartbeat_s
         self.backoff = Backoff(0.5, device.reconnect_max_s)
         self.changes = 0
+        self.reads = 0  # monitored items created / nodes read (metrics)
+        self.errors = 0
+        self.calls: list[int] = []  # items per CreateMonitoredItems / Read call, last session
 
     def on_change(self, tag: OpcUaTag, val: Any, dv: ua.DataValue) -> None:
         quality = quality_of(dv.StatusCode)
@@ -89,49 +101,104 @@ class OpcUaDriver:
     async def run(self) -> None:
         dev = self.device
         while True:
-            client = Client(dev.endpoint, timeout=dev.timeout_s)
             lost = asyncio.Event()
 
             async def on_lost(exc: Exception, lost: asyncio.Event = lost) -> None:
                 lost.set()
 
-            client.connection_lost_callback = on_lost
-            if dev.username is not None:
-                client.set_user(dev.username)
-                client.set_password(secret(dev.password) or "")
+            client: Client | None = None
             connected = False
             try:
+                client = await make_client(dev)
+                client.connection_lost_callback = on_lost
                 await asyncio.wait_for(client.connect(), dev.timeout_s * 2)
                 connected = True
-                await self._subscribe(client)
-                self.sink.connected(dev.id, True, dev.endpoint)
-                self.backoff.reset()
-                await self._heartbeat_until(lost)
+                if dev.mode == "poll":
+                    await self._poll(client, lost)
+                else:
+                    await self._subscribe(client)
+                    self.sink.connected(dev.id, True, dev.endpoint)
+                    self.backoff.reset()
+                    await self._heartbeat_until(lost)
                 raise ConnectionError("connection lost")
             except (OSError, TimeoutError, ConnectionError, ua.UaError) as exc:
+                self.errors += 1
                 self.sink.connected(dev.id, False, f"{dev.endpoint}: {exc!r}")
             except Exception as exc:  # a driver must never die: log, back off, retry
                 log.exception("%s: unexpected OPC UA error", dev.id)
                 self.sink.connected(dev.id, False, f"{dev.endpoint}: {exc!r}")
             finally:
                 with contextlib.suppress(Exception):
-                    if connected:
+                    if client is None:
+                        pass
+                    elif connected:
                         await asyncio.wait_for(client.disconnect(), 2)
                     else:
                         client.disconnect_socket()
             await asyncio.sleep(self.backoff.next_delay())
 
+    async def _nodes(self, client: Client) -> tuple[list[OpcUaTag], list[Node]]:
+        tags, nodes = [], []
+        for tag, node in zip(self.device.tags, await resolve(client, self.device.tags),
+                             strict=True):
+            if isinstance(node, str):
+                self.errors += 1
+                log.warning("%s: cannot resolve %s: %s", self.device.id, tag.name, node)
+            else:
+                tags.append(tag)
+                nodes.append(node)
+        return tags, nodes
+
     async def _subscribe(self, client: Client) -> None:
         dev = self.device
-        by_node = {ua.NodeId.from_string(t.node).to_string(): t for t in dev.tags}
+        tags, nodes = await self._nodes(client)
+        by_node: dict[str, list[OpcUaTag]] = {}
+        for tag, node in zip(tags, nodes, strict=True):
+            by_node.setdefault(node.nodeid.to_string(), []).append(tag)
+        limits = await operation_limits(client, dev.max_nodes_per_call)
         period = max(dev.sampling_interval_ms, 10)
         sub = await client.create_subscription(period, _Handler(self, by_node))
-        nodes = [client.get_node(t.node) for t in dev.tags]
-        results = await sub.subscribe_data_change(
-            nodes, queuesize=dev.queue_size, sampling_interval=dev.sampling_interval_ms)
-        for tag, res in zip(dev.tags, results, strict=True):
+        requests = [sub._make_monitored_item_request(
+            node, ua.AttributeIds.Value, monitoring_filter(tag.filter or dev.filter),
+            dev.queue_size, ua.MonitoringMode.Reporting, dev.sampling_interval_ms)
+            for tag, node in zip(tags, nodes, strict=True)]
+        self.calls = []
+        results: list[Any] = []
+        for part in chunks(requests, limits.monitored_items_per_call):
+            self.calls.append(len(part))
+            results.extend(await sub.create_monitored_items(part))
+        for tag, res in zip(tags, results, strict=True):
             if isinstance(res, ua.StatusCode):
-                log.warning("%s: cannot subscribe %s (%s): %s", dev.id, tag.name, tag.node, res)
+                self.errors += 1
+                log.warning("%s: cannot subscribe %s (%s): %s", dev.id, tag.name, tag.address,
+                            res)
+            else:
+                self.reads += 1
+
+    async def _poll(self, client: Client, lost: asyncio.Event) -> None:
+        """mode poll: read every node each poll_s; report by exception."""
+        dev = self.device
+        tags, nodes = await self._nodes(client)
+        limits = await operation_limits(client, dev.max_nodes_per_call)
+        first = True
+        next_t = time.monotonic()
+        while not lost.is_set():
+            self.calls = [len(p) for p in chunks(nodes, limits.nodes_per_read)]
+            values = await read_values(client, nodes, limits.nodes_per_read)
+            if first:
+                self.sink.connected(dev.id, True, dev.endpoint)
+                self.backoff.reset()
+                first = False
+            mono = time.monotonic_ns()
+            for tag, dv in zip(tags, values, strict=True):
+                self.reads += 1
+                sample = to_sample(tag, dv.Value.Value if dv.Value else None,
+                                   source_ts_ns(dv), quality_of(dv.StatusCode))
+                if sample is not None and self.rbe.should_publish(sample, mono):
+                    self.sink.sample(dev.id, sample)
+            next_t = max(next_t + dev.poll_s, time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), next_t - time.monotonic())
 
     async def _heartbeat_until(self, lost: asyncio.Event) -> None:
         tick = min(1.0, self.heartbeat_s / 2)

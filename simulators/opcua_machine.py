@@ -10,9 +10,14 @@ and ServerTimestamp.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from asyncua import Server, ua
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.user_managers import UserManager
 
 from .codes import DEVICE_STATE_CODES
 from .machine import Event, Kind
@@ -51,13 +56,46 @@ def ns_to_datetime(ts_ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ts_ns // 1000)
 
 
+@dataclass
+class ServerOptions:
+    """Server capabilities for tests; the defaults are the plain simulator.
+
+    ``extra_variables``: Double variables ``ns=2;s={machine}.Var{i}`` (value i).
+    ``max_items_per_call``: published as MaxMonitoredItemsPerCall / MaxNodesPerRead and
+    enforced (BadTooManyOperations); ``largest_call`` records the largest call seen.
+    ``certificate``/``private_key``/``policies``: secure endpoints only (no None policy);
+    ``users``: user name -> password, and anonymous sessions are refused.
+    """
+
+    extra_variables: int = 0
+    max_items_per_call: int | None = None
+    certificate: Path | None = None
+    private_key: Path | None = None
+    policies: list[ua.SecurityPolicyType] = field(default_factory=list)
+    users: dict[str, str] = field(default_factory=dict)
+    largest_call: dict[str, int] = field(default_factory=dict)
+
+
+class _Users(UserManager):
+    def __init__(self, users: dict[str, str]):
+        self.users = users
+
+    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
+                 certificate: Any = None) -> User | None:
+        if username is not None and self.users.get(username) == password:
+            return User(role=UserRole.User)
+        return None
+
+
 class OpcUaMachine:
     """Serves one machine's variables; ``apply`` writes an event's changes."""
 
-    def __init__(self, spec: MachineSpec):
+    def __init__(self, spec: MachineSpec, options: ServerOptions | None = None):
         self.spec = spec
         self.url = f"opc.tcp://{spec.host}:{spec.port}"
-        self._server = Server()
+        self.options = options or ServerOptions()
+        users = self.options.users
+        self._server = Server(user_manager=_Users(users)) if users else Server()
         self._nodes: dict[str, ua.NodeId] = {}
 
     async def start(self) -> None:
@@ -66,7 +104,7 @@ class OpcUaMachine:
         await server.init()
         server.set_endpoint(self.url + "/")
         server.set_server_name(f"shopfloor simulated machine {self.spec.id}")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        await self._configure(server)
         idx = await server.register_namespace(NAMESPACE_URI)
         if idx != NAMESPACE_INDEX:
             raise RuntimeError(f"{NAMESPACE_URI} got namespace index {idx}, expected 2")
@@ -78,7 +116,49 @@ class OpcUaMachine:
                 ua.NodeId(f"{machine}.{name}", idx), ua.QualifiedName(name, idx),
                 ua.Variant(0.0 if vtype is ua.VariantType.Double else 0, vtype))
             self._nodes[name] = var.nodeid
+        for i in range(self.options.extra_variables):
+            await obj.add_variable(ua.NodeId(f"{machine}.Var{i}", idx),
+                                   ua.QualifiedName(f"Var{i}", idx), float(i))
         await server.start()
+
+    async def _configure(self, server: Server) -> None:
+        opts = self.options
+        if opts.certificate is not None and opts.private_key is not None:
+            await server.load_certificate(str(opts.certificate))
+            await server.load_private_key(str(opts.private_key))
+            server.set_security_policy(opts.policies)
+        else:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if opts.users:
+            server.set_identity_tokens([ua.UserNameIdentityToken])
+        if opts.max_items_per_call is not None:
+            await self._limit(server, opts.max_items_per_call)
+
+    async def _limit(self, server: Server, limit: int) -> None:
+        caps = ua.ObjectIds
+        for nid in (caps.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
+                    caps.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead):
+            await server.get_node(ua.NodeId(nid)).write_value(ua.Variant(limit,
+                                                                         ua.VariantType.UInt32))
+        iserver, seen = server.iserver, self.options.largest_call
+        create = iserver.subscription_service.create_monitored_items
+        read = iserver.attribute_service.read
+
+        def check(kind: str, n: int) -> None:
+            seen[kind] = max(seen.get(kind, 0), n)
+            if n > limit:
+                raise ua.UaStatusCodeError(ua.StatusCodes.BadTooManyOperations)
+
+        async def limited_create(params: ua.CreateMonitoredItemsParameters) -> Any:
+            check("create_monitored_items", len(params.ItemsToCreate))
+            return await create(params)
+
+        def limited_read(params: ua.ReadParameters) -> Any:
+            check("read", len(params.NodesToRead))
+            return read(params)
+
+        iserver.subscription_service.create_monitored_items = limited_create  # type: ignore[method-assign]
+        iserver.attribute_service.read = limited_read  # type: ignore[method-assign]
 
     async def _write(self, name: str, value: float | int, when: datetime) -> None:
         dv = ua.DataValue(ua.Variant(value, VARIABLES[name]),
@@ -96,6 +176,11 @@ class OpcUaMachine:
                 await self._write("RejectCount", ev.reject_count, when)
         else:
             await self._write("SpindleLoad", ev.spindle_load, when)
+
+    async def write_extra(self, i: int, value: float) -> None:
+        """Set ``{machine}.Var{i}`` (``ServerOptions.extra_variables``)."""
+        node = self._server.get_node(ua.NodeId(f"{self.spec.id}.Var{i}", NAMESPACE_INDEX))
+        await node.write_value(float(value))
 
     async def stop(self) -> None:
         await self._server.stop()

@@ -1,0 +1,144 @@
+"""OPC UA session set-up shared by the driver, ``edge check`` and ``edge discover``.
+
+``connect(device)`` returns a connected asyncua ``Client`` with the device's security
+policy, identity and trust list; ``resolve(client, tags)`` turns node ids (``ns=``,
+``nsu=``) and browse paths into nodes; ``operation_limits`` reads the server's
+OperationLimits; ``read_values`` and ``chunks`` keep every call within them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from asyncua import Client, Node, ua
+from asyncua.crypto import security_policies
+from asyncua.crypto.truststore import TrustStore
+from asyncua.crypto.validator import CertificateValidator
+
+from shopfloor.config import secret
+
+from .config import DataChangeFilter, OpcUaDevice, OpcUaTag
+
+log = logging.getLogger(__name__)
+
+POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
+    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
+    "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
+    "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
+}
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for i in range(0, len(items), max(1, size)):
+        yield items[i:i + size]
+
+
+async def make_client(dev: OpcUaDevice) -> Client:
+    """A configured, not yet connected client (security, identity, trust list)."""
+    client = Client(dev.endpoint, timeout=dev.timeout_s)
+    sec = dev.security
+    if sec is not None:
+        if sec.trust_dir is not None:
+            store = TrustStore([Path(sec.trust_dir)], [])
+            await store.load()
+            client.certificate_validator = CertificateValidator(trust_store=store)
+        await client.set_security(
+            POLICIES[sec.policy], str(sec.certificate), str(sec.private_key),
+            private_key_password=secret(sec.private_key_password),
+            server_certificate=str(sec.server_certificate) if sec.server_certificate else None,
+            mode=getattr(ua.MessageSecurityMode, sec.mode))
+    if dev.username is not None:
+        client.set_user(dev.username)
+        client.set_password(secret(dev.password) or "")
+    if dev.user_certificate is not None and dev.user_private_key is not None:
+        await client.load_client_certificate(str(dev.user_certificate))
+        await client.load_private_key(str(dev.user_private_key))
+    return client
+
+
+async def connect(dev: OpcUaDevice) -> Client:
+    """A connected client; raises on failure (and closes what it opened)."""
+    client = await make_client(dev)
+    try:
+        await asyncio.wait_for(client.connect(), dev.timeout_s * 2)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.disconnect_socket()
+        raise
+    return client
+
+
+@dataclass
+class Limits:
+    nodes_per_read: int
+    monitored_items_per_call: int
+
+
+async def operation_limits(client: Client, fallback: int) -> Limits:
+    """The server's MaxNodesPerRead / MaxMonitoredItemsPerCall; 0 or unreadable -> fallback."""
+    ids = ua.ObjectIds
+    nodes = [client.get_node(ua.NodeId(i)) for i in (
+        ids.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
+        ids.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall)]
+    got = [fallback, fallback]
+    try:
+        values = await client.read_attributes(nodes, ua.AttributeIds.Value)
+        for i, dv in enumerate(values):
+            v = dv.Value.Value if dv.StatusCode is None or dv.StatusCode.is_good() else None
+            if isinstance(v, int) and v > 0:
+                got[i] = v
+    except (ua.UaError, TimeoutError) as exc:
+        log.info("OperationLimits not readable (%r); using %d per call", exc, fallback)
+    return Limits(*got)
+
+
+async def resolve(client: Client, tags: Sequence[OpcUaTag]) -> list[Node | str]:
+    """Each tag's node, or an error text (unknown namespace URI, browse path not found)."""
+    ns_cache: dict[str, int] = {}
+    out: list[Node | str] = []
+    for tag in tags:
+        try:
+            out.append(await _resolve_one(client, tag, ns_cache))
+        except (ua.UaError, ValueError) as exc:
+            out.append(f"{tag.address}: {exc}")
+    return out
+
+
+async def _resolve_one(client: Client, tag: OpcUaTag, ns_cache: dict[str, int]) -> Node:
+    if tag.browse_path is not None:
+        return await client.nodes.objects.get_child(tag.browse_path.split("/"))
+    assert tag.node is not None
+    nid = ua.NodeId.from_string(tag.node)
+    uri = getattr(nid, "NamespaceUri", None)
+    if uri:
+        if uri not in ns_cache:
+            ns_cache[uri] = await client.get_namespace_index(uri)
+        nid = ua.NodeId(nid.Identifier, ns_cache[uri], nid.NodeIdType)
+    return client.get_node(nid)
+
+
+async def read_values(client: Client, nodes: Sequence[Node], per_call: int) -> list[ua.DataValue]:
+    """Value attributes of ``nodes``, at most ``per_call`` per Read request."""
+    out: list[ua.DataValue] = []
+    for part in chunks(nodes, per_call):
+        out.extend(await client.read_attributes(list(part), ua.AttributeIds.Value))
+    return out
+
+
+def monitoring_filter(f: DataChangeFilter | None) -> ua.DataChangeFilter | None:
+    """The ua filter of a config filter (None: the server's default, StatusValue)."""
+    if f is None:
+        return None
+    mf = ua.DataChangeFilter()
+    mf.Trigger = getattr(ua.DataChangeTrigger, f.trigger)
+    mf.DeadbandType = {"none": ua.DeadbandType.None_, "absolute": ua.DeadbandType.Absolute,
+                       "percent": ua.DeadbandType.Percent}[f.deadband_type]
+    mf.DeadbandValue = f.deadband_value
+    return mf
