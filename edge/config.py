@@ -205,6 +205,8 @@ class OpcUaSecurity(Strict):
     trust_dir: Path | None = Field(
         None, description="directory of trusted server certificates; the server's must be "
                           "in it (or signed by one in it)")
+    application_uri: str = Field("urn:shopfloor:edge",
+                                 description="must match the certificate's URI")
 
     @model_validator(mode="after")
     def _policy(self) -> OpcUaSecurity:

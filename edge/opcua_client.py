@@ -20,6 +20,7 @@ from asyncua import Client, Node, ua
 from asyncua.crypto import security_policies
 from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator
+from asyncua.crypto.validator import CertificateValidatorOptions as Opt
 
 from shopfloor.config import secret
 
@@ -45,10 +46,16 @@ async def make_client(dev: OpcUaDevice) -> Client:
     client = Client(dev.endpoint, timeout=dev.timeout_s)
     sec = dev.security
     if sec is not None:
+        client.application_uri = sec.application_uri
         if sec.trust_dir is not None:
+            if not any(Path(sec.trust_dir).glob("*")):
+                raise ua.UaError(f"trust_dir {sec.trust_dir} holds no certificate: "
+                                 "copy the server's certificate into it")
             store = TrustStore([Path(sec.trust_dir)], [])
             await store.load()
-            client.certificate_validator = CertificateValidator(trust_store=store)
+            # asyncua's default options check time and URI only, not the trust store.
+            opts = (Opt.TIME_RANGE | Opt.URI | Opt.TRUSTED | Opt.REVOKED | Opt.PEER_SERVER)
+            client.certificate_validator = CertificateValidator(opts, trust_store=store)
         await client.set_security(
             POLICIES[sec.policy], str(sec.certificate), str(sec.private_key),
             private_key_password=secret(sec.private_key_password),

@@ -64,6 +64,7 @@ class ServerOptions:
     ``max_items_per_call``: published as MaxMonitoredItemsPerCall / MaxNodesPerRead and
     enforced (BadTooManyOperations); ``largest_call`` records the largest call seen.
     ``certificate``/``private_key``/``policies``: secure endpoints only (no None policy);
+    ``application_uri``: the server's (it must match its certificate's).
     ``users``: user name -> password, and anonymous sessions are refused.
     """
 
@@ -72,6 +73,7 @@ class ServerOptions:
     certificate: Path | None = None
     private_key: Path | None = None
     policies: list[ua.SecurityPolicyType] = field(default_factory=list)
+    application_uri: str | None = None
     users: dict[str, str] = field(default_factory=dict)
     largest_call: dict[str, int] = field(default_factory=dict)
 
@@ -123,6 +125,8 @@ class OpcUaMachine:
 
     async def _configure(self, server: Server) -> None:
         opts = self.options
+        if opts.application_uri is not None:
+            await server.set_application_uri(opts.application_uri)
         if opts.certificate is not None and opts.private_key is not None:
             await server.load_certificate(str(opts.certificate))
             await server.load_private_key(str(opts.private_key))
