@@ -15,9 +15,9 @@ from fastapi.responses import FileResponse
 from shopfloor import __version__
 from shopfloor.config import load_config
 from shopfloor.gateway.store import open_reader
-from shopfloor.server import kernels, oee
+from shopfloor.server import kernels, losses, oee
 from shopfloor.server.config import ServerConfig
-from shopfloor.server.registry import Registry
+from shopfloor.server.registry import Asset, Registry
 
 log = logging.getLogger("shopfloor.server")
 STATIC = Path(__file__).parent / "static"
@@ -72,6 +72,22 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         """The asset tree: cluster, enterprises, sites, workshops, lines, equipment."""
         return registry.root.to_json()
 
+    def get_asset(scope: str) -> Asset:
+        asset = registry.get(scope)
+        if asset is None:
+            raise HTTPException(404, f"no asset {scope!r}; see /api/v1/assets for the ids")
+        return asset
+
+    def resolve(scope: str, start: str, end: str) -> tuple[Asset, int, int]:
+        """The asset and the window [t0, t1), t1 clipped to now; 404/422 otherwise."""
+        asset = get_asset(scope)
+        t0, t1 = parse_time("start", start), parse_time("end", end)
+        if t1 <= t0:
+            raise HTTPException(422, "end must be after start")
+        if t1 - t0 > MAX_WINDOW_S * 1_000_000_000:
+            raise HTTPException(422, "window longer than 366 days; ask for a shorter one")
+        return asset, t0, max(min(t1, time.time_ns()), t0)
+
     @app.get("/api/v1/oee", tags=["metrics"])
     def get_oee(
         scope: Annotated[str, Query(description="asset id, e.g. acme/plant1/machining/line1")],
@@ -84,19 +100,33 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         ratios recomputed from the sums. A ratio is null when its denominator is
         zero. The window end is clipped to now.
         """
-        asset = registry.get(scope)
-        if asset is None:
-            raise HTTPException(404, f"no asset {scope!r}; see /api/v1/assets for the ids")
-        t0, t1 = parse_time("start", start), parse_time("end", end)
-        if t1 <= t0:
-            raise HTTPException(422, "end must be after start")
-        if t1 - t0 > MAX_WINDOW_S * 1_000_000_000:
-            raise HTTPException(422, "window longer than 366 days; ask for a shorter one")
-        t1 = min(t1, time.time_ns())
-        t1 = max(t1, t0)
+        asset, t0, t1 = resolve(scope, start, end)
         result = oee.compute(state["reader"], registry.equipment_under(asset), t0, t1, stale_ns)
         return {"scope": asset.id, "level": asset.level, "start": iso(t0), "end": iso(t1),
                 **result}
+
+    @app.get("/api/v1/losses", tags=["metrics"])
+    def get_losses(
+        scope: Annotated[str, Query(description="asset id, e.g. acme/plant1/machining/line1")],
+        start: Annotated[str, Query(description="window start, ISO 8601 (UTC if no zone)")],
+        end: Annotated[str, Query(description="window end, ISO 8601 (UTC if no zone)")],
+        small_stop_s: Annotated[float | None, Query(
+            ge=0, le=86400, description="small-stop threshold; default from the config")] = None,
+        startup_s: Annotated[float | None, Query(
+            ge=0, le=86400, description="start-up window after setups; default from config")
+        ] = None,
+    ) -> dict[str, Any]:
+        """The six big losses in seconds (summing to PBT minus fully productive time),
+        small stops, MTBF, MTTR, failure count, technical efficiency, setup and scrap
+        ratios, with the OEE they explain. See METRICS.md for every formula."""
+        asset, t0, t1 = resolve(scope, start, end)
+        small = cfg.oee.small_stop_s if small_stop_s is None else small_stop_s
+        startup = cfg.oee.startup_s if startup_s is None else startup_s
+        totals = oee.totals_of(state["reader"], registry.equipment_under(asset), t0, t1,
+                               stale_ns, int(small * 1e9), int(startup * 1e9))
+        return {"scope": asset.id, "level": asset.level, "start": iso(t0), "end": iso(t1),
+                "small_stop_threshold_s": small, "startup_window_s": startup,
+                **losses.report_losses(totals)}
 
     @app.get("/api/v1/state", tags=["metrics"])
     def get_state(
@@ -107,9 +137,7 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         ``state`` is OFFLINE when the newest state sample is older than
         ``stale_after_s`` or there is none.
         """
-        asset = registry.get(scope)
-        if asset is None:
-            raise HTTPException(404, f"no asset {scope!r}; see /api/v1/assets for the ids")
+        asset = get_asset(scope)
         now = time.time_ns()
         out = []
         for eq in registry.equipment_under(asset):

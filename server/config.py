@@ -19,6 +19,11 @@ class OeeConfig(Strict):
     stale_after_s: float = Field(
         30.0, gt=0,
         description="a state sample older than this with no newer one means no data (OFFLINE)")
+    small_stop_s: float = Field(
+        120.0, ge=0, description="IDLE/DOWN right after PRODUCING and shorter than this "
+                                 "is a small stop (performance loss); 0 = none")
+    startup_s: float = Field(
+        300.0, ge=0, description="rejects this long after a setup ends are start-up rejects")
 
 
 class ServerConfig(Strict):

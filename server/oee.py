@@ -38,6 +38,15 @@ class Totals:
     total: float = 0.0
     reject: float = 0.0
     ideal_s: float = 0.0
+    # loss breakdown (see losses.py): stop episodes and rejects in start-up windows
+    small_stop_ns: int = 0
+    small_stop_count: int = 0
+    failure_ns: int = 0
+    failure_count: int = 0
+    setup_count: int = 0
+    startup_reject: float = 0.0
+    reject_ideal_s: float = 0.0
+    startup_reject_ideal_s: float = 0.0
     equipment: int = 0
     without_data: list[str] = field(default_factory=list)
     without_cycle_time: list[str] = field(default_factory=list)
@@ -47,6 +56,10 @@ class Totals:
         self.total += other.total
         self.reject += other.reject
         self.ideal_s += other.ideal_s
+        for name in ("small_stop_ns", "small_stop_count", "failure_ns", "failure_count",
+                     "setup_count", "startup_reject", "reject_ideal_s",
+                     "startup_reject_ideal_s"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
         self.equipment += other.equipment
         self.without_data += other.without_data
         self.without_cycle_time += other.without_cycle_time
@@ -59,24 +72,51 @@ def state_codes(series: Series) -> np.ndarray:
 
 
 def equipment_totals(reader: SampleReader, asset: Asset, t0: int, t1: int,
-                     stale_ns: int) -> Totals:
+                     stale_ns: int, small_ns: int = 0, startup_ns: int = 0) -> Totals:
+    """Times, counts and loss quantities of one machine over [t0, t1).
+
+    The state series is read ``small_ns`` past t1 so that a stop starting in the
+    window is classified by its whole length.
+    """
     assert asset.device is not None and asset.equipment is not None
-    states = reader.read(asset.device, SIGNAL_STATE, t0, t1)
+    states = reader.read(asset.device, SIGNAL_STATE, t0, t1 + small_ns)
     parts = reader.read(asset.device, SIGNAL_PART_COUNT, t0, t1)
     rejects = reader.read(asset.device, SIGNAL_REJECT_COUNT, t0, t1)
     bits = asset.equipment.counter_bits
     out = Totals(equipment=1)
-    out.state_ns = kernels.state_durations(states.ts, state_codes(states), t0, t1, stale_ns)
+    codes = state_codes(states)
+    out.state_ns = kernels.state_durations(states.ts, codes, t0, t1, stale_ns)
+    stats, windows = kernels.stop_stats(states.ts, codes, t0, t1, stale_ns, t1 + small_ns,
+                                        small_ns, startup_ns)
+    out.small_stop_ns = int(stats[kernels.SMALL_NS])
+    out.small_stop_count = int(stats[kernels.SMALL_COUNT])
+    out.failure_ns = int(stats[kernels.FAILURE_NS])
+    out.failure_count = int(stats[kernels.FAILURE_COUNT])
+    out.setup_count = int(stats[kernels.SETUP_COUNT])
     out.total = kernels.counter_increase(parts.value, bits)
-    out.reject = min(kernels.counter_increase(rejects.value, bits), out.total)
+    deltas = kernels.counter_deltas(rejects.value, bits)
+    out.reject = min(float(deltas.sum()), out.total)
+    out.startup_reject = min(in_windows(rejects.ts, deltas, windows), out.reject)
     ict = asset.equipment.ideal_cycle_time_s
     if ict is None:
         out.without_cycle_time.append(asset.id)
     else:
         out.ideal_s = ict * out.total
+        out.reject_ideal_s = ict * out.reject
+        out.startup_reject_ideal_s = ict * out.startup_reject
     if len(states.ts) == 0:
         out.without_data.append(asset.id)
     return out
+
+
+def in_windows(ts: np.ndarray, values: np.ndarray, windows: np.ndarray) -> float:
+    """Sum of ``values`` whose ``ts`` falls in any [start, end) row of ``windows``
+    (rows ascending and disjoint)."""
+    if len(windows) == 0 or len(ts) == 0:
+        return 0.0
+    i = np.searchsorted(windows[:, 0], ts, side="right") - 1
+    inside = (i >= 0) & (ts < windows[np.maximum(i, 0), 1])
+    return float(values[inside].sum())
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -114,9 +154,14 @@ def report(totals: Totals) -> dict[str, Any]:
     }
 
 
-def compute(reader: SampleReader, equipment: list[Asset], t0: int, t1: int,
-            stale_ns: int) -> dict[str, Any]:
+def totals_of(reader: SampleReader, equipment: list[Asset], t0: int, t1: int,
+              stale_ns: int, small_ns: int = 0, startup_ns: int = 0) -> Totals:
     totals = Totals()
     for asset in equipment:
-        totals.add(equipment_totals(reader, asset, t0, t1, stale_ns))
-    return report(totals)
+        totals.add(equipment_totals(reader, asset, t0, t1, stale_ns, small_ns, startup_ns))
+    return totals
+
+
+def compute(reader: SampleReader, equipment: list[Asset], t0: int, t1: int,
+            stale_ns: int) -> dict[str, Any]:
+    return report(totals_of(reader, equipment, t0, t1, stale_ns))

@@ -70,6 +70,48 @@ class MachineTruth:
         return out
 
 
+    def episodes(self) -> list[Interval]:
+        """Maximal runs of one state; time between logged intervals is OFFLINE."""
+        out: list[Interval] = []
+        for iv in self.intervals:
+            if out and out[-1].end < iv.start:
+                out.append(Interval(State.OFFLINE, out[-1].end, iv.start))
+            if out and out[-1].state is iv.state and out[-1].end == iv.start:
+                out[-1] = Interval(iv.state, out[-1].start, iv.end)
+            else:
+                out.append(iv)
+        return out
+
+    def loss_quantities(self, start_ns: int, end_ns: int, small_ns: int,
+                        startup_ns: int) -> dict[str, int]:
+        """Stop episodes and rejects of one machine in the window (METRICS.md): small
+        stops are IDLE/DOWN right after PRODUCING and shorter than ``small_ns``; other
+        DOWN is failure; rejects within ``startup_ns`` after a SETUP are start-up rejects.
+        Times are clipped to the window, counts are of episodes starting in it."""
+        q = dict.fromkeys(("small_ns", "small_count", "failure_ns", "failure_count",
+                           "setup_count", "startup_reject"), 0)
+        eps = self.episodes()
+        for j, ep in enumerate(eps):
+            prev = eps[j - 1].state if j else None
+            ov = max(0, min(ep.end, end_ns) - max(ep.start, start_ns))
+            starts_in = int(start_ns <= ep.start < end_ns)
+            if (ep.state in (State.IDLE, State.DOWN) and prev is State.PRODUCING
+                    and ep.end - ep.start < small_ns):
+                q["small_ns"] += ov
+                q["small_count"] += starts_in
+            elif ep.state is State.DOWN:
+                q["failure_ns"] += ov
+                q["failure_count"] += starts_in
+            q["setup_count"] += starts_in if ep.state is State.SETUP else 0
+            if ep.state is State.PRODUCING and prev is State.SETUP and startup_ns > 0:
+                lo = max(ep.start, start_ns)
+                hi = min(ep.start + startup_ns, ep.end, end_ns)
+                if hi > lo:
+                    q["startup_reject"] += (bisect.bisect_left(self.reject_ts, hi)
+                                            - bisect.bisect_left(self.reject_ts, lo))
+        return q
+
+
 class Truth:
     """A loaded ground-truth log."""
 
@@ -129,6 +171,47 @@ class Truth:
             "planned_busy_time_s": pbt_s,
             "counts": {"total": total, "good": good, "reject": reject},
             "ideal_production_time_s": ideal_s,
+        }
+
+
+    def losses(self, asset_ids: list[str] | str, start_ns: int, end_ns: int,
+               small_stop_s: float, startup_s: float) -> dict[str, Any]:
+        """True six big losses (s), MTBF, MTTR, failure count, technical efficiency,
+        setup and scrap ratios over the window, summed over ``asset_ids``."""
+        ids = [asset_ids] if isinstance(asset_ids, str) else list(asset_ids)
+        base = self.oee(ids, start_ns, end_ns)
+        q: dict[str, float] = defaultdict(float)
+        reject_ideal = startup_ideal = 0.0
+        for asset in ids:
+            m = self.machine(asset)
+            mq = m.loss_quantities(start_ns, end_ns, round(small_stop_s * NS),
+                                   round(startup_s * NS))
+            for k, v in mq.items():
+                q[k] += v
+            reject_ideal += m.ideal_cycle_time_s * m.count(start_ns, end_ns)[1]
+            startup_ideal += m.ideal_cycle_time_s * mq["startup_reject"]
+        t = base["times_s"]
+        apt = t["PRODUCING"]
+        failures = q["failure_ns"] / NS
+        losses = {
+            "failures": failures, "setups": t["SETUP"],
+            "small_stops": t["IDLE"] + t["DOWN"] - failures,
+            "slow_cycles": apt - base["ideal_production_time_s"],
+            "process_rejects": reject_ideal - startup_ideal, "startup_rejects": startup_ideal,
+        }
+        n = int(q["failure_count"])
+        counts = base["counts"]
+        return {
+            **base, "losses_s": losses,
+            "fully_productive_time_s": base["ideal_production_time_s"] - reject_ideal,
+            "small_stops": {"count": int(q["small_count"]), "short_stops_s": q["small_ns"] / NS,
+                            "idle_s": t["IDLE"]},
+            "failure_count": n, "setup_count": int(q["setup_count"]),
+            "startup_reject_count": int(q["startup_reject"]),
+            "mtbf_s": apt / n if n else None, "mttr_s": failures / n if n else None,
+            "technical_efficiency": _ratio(apt, apt + t["DOWN"]),
+            "setup_ratio": _ratio(t["SETUP"], apt),
+            "scrap_ratio": _ratio(counts["reject"], counts["total"]),
         }
 
 

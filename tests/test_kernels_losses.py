@@ -1,0 +1,72 @@
+"""Stop/failure/start-up and counter-delta kernels equal their references (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shopfloor.server import kernels as k
+from tests.test_kernels import counter_series, state_series
+
+P, IDL, D, S = k.PRODUCING, k.IDLE, k.DOWN, k.SETUP
+
+
+def arr(x) -> np.ndarray:
+    return np.array(x, dtype=np.int64)
+
+
+@st.composite
+def stop_case(draw):
+    ts, codes, t0, t1, stale = draw(state_series())
+    horizon = t1 + draw(st.integers(0, 60))
+    return ts, codes, t0, t1, stale, horizon, draw(st.integers(0, 60)), draw(st.integers(0, 40))
+
+
+@settings(max_examples=500, deadline=None)
+@given(stop_case())
+def test_stop_stats_equals_reference(case):
+    ts, codes, *rest = case
+    stats, win = k.stop_stats(arr(ts), arr(codes), *rest)
+    ref_stats, ref_win = k.stop_stats_ref(ts, codes, *rest)
+    assert list(stats) == ref_stats
+    assert [tuple(w) for w in win.tolist()] == ref_win
+
+
+@settings(max_examples=300, deadline=None)
+@given(stop_case())
+def test_small_stops_and_failures_split_the_down_time(case):
+    ts, codes, t0, t1, stale, horizon, small, startup = case
+    stats, _ = k.stop_stats(arr(ts), arr(codes), t0, t1, stale, horizon, small, startup)
+    times = k.state_durations(arr(ts), arr(codes), t0, t1, stale)
+    assert stats[k.FAILURE_NS] + stats[k.SMALL_DOWN_NS] == times[D]
+    assert stats[k.SMALL_NS] <= times[IDL] + times[D]
+
+
+def test_stop_stats_hand_example():
+    # P 0-10, IDLE 10-12 (small), P 12-20, DOWN 20-23 (small), P 23-30, DOWN 30-40
+    # (failure), SETUP 40-45, P 45-60; threshold 5, start-up 4.
+    ts = [0, 10, 12, 20, 23, 30, 40, 45]
+    codes = [P, IDL, P, D, P, D, S, P]
+    stats, win = k.stop_stats(arr(ts), arr(codes), 0, 60, 100, 60, 5, 4)
+    assert stats[k.SMALL_NS] == 5 and stats[k.SMALL_COUNT] == 2
+    assert stats[k.SMALL_DOWN_NS] == 3
+    assert stats[k.FAILURE_NS] == 10 and stats[k.FAILURE_COUNT] == 1
+    assert stats[k.SETUP_COUNT] == 1
+    assert win.tolist() == [[45, 49]]
+
+
+def test_stop_seen_whole_beyond_the_window():
+    # DOWN from 8 to 20: inside a [0, 10) window it is 2 s long, but it is no small stop.
+    stats, _ = k.stop_stats(arr([0, 8, 20]), arr([P, D, P]), 0, 10, 100, 15, 5, 0)
+    assert stats[k.SMALL_NS] == 0 and stats[k.FAILURE_NS] == 2
+    assert stats[k.FAILURE_COUNT] == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(counter_series())
+def test_counter_deltas_equal_reference_and_sum_to_increase(case):
+    values, bits = case
+    got = k.counter_deltas(np.array(values), bits)
+    assert list(got) == k.counter_deltas_ref(values, bits)
+    assert sum(got.tolist()) == k.counter_increase(np.array(values), bits)

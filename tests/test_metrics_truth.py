@@ -1,0 +1,138 @@
+"""Losses and OEE from the API equal the simulators' ground truth, per machine and
+rolled up to line, plant and cluster. The simulated machines' event streams are
+written straight into an embedded store (no network), with a counter reset."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from shopfloor.contract import Sample
+from shopfloor.gateway.sqlite_store import SqliteStore
+from shopfloor.server.app import create_app
+from shopfloor.server.config import ServerConfig
+from shopfloor.server.registry import registry_from_scenario
+from shopfloor.simulators.machine import Kind, MachineModel
+from shopfloor.simulators.scenario import Scenario
+from shopfloor.simulators.truth import Interval, MachineTruth, Truth
+
+NS = 1_000_000_000
+T0 = 1_763_800_000 * NS
+SCENARIO = {
+    "seed": 5, "enterprise": {"id": "acme"}, "site": {"id": "plant1"},
+    "timeline": {"lead_in_s": 5, "duration_s": 600, "lead_out_s": 5},
+    "defaults": {"ideal_cycle_time_s": 0.5, "speed_factor": 1.15, "reject_rate": 0.08,
+                 "durations_s": {"PRODUCING": [4, 12], "IDLE": [0.5, 6], "DOWN": [0.5, 9],
+                                 "SETUP": [1, 5], "PLANNED_STOP": [1, 3]}},
+    "areas": [
+        {"id": "machining", "lines": [{"id": "line1", "machines": [
+            {"id": "cnc-01", "protocol": "opcua", "port": 1},
+            {"id": "press-01", "protocol": "modbus", "port": 2, "ideal_cycle_time_s": 0.4,
+             "speed_factor": 1.3}]}]},
+        {"id": "assembly", "lines": [{"id": "line2", "machines": [
+            {"id": "cnc-02", "protocol": "opcua", "port": 3, "speed_factor": 0.95},
+            {"id": "press-02", "protocol": "modbus", "port": 4, "reject_rate": 0.2}]}]},
+    ],
+}
+SMALL_S, STARTUP_S = 3.0, 4.0
+RESET_AT_S = 300.0  # press-01's counters are reset to zero here
+
+
+def ns(t: float) -> int:
+    return T0 + round(t * NS)
+
+
+@pytest.fixture(scope="module")
+def plant(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("plant")
+    scenario = Scenario.model_validate(SCENARIO)
+    end_s = scenario.timeline.total_s
+    store = SqliteStore(tmp / "store.db")
+    machines = {}
+    for spec in scenario.machines():
+        model = MachineModel(spec, scenario.timeline, scenario.seed)
+        truth = MachineTruth(spec.asset_id, spec.ideal_cycle_time_s, {})
+        for seg in model.segments():
+            if seg.start >= end_s:
+                break
+            truth.intervals.append(Interval(seg.state, ns(seg.start), ns(min(seg.end, end_s))))
+        rows, offset = [], (0, 0)
+        for ev in model.simulate(end_s):
+            ts = ns(ev.t)
+            if ev.kind is Kind.PART:
+                truth.part_ts.append(ts)
+                if ev.reject:
+                    truth.reject_ts.append(ts)
+            if spec.id == "press-01" and ev.t >= RESET_AT_S and offset == (0, 0):
+                offset = (ev.part_count - (ev.kind is Kind.PART),
+                          ev.reject_count - (ev.kind is Kind.PART and ev.reject))
+            if ev.kind is Kind.STATE:
+                rows.append((spec.path, Sample("state", ts, ev.state.value)))
+            if ev.kind in (Kind.STATE, Kind.PART):
+                rows.append((spec.path, Sample("part_count", ts, ev.part_count - offset[0])))
+                rows.append((spec.path, Sample("reject_count", ts,
+                                               ev.reject_count - offset[1])))
+        store.write(rows)
+        machines[spec.asset_id] = truth
+    store.close()
+    (tmp / "registry.yaml").write_text(yaml.safe_dump(registry_from_scenario(SCENARIO)))
+    cfg = ServerConfig.model_validate({
+        "registry": "registry.yaml", "store": {"embedded": {"path": str(tmp / "store.db")}},
+        "oee": {"stale_after_s": 60, "small_stop_s": SMALL_S, "startup_s": STARTUP_S}})
+    truth = Truth({"t0": T0, "shift_start": ns(5), "shift_end": ns(605)}, machines)
+    with TestClient(create_app(cfg, tmp)) as client:
+        yield client, truth
+
+
+def iso(t: int) -> str:
+    from datetime import UTC, datetime
+    return datetime.fromtimestamp(t / NS, UTC).isoformat()
+
+
+IDS = [f"acme/plant1/{a}/{ln}/{m}" for a, ln, m in (
+    ("machining", "line1", "cnc-01"), ("machining", "line1", "press-01"),
+    ("assembly", "line2", "cnc-02"), ("assembly", "line2", "press-02"))]
+SCOPES = {**{i: [i] for i in IDS}, "acme/plant1/machining/line1": IDS[:2],
+          "acme/plant1/assembly/line2": IDS[2:], "acme/plant1": IDS, "demo-cluster": IDS}
+WINDOWS = [(0, 610), (5, 605), (100.3, 377.7)]
+
+
+def close(got, want, rel=1e-9, abs_=1e-6) -> bool:
+    if want is None or got is None:
+        return got == want
+    return math.isclose(got, want, rel_tol=rel, abs_tol=abs_)
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("scope", list(SCOPES))
+def test_losses_equal_ground_truth(plant, scope, window):
+    client, truth = plant
+    t0, t1 = ns(window[0]), ns(window[1])
+    r = client.get("/api/v1/losses", params={"scope": scope, "start": iso(t0), "end": iso(t1)})
+    assert r.status_code == 200, r.text
+    got, want = r.json(), truth.losses(SCOPES[scope], t0, t1, SMALL_S, STARTUP_S)
+    for key in ("availability", "performance", "quality", "oee", "mtbf_s", "mttr_s",
+                "technical_efficiency", "setup_ratio", "scrap_ratio",
+                "fully_productive_time_s", "planned_busy_time_s"):
+        assert close(got[key], want[key]), (key, got[key], want[key])
+    for name, secs in want["losses_s"].items():
+        assert close(got["losses_s"][name], secs), (name, got["losses_s"], want["losses_s"])
+    for key in ("failure_count", "setup_count", "startup_reject_count"):
+        assert got[key] == want[key], key
+    assert got["small_stops"]["count"] == want["small_stops"]["count"]
+    assert close(got["small_stops"]["short_stops_s"], want["small_stops"]["short_stops_s"])
+    assert got["counts"] == want["counts"]
+    # the six losses add up to PBT - fully productive time
+    assert got["loss_total_s"] == pytest.approx(
+        got["planned_busy_time_s"] - got["fully_productive_time_s"], abs=1e-6)
+
+
+def test_the_scenario_exercises_every_loss(plant):
+    _, truth = plant
+    want = truth.losses(IDS, ns(0), ns(610), SMALL_S, STARTUP_S)
+    assert want["small_stops"]["count"] > 5 and want["failure_count"] > 5
+    assert want["startup_reject_count"] > 0
+    assert all(v > 0 for v in want["losses_s"].values()), want["losses_s"]
