@@ -6,6 +6,7 @@ import logging
 import time
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +16,7 @@ from fastapi.responses import FileResponse
 from shopfloor import __version__
 from shopfloor.config import load_config
 from shopfloor.gateway.store import open_reader
-from shopfloor.server import kernels, losses, oee
+from shopfloor.server import digitalization, kernels, losses, oee
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.registry import Asset, Registry
 
@@ -23,6 +24,13 @@ log = logging.getLogger("shopfloor.server")
 STATIC = Path(__file__).parent / "static"
 MAX_WINDOW_S = 366 * 24 * 3600
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class CompareMetric(StrEnum):
+    equipment_digitalization_rate = "equipment_digitalization_rate"
+    networking_rate = "networking_rate"
+    key_process_nc_rate = "key_process_nc_rate"
+    oee = "oee"
 
 
 def parse_time(name: str, value: str) -> int:
@@ -127,6 +135,63 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         return {"scope": asset.id, "level": asset.level, "start": iso(t0), "end": iso(t1),
                 "small_stop_threshold_s": small, "startup_window_s": startup,
                 **losses.report_losses(totals)}
+
+    @app.get("/api/v1/digitalization", tags=["digitalization"])
+    def get_digitalization(
+        scope: Annotated[str, Query(description="asset id: cluster, enterprise, site, ...")],
+        networked_window_s: Annotated[float | None, Query(
+            gt=0, le=MAX_WINDOW_S, description="networked = data seen this recently; "
+                                               "default from the config")] = None,
+    ) -> dict[str, Any]:
+        """Equipment digitalization, networking and key-process NC rates of a scope:
+        pooled over its equipment; above enterprises also per enterprise and the
+        labelled mean of enterprise rates."""
+        asset = get_asset(scope)
+        window = cfg.digitalization.networked_window_s if networked_window_s is None \
+            else networked_window_s
+        doc = digitalization.indicators(registry, asset, state["reader"].last_seen(),
+                                        time.time_ns(), int(window * 1e9))
+        return {"scope": asset.id, "level": asset.level, "networked_window_s": window, **doc}
+
+    @app.get("/api/v1/compare", tags=["digitalization"])
+    def compare(
+        scope: Annotated[str, Query(description="cluster id: its enterprises are ranked")],
+        metric: Annotated[CompareMetric, Query(description="indicator to rank on")],
+        start: Annotated[str | None, Query(description="window start (metric=oee)")] = None,
+        end: Annotated[str | None, Query(description="window end (metric=oee)")] = None,
+    ) -> dict[str, Any]:
+        """Enterprises of a cluster ranked on one indicator (best first), with the
+        pooled and mean-of-enterprise figures and the published reference figures."""
+        asset = get_asset(scope)
+        if asset.level != "cluster":
+            raise HTTPException(422, f"scope {scope!r} is a {asset.level}; compare ranks the "
+                                     f"enterprises of a cluster: use scope={registry.root.id}")
+        m = metric.value
+        if m == "oee":
+            if start is None or end is None:
+                raise HTTPException(422, "metric=oee needs start and end (ISO 8601)")
+            _, t0, t1 = resolve(scope, start, end)
+            rows = []
+            for e in registry.enterprises():
+                r = oee.compute(state["reader"], registry.equipment_under(e), t0, t1, stale_ns)
+                rows.append({"id": e.id, "name": e.name, "oee": r["oee"]})
+            cluster = oee.compute(state["reader"], registry.equipment_under(asset), t0, t1,
+                                  stale_ns)["oee"]
+            summary = {"pooled": cluster,
+                       "mean_of_enterprise_rates": digitalization._mean(
+                           [r["oee"] for r in rows])}
+        else:
+            doc = digitalization.indicators(
+                registry, asset, state["reader"].last_seen(), time.time_ns(),
+                int(cfg.digitalization.networked_window_s * 1e9))
+            rows = [{"id": e["id"], "name": e["name"], m: e[m]}
+                    for e in doc.get("enterprises", [])]
+            summary = {"pooled": doc["pooled"][m],
+                       "mean_of_enterprise_rates": doc.get(
+                           "mean_of_enterprise_rates", {}).get(m)}
+        return {"scope": asset.id, "metric": m, **summary,
+                "enterprises": digitalization.rank(rows, m),
+                "published": digitalization.published(m)}
 
     @app.get("/api/v1/state", tags=["metrics"])
     def get_state(

@@ -26,8 +26,15 @@ class OeeConfig(Strict):
         300.0, ge=0, description="rejects this long after a setup ends are start-up rejects")
 
 
+class DigitalizationConfig(Strict):
+    networked_window_s: float = Field(
+        24 * 3600.0, gt=0,
+        description="equipment counts as networked if it published data this recently")
+
+
 class ServerConfig(Strict):
     registry: Path = Field(description="asset registry YAML (relative to this file)")
     store: StoreConfig
     http: HttpConfig = HttpConfig()
     oee: OeeConfig = OeeConfig()
+    digitalization: DigitalizationConfig = DigitalizationConfig()

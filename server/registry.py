@@ -8,6 +8,8 @@ own name. Equipment ids equal the device paths the edge publishes under.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from shopfloor.config import ConfigError, Strict, load_config
+from shopfloor.config import ConfigError, Strict, load_config, parse_config
 from shopfloor.contract import SEGMENT_RE, DevicePath
 
 LEVELS = ("cluster", "enterprise", "site", "workshop", "line", "equipment")
@@ -136,9 +138,58 @@ class Registry:
     def equipment_under(self, asset: Asset) -> list[Asset]:
         return [a for a in asset.walk() if a.level == "equipment"]
 
+    def enterprises(self) -> list[Asset]:
+        return [c for c in self.root.children if c.level == "enterprise"]
+
     @classmethod
     def load(cls, path: Path | str) -> Registry:
+        """From YAML (the nested tree) or CSV (one row per piece of equipment)."""
+        if str(path).lower().endswith(".csv"):
+            return cls(parse_config(registry_from_csv(path), RegistryModel, path))
         return cls(load_config(path, RegistryModel))
+
+
+CSV_COLUMNS = ("cluster", "enterprise", "site", "workshop", "line", "equipment")
+_TRUE, _FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
+
+
+def registry_from_csv(path: Path | str) -> dict[str, Any]:
+    """A registry document from CSV with columns cluster, enterprise, site, workshop,
+    line, equipment and optionally name, ideal_cycle_time_s, counter_bits, digital,
+    numerically_controlled, key_process (booleans: true/false, yes/no, 1/0)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    rows = list(csv.DictReader(io.StringIO(text)))
+    missing = [c for c in CSV_COLUMNS if rows and c not in rows[0]]
+    if not rows or missing:
+        raise ConfigError(f"{path}: expected a header with {', '.join(CSV_COLUMNS)} "
+                          f"and one row per equipment (missing: {', '.join(missing) or 'rows'})")
+    clusters = {r["cluster"] for r in rows}
+    if len(clusters) != 1:
+        raise ConfigError(f"{path}: one cluster per registry, found {sorted(clusters)}")
+    tree: dict[str, dict[str, dict[str, dict[str, list[dict[str, Any]]]]]] = {}
+    for no, r in enumerate(rows, 2):
+        eq: dict[str, Any] = {"id": r["equipment"]}
+        for key, val in r.items():
+            if key in CSV_COLUMNS or key is None or val in (None, ""):
+                continue
+            if key in ("digital", "numerically_controlled", "key_process"):
+                if val.strip().lower() not in _TRUE | _FALSE:
+                    raise ConfigError(f"{path}:{no}: {key}={val!r}, expected true or false")
+                eq[key] = val.strip().lower() in _TRUE
+            else:
+                eq[key] = val
+        (tree.setdefault(r["enterprise"], {}).setdefault(r["site"], {})
+         .setdefault(r["workshop"], {}).setdefault(r["line"], []).append(eq))
+    return {"cluster": {"id": clusters.pop()}, "enterprises": [
+        {"id": e, "sites": [
+            {"id": s, "workshops": [
+                {"id": w, "lines": [{"id": ln, "equipment": eqs} for ln, eqs in lines.items()]}
+                for w, lines in wss.items()]}
+            for s, wss in sites.items()]}
+        for e, sites in tree.items()]}
 
 
 def registry_from_scenario(scenario: dict[str, Any], cluster_id: str = "demo-cluster") -> dict:
