@@ -23,6 +23,7 @@ from shopfloor.mqtt import describe
 
 from .config import EdgeConfig, ModbusDevice, OpcUaDevice, load_edge_config
 from .mapping import meta_payload
+from .metrics import AgentMetrics
 from .modbus_driver import ModbusDriver
 from .opcua_driver import OpcUaDriver
 from .outbox import Outbox
@@ -41,6 +42,7 @@ class Agent:
         self._buffers: dict[str, list[dict[str, Any]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._device_up: dict[str, bool] = {}
+        self.metrics: AgentMetrics | None = None
 
     # --- Sink (called by drivers on the event loop) ---
     def sample(self, device: str, sample: Sample) -> None:
@@ -82,9 +84,16 @@ class Agent:
             self._tasks.append(asyncio.create_task(driver.run(), name=f"driver-{dev.id}"))
         self._tasks.append(asyncio.create_task(self._flusher(), name="flusher"))
         self._tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))
+        if cfg.metrics is not None:
+            self.metrics = AgentMetrics(self, cfg.metrics)
+            self.metrics.start()
+            log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, self.metrics.port)
 
     async def stop(self, ack_timeout_s: float = 3.0) -> None:
         """Stop reading, commit what was read, wait briefly for acks, publish death, close."""
+        if self.metrics is not None:
+            await self.metrics.stop()
+            self.metrics = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

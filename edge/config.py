@@ -41,6 +41,14 @@ class OutboxConfig(Strict):
                                                          "a gateway's replay request")
 
 
+class MetricsConfig(Strict):
+    """Prometheus ``/metrics`` endpoint (off unless configured)."""
+
+    host: str = Field("127.0.0.1", description="listen address; 0.0.0.0 for a scraper elsewhere")
+    port: int = Field(9464, ge=0, le=65535, description="0: any free port")
+    refresh_s: float = Field(1.0, gt=0, le=60, description="snapshot period")
+
+
 class PublishConfig(Strict):
     max_batch_samples: int = Field(500, ge=1, le=50_000)
     max_batch_interval_s: float = Field(0.2, gt=0, le=60)
@@ -306,6 +314,7 @@ class EdgeConfig(Strict):
     outbox: OutboxConfig
     publish: PublishConfig = PublishConfig()
     stats_interval_s: float = Field(60.0, gt=0, description="period of the stats log line")
+    metrics: MetricsConfig | None = Field(None, description="Prometheus /metrics; off if unset")
     devices: list[DeviceConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
