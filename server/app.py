@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse
 from shopfloor import __version__
 from shopfloor.config import load_config
 from shopfloor.gateway.store import open_reader
-from shopfloor.server import digitalization, kernels, losses, oee
+from shopfloor.server import calendar, digitalization, kernels, losses, oee
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.registry import Asset, Registry
 
@@ -80,6 +80,9 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         """The asset tree: cluster, enterprises, sites, workshops, lines, equipment."""
         return registry.root.to_json()
 
+    def steps(t0: int, t1: int) -> oee.Steps | None:
+        return None if cfg.oee.calendar is None else calendar.steps(cfg.oee.calendar, t0, t1)
+
     def get_asset(scope: str) -> Asset:
         asset = registry.get(scope)
         if asset is None:
@@ -109,7 +112,8 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         zero. The window end is clipped to now.
         """
         asset, t0, t1 = resolve(scope, start, end)
-        result = oee.compute(state["reader"], registry.equipment_under(asset), t0, t1, stale_ns)
+        result = oee.compute(state["reader"], registry.equipment_under(asset), t0, t1, stale_ns,
+                             steps(t0, t1))
         return {"scope": asset.id, "level": asset.level, "start": iso(t0), "end": iso(t1),
                 **result}
 
@@ -131,7 +135,8 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         small = cfg.oee.small_stop_s if small_stop_s is None else small_stop_s
         startup = cfg.oee.startup_s if startup_s is None else startup_s
         totals = oee.totals_of(state["reader"], registry.equipment_under(asset), t0, t1,
-                               stale_ns, int(small * 1e9), int(startup * 1e9))
+                               stale_ns, int(small * 1e9), int(startup * 1e9),
+                               steps(t0, t1 + int(small * 1e9)))
         return {"scope": asset.id, "level": asset.level, "start": iso(t0), "end": iso(t1),
                 "small_stop_threshold_s": small, "startup_window_s": startup,
                 **losses.report_losses(totals)}
@@ -173,10 +178,11 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
             _, t0, t1 = resolve(scope, start, end)
             rows = []
             for e in registry.enterprises():
-                r = oee.compute(state["reader"], registry.equipment_under(e), t0, t1, stale_ns)
+                r = oee.compute(state["reader"], registry.equipment_under(e), t0, t1, stale_ns,
+                                steps(t0, t1))
                 rows.append({"id": e.id, "name": e.name, "oee": r["oee"]})
             cluster = oee.compute(state["reader"], registry.equipment_under(asset), t0, t1,
-                                  stale_ns)["oee"]
+                                  stale_ns, steps(t0, t1))["oee"]
             summary = {"pooled": cluster,
                        "mean_of_enterprise_rates": digitalization._mean(
                            [r["oee"] for r in rows])}

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from shopfloor.config import Strict
 from shopfloor.gateway.store import StoreConfig
+from shopfloor.server.calendar import CalendarConfig
 
 
 class HttpConfig(Strict):
@@ -24,6 +25,8 @@ class OeeConfig(Strict):
                                  "is a small stop (performance loss); 0 = none")
     startup_s: float = Field(
         300.0, ge=0, description="rejects this long after a setup ends are start-up rejects")
+    calendar: CalendarConfig | None = Field(
+        None, description="shift calendar; without one every hour is planned time")
 
 
 class DigitalizationConfig(Strict):

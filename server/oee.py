@@ -25,6 +25,8 @@ from shopfloor.server import kernels
 from shopfloor.server.registry import Asset
 
 NS = 1_000_000_000
+NEVER_STALE = 2**61
+Steps = tuple[np.ndarray, np.ndarray]  # a calendar step function (calendar.steps)
 _CODE_BY_NAME = {s.value: c for s, c in STATE_CODES.items()}
 _OFFLINE = STATE_CODES[State.OFFLINE]
 
@@ -72,7 +74,8 @@ def state_codes(series: Series) -> np.ndarray:
 
 
 def equipment_totals(reader: SampleReader, asset: Asset, t0: int, t1: int,
-                     stale_ns: int, small_ns: int = 0, startup_ns: int = 0) -> Totals:
+                     stale_ns: int, small_ns: int = 0, startup_ns: int = 0,
+                     cal: Steps | None = None) -> Totals:
     """Times, counts and loss quantities of one machine over [t0, t1).
 
     The state series is read ``small_ns`` past t1 so that a stop starting in the
@@ -84,9 +87,13 @@ def equipment_totals(reader: SampleReader, asset: Asset, t0: int, t1: int,
     rejects = reader.read(asset.device, SIGNAL_REJECT_COUNT, t0, t1)
     bits = asset.equipment.counter_bits
     out = Totals(equipment=1)
-    codes = state_codes(states)
-    out.state_ns = kernels.state_durations(states.ts, codes, t0, t1, stale_ns)
-    stats, windows = kernels.stop_stats(states.ts, codes, t0, t1, stale_ns, t1 + small_ns,
+    ts, codes = states.ts, state_codes(states)
+    if cal is not None:  # staleness made explicit, then the calendar laid over it
+        ts, codes = kernels.materialize_stale(ts, codes, stale_ns)
+        ts, codes = kernels.overlay(ts, codes, *cal)
+        stale_ns = NEVER_STALE
+    out.state_ns = kernels.state_durations(ts, codes, t0, t1, stale_ns)
+    stats, windows = kernels.stop_stats(ts, codes, t0, t1, stale_ns, t1 + small_ns,
                                         small_ns, startup_ns)
     out.small_stop_ns = int(stats[kernels.SMALL_NS])
     out.small_stop_count = int(stats[kernels.SMALL_COUNT])
@@ -155,13 +162,15 @@ def report(totals: Totals) -> dict[str, Any]:
 
 
 def totals_of(reader: SampleReader, equipment: list[Asset], t0: int, t1: int,
-              stale_ns: int, small_ns: int = 0, startup_ns: int = 0) -> Totals:
+              stale_ns: int, small_ns: int = 0, startup_ns: int = 0,
+              cal: Steps | None = None) -> Totals:
     totals = Totals()
     for asset in equipment:
-        totals.add(equipment_totals(reader, asset, t0, t1, stale_ns, small_ns, startup_ns))
+        totals.add(equipment_totals(reader, asset, t0, t1, stale_ns, small_ns, startup_ns,
+                                    cal))
     return totals
 
 
 def compute(reader: SampleReader, equipment: list[Asset], t0: int, t1: int,
-            stale_ns: int) -> dict[str, Any]:
-    return report(totals_of(reader, equipment, t0, t1, stale_ns))
+            stale_ns: int, cal: Steps | None = None) -> dict[str, Any]:
+    return report(totals_of(reader, equipment, t0, t1, stale_ns, cal=cal))

@@ -70,6 +70,33 @@ class MachineTruth:
         return out
 
 
+    def with_calendar(self, shifts: list[tuple[int, int, list[tuple[int, int]]]]
+                      ) -> MachineTruth:
+        """The same machine seen through a shift calendar: time outside the
+        ``(start, end, breaks)`` shifts is NO_SHIFT, time in breaks PLANNED_STOP."""
+        cuts: list[tuple[int, int, State | None]] = []  # (start, end, override)
+        edges = sorted({iv.start for iv in self.intervals} | {iv.end for iv in self.intervals}
+                       | {t for s, e, bs in shifts for t in (s, e)}
+                       | {t for _, _, bs in shifts for b in bs for t in b})
+        for a, b in zip(edges, edges[1:], strict=False):
+            inside = [(s, e, bs) for s, e, bs in shifts if s <= a < e]
+            if not inside:
+                cuts.append((a, b, State.NO_SHIFT))
+            elif any(bs0 <= a < bs1 for bs0, bs1 in inside[0][2]):
+                cuts.append((a, b, State.PLANNED_STOP))
+            else:
+                cuts.append((a, b, None))
+        out = MachineTruth(self.asset_id, self.ideal_cycle_time_s, self.info,
+                           part_ts=self.part_ts, reject_ts=self.reject_ts)
+        for a, b, override in cuts:
+            state = override or self.state_at(a) or State.OFFLINE  # unlogged: OFFLINE
+            last = out.intervals[-1] if out.intervals else None
+            if last and last.state is state and last.end == a:
+                out.intervals[-1] = Interval(state, last.start, b)
+            else:
+                out.intervals.append(Interval(state, a, b))
+        return out
+
     def episodes(self) -> list[Interval]:
         """Maximal runs of one state; time between logged intervals is OFFLINE."""
         out: list[Interval] = []

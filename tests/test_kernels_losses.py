@@ -70,3 +70,48 @@ def test_counter_deltas_equal_reference_and_sum_to_increase(case):
     got = k.counter_deltas(np.array(values), bits)
     assert list(got) == k.counter_deltas_ref(values, bits)
     assert sum(got.tolist()) == k.counter_increase(np.array(values), bits)
+
+
+@settings(max_examples=300, deadline=None)
+@given(stop_case())
+def test_materialized_staleness_gives_the_same_results(case):
+    ts, codes, t0, t1, stale, horizon, small, startup = case
+    mts, mcodes = k.materialize_stale(arr(ts), arr(codes), stale)
+    assert (mts.tolist(), mcodes.tolist()) == k.materialize_stale_ref(ts, codes, stale)
+    never = 2**40
+    assert (k.state_durations(mts, mcodes, t0, t1, never).tolist()
+            == k.state_durations(arr(ts), arr(codes), t0, t1, stale).tolist())
+    got = k.stop_stats(mts, mcodes, t0, t1, never, horizon, small, startup)
+    want = k.stop_stats(arr(ts), arr(codes), t0, t1, stale, horizon, small, startup)
+    assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
+
+
+@st.composite
+def calendar_steps(draw):
+    n = draw(st.integers(0, 12))
+    cal_ts = sorted(set(draw(st.lists(st.integers(-120, 700), min_size=n, max_size=n))))
+    codes = draw(st.lists(st.sampled_from([-1, -1, k.STATE_CODES_NO_SHIFT,
+                                           k.STATE_CODES_PLANNED_STOP]),
+                          min_size=len(cal_ts), max_size=len(cal_ts)))
+    return cal_ts, codes
+
+
+@settings(max_examples=400, deadline=None)
+@given(state_series(), calendar_steps())
+def test_overlay_equals_reference(case, cal):
+    ts, codes, t0, t1, stale = case
+    got = k.overlay(arr(ts), arr(codes), arr(cal[0]), arr(cal[1]))
+    assert (got[0].tolist(), got[1].tolist()) == k.overlay_ref(ts, codes, *cal)
+
+
+@settings(max_examples=300, deadline=None)
+@given(state_series(), calendar_steps())
+def test_overlay_only_moves_time_into_calendar_states(case, cal):
+    ts, codes, t0, t1, stale = case
+    mts, mc = k.materialize_stale(arr(ts), arr(codes), stale)
+    ots, oc = k.overlay(mts, mc, arr(cal[0]), arr(cal[1]))
+    before = k.state_durations(mts, mc, t0, t1, 2**40)
+    after = k.state_durations(ots, oc, t0, t1, 2**40)
+    assert after.sum() == before.sum()
+    for code in (P, IDL, D, S):  # machine states can only lose time to the calendar
+        assert after[code] <= before[code]

@@ -46,7 +46,7 @@ def ns(t: float) -> int:
 
 
 @pytest.fixture(scope="module")
-def plant(tmp_path_factory):
+def simulated(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("plant")
     scenario = Scenario.model_validate(SCENARIO)
     end_s = scenario.timeline.total_s
@@ -79,12 +79,31 @@ def plant(tmp_path_factory):
         machines[spec.asset_id] = truth
     store.close()
     (tmp / "registry.yaml").write_text(yaml.safe_dump(registry_from_scenario(SCENARIO)))
+    return tmp, machines
+
+
+# Asia/Shanghai (UTC+8): T0 is Saturday 16:26:40 local. Shift T0+10 s .. T0+560 s with a
+# break T0+200 .. T0+240; a second shift from T0+580 s; the rest is no-shift time.
+CALENDAR = {"timezone": "Asia/Shanghai", "weekly": {"sat": [
+    {"name": "late", "start": "16:26:50", "end": "16:36:00",
+     "breaks": [{"start": "16:30:00", "end": "16:30:40"}]},
+    {"name": "extra", "start": "16:36:20", "end": "16:50:00"}]}}
+CAL_SHIFTS = [(ns(10), ns(560), [(ns(200), ns(240))]), (ns(580), ns(1400), [])]
+
+
+@pytest.fixture(scope="module", params=["no calendar", "calendar"])
+def plant(request, simulated):
+    tmp, machines = simulated
+    oee_cfg = {"stale_after_s": 60, "small_stop_s": SMALL_S, "startup_s": STARTUP_S}
+    if request.param == "calendar":
+        oee_cfg["calendar"] = CALENDAR
+        machines = {k: m.with_calendar(CAL_SHIFTS) for k, m in machines.items()}
     cfg = ServerConfig.model_validate({
         "registry": "registry.yaml", "store": {"embedded": {"path": str(tmp / "store.db")}},
-        "oee": {"stale_after_s": 60, "small_stop_s": SMALL_S, "startup_s": STARTUP_S}})
+        "oee": oee_cfg})
     truth = Truth({"t0": T0, "shift_start": ns(5), "shift_end": ns(605)}, machines)
     with TestClient(create_app(cfg, tmp)) as client:
-        yield client, truth
+        yield client, truth, request.param == "calendar"
 
 
 def iso(t: int) -> str:
@@ -109,7 +128,7 @@ def close(got, want, rel=1e-9, abs_=1e-6) -> bool:
 @pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize("scope", list(SCOPES))
 def test_losses_equal_ground_truth(plant, scope, window):
-    client, truth = plant
+    client, truth, _ = plant
     t0, t1 = ns(window[0]), ns(window[1])
     r = client.get("/api/v1/losses", params={"scope": scope, "start": iso(t0), "end": iso(t1)})
     assert r.status_code == 200, r.text
@@ -131,8 +150,15 @@ def test_losses_equal_ground_truth(plant, scope, window):
 
 
 def test_the_scenario_exercises_every_loss(plant):
-    _, truth = plant
+    _, truth, with_calendar = plant
     want = truth.losses(IDS, ns(0), ns(610), SMALL_S, STARTUP_S)
+    if with_calendar:
+        # the calendar's break (40 s) and no-shift time (30 s) on each of 4 machines,
+        # whatever the machines did; parts made outside planned time push P above 100 %
+        assert want["times_s"]["PLANNED_STOP"] >= 4 * 40
+        assert want["times_s"]["NO_SHIFT"] >= 4 * 30
+        assert want["performance"] > 1
+        return
     assert want["small_stops"]["count"] > 5 and want["failure_count"] > 5
     assert want["startup_reject_count"] > 0
     assert all(v > 0 for v in want["losses_s"].values()), want["losses_s"]
