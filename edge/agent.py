@@ -63,7 +63,8 @@ class Agent:
     async def start(self) -> None:
         cfg = self.config
         loop = asyncio.get_running_loop()
-        self.outbox = Outbox(cfg.outbox.path, cfg.agent_id, cfg.outbox.max_bytes)
+        self.outbox = Outbox(cfg.outbox.path, cfg.agent_id, cfg.outbox.max_bytes,
+                             cfg.outbox.replay_window)
         log.info("edge agent %s: %d devices, MQTT %s, outbox %s", cfg.agent_id,
                  len(cfg.devices), describe(cfg.mqtt), cfg.outbox.path)
         for dev in cfg.devices:
@@ -71,7 +72,8 @@ class Agent:
             pub = DevicePublisher(
                 agent=cfg.agent_id, device=dev.id, path=dev.device_path, mqtt_cfg=cfg.mqtt,
                 outbox=self.outbox, meta=meta_payload(cfg.agent_id, list(dev.tags)),
-                max_inflight=cfg.publish.max_inflight, loop=loop)
+                max_inflight=cfg.publish.max_inflight, loop=loop,
+                commands=not self.publishers)  # one connection answers agent commands
             self.publishers[dev.id] = pub
             pub.start()
             driver: ModbusDriver | OpcUaDriver

@@ -3,9 +3,11 @@
 ``Outbox(path, agent)``: ``append`` commits a batch under the agent's next sequence
 number (persisted, strictly increasing across restarts; WAL, ``synchronous=FULL``);
 ``pending`` lists what is still unacknowledged, in seq order; ``ack`` marks a batch
-acknowledged and ``flush_acks`` deletes acknowledged batches in one transaction (a
-lost delete only means a duplicate delivery, which the gateway ignores). Used from one
-thread (the agent's event loop).
+acknowledged and ``flush_acks`` persists those marks in one transaction (a lost mark
+only means a duplicate delivery, which the gateway ignores). Acknowledged batches stay
+in a replay window (the newest ``replay_window`` of them) so that ``replay`` can send
+them again when a gateway reports a gap (a broker that died holding them); older ones
+are deleted. Used from one thread (the agent's event loop).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ CREATE TABLE IF NOT EXISTS batches (
     device TEXT NOT NULL,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
-    n_samples INTEGER NOT NULL
+    n_samples INTEGER NOT NULL,
+    acked INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS batches_device ON batches (device, seq);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -43,21 +45,30 @@ class Entry:
 
 
 class Outbox:
-    def __init__(self, path: Path | str, agent: str, max_bytes: int | None = None):
+    def __init__(self, path: Path | str, agent: str, max_bytes: int | None = None,
+                 replay_window: int = 0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.agent = agent
         self.max_bytes = max_bytes
+        self.replay_window = replay_window  # acknowledged batches kept for replay
         self.db = sqlite3.connect(self.path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
+        cols = [r[1] for r in self.db.execute("PRAGMA table_info(batches)")]
+        if "acked" not in cols:  # an outbox from before the replay window
+            self.db.execute("ALTER TABLE batches ADD COLUMN acked INTEGER NOT NULL DEFAULT 0")
+        self.db.execute("DROP INDEX IF EXISTS batches_device")
+        self.db.execute("CREATE INDEX IF NOT EXISTS batches_pending ON batches "
+                        "(device, acked, seq)")
         row = self.db.execute("SELECT value FROM state WHERE key='last_seq'").fetchone()
         top = self.db.execute("SELECT MAX(seq) FROM batches").fetchone()[0]
         self.last_seq = max(row[0] if row else 0, top or 0)
-        self.bytes, samples = self.db.execute(
-            "SELECT COALESCE(SUM(LENGTH(payload)),0), COALESCE(SUM(n_samples),0) "
-            "FROM batches").fetchone()
+        self.bytes = self.db.execute(
+            "SELECT COALESCE(SUM(LENGTH(payload)),0) FROM batches").fetchone()[0]
+        samples = self.db.execute(
+            "SELECT COALESCE(SUM(n_samples),0) FROM batches WHERE acked=0").fetchone()[0]
         self._acked: dict[int, int] = {}  # seq -> n_samples, awaiting flush_acks
         self.enqueued = 0  # samples appended since open
         self.acknowledged = 0  # samples acknowledged since open
@@ -73,7 +84,7 @@ class Outbox:
         payload = encode_samples(self.agent, seq, samples)
         with self.db:  # BEGIN ... COMMIT
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT INTO batches VALUES (?,?,?,?,?)",
+            self.db.execute("INSERT INTO batches VALUES (?,?,?,?,?,0)",
                             (seq, device, topic, payload, len(samples)))
             self.db.execute("INSERT INTO state VALUES ('last_seq', ?) "
                             "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (seq,))
@@ -89,8 +100,23 @@ class Outbox:
         """Unacknowledged batches of ``device`` with seq > ``after_seq``, oldest first."""
         rows = self.db.execute(
             "SELECT seq, device, topic, payload, n_samples FROM batches "
-            "WHERE device=? AND seq>? ORDER BY seq LIMIT ?", (device, after_seq, limit))
+            "WHERE device=? AND acked=0 AND seq>? ORDER BY seq LIMIT ?",
+            (device, after_seq, limit))
         return [Entry(*r) for r in rows if r[0] not in self._acked]
+
+    def replay(self, first: int, last: int, limit: int = 1000) -> list[Entry]:
+        """Acknowledged batches with ``first <= seq <= last`` still in the replay window.
+
+        Unacknowledged ones are not listed: they are on their way anyway.
+        """
+        rows = self.db.execute(
+            "SELECT seq, device, topic, payload, n_samples FROM batches "
+            "WHERE seq BETWEEN ? AND ? ORDER BY seq LIMIT ?", (first, last, limit))
+        return [Entry(*r) for r in rows if r[0] in self._acked or self._is_acked(r[0])]
+
+    def _is_acked(self, seq: int) -> bool:
+        row = self.db.execute("SELECT acked FROM batches WHERE seq=?", (seq,)).fetchone()
+        return bool(row and row[0])
 
     def ack(self, seq: int, n_samples: int) -> None:
         if seq not in self._acked:
@@ -99,21 +125,27 @@ class Outbox:
             self._pending_samples -= n_samples
 
     def flush_acks(self) -> int:
-        """Delete acknowledged batches; returns how many."""
+        """Mark acknowledged batches, delete those beyond the replay window; returns how many
+        were marked."""
         if not self._acked:
             return 0
         seqs = list(self._acked)
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            freed = 0
             for i in range(0, len(seqs), 500):
                 chunk = seqs[i:i + 500]
                 marks = ",".join("?" * len(chunk))
-                freed += self.db.execute(
-                    f"SELECT COALESCE(SUM(LENGTH(payload)),0) FROM batches "  # noqa: S608
-                    f"WHERE seq IN ({marks})", chunk).fetchone()[0]
-                self.db.execute(f"DELETE FROM batches WHERE seq IN ({marks})", chunk)  # noqa: S608
-        self.bytes -= freed
+                self.db.execute(f"UPDATE batches SET acked=1 WHERE seq IN ({marks})",  # noqa: S608
+                                chunk)
+            # the newest `replay_window` acknowledged batches stay; older ones go
+            cut = self.db.execute(
+                "SELECT seq FROM batches WHERE acked=1 ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                (self.replay_window,)).fetchone()
+            if cut is not None:
+                self.bytes -= self.db.execute(
+                    "SELECT COALESCE(SUM(LENGTH(payload)),0) FROM batches "
+                    "WHERE acked=1 AND seq<=?", (cut[0],)).fetchone()[0]
+                self.db.execute("DELETE FROM batches WHERE acked=1 AND seq<=?", (cut[0],))
         self._acked.clear()
         return len(seqs)
 
@@ -122,13 +154,15 @@ class Outbox:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             while self.bytes > self.max_bytes:
-                row = self.db.execute(
-                    "SELECT seq, LENGTH(payload), n_samples FROM batches "
-                    "ORDER BY seq LIMIT 1").fetchone()
+                row = self.db.execute(  # the replay window goes first
+                    "SELECT seq, LENGTH(payload), n_samples, acked FROM batches "
+                    "ORDER BY acked DESC, seq LIMIT 1").fetchone()
                 if row is None or row[0] == self.last_seq:
                     break  # never drop the batch just appended
                 self.db.execute("DELETE FROM batches WHERE seq=?", (row[0],))
                 self.bytes -= row[1]
+                if row[3]:
+                    continue
                 if row[0] not in self._acked:
                     self.dropped += row[2]
                     self._pending_samples -= row[2]

@@ -7,6 +7,9 @@ the retained birth and ``meta`` messages, then the device's outbox batches in se
 (QoS 1, at most ``max_inflight`` unacknowledged); each PUBACK acknowledges its batch in
 the outbox. paho keeps unacknowledged QoS 1 messages across reconnects and resends
 them; batches left over by a previous run are resent from the outbox on start.
+
+With ``commands=True`` (one publisher per agent) it also subscribes to the agent's
+command topic and answers replay requests from the outbox's replay window.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from shopfloor.contract import DevicePath, state_status_payload
+from shopfloor.contract import (
+    ContractError,
+    DevicePath,
+    agent_cmd_topic,
+    decode_replay_request,
+    state_status_payload,
+)
 from shopfloor.mqtt import MqttConfig, describe, make_client
 
 from .outbox import Outbox
@@ -29,7 +38,7 @@ log = logging.getLogger(__name__)
 class DevicePublisher:
     def __init__(self, *, agent: str, device: str, path: DevicePath, mqtt_cfg: MqttConfig,
                  outbox: Outbox, meta: bytes, max_inflight: int,
-                 loop: asyncio.AbstractEventLoop):
+                 loop: asyncio.AbstractEventLoop, commands: bool = False):
         self.agent, self.device, self.path = agent, device, path
         self.mqtt_cfg = mqtt_cfg
         self.outbox = outbox
@@ -39,6 +48,8 @@ class DevicePublisher:
         self.connected = False
         self._stopping = False
         self.published = 0  # samples handed to paho (including resends)
+        self.replayed = 0  # batches sent again on a gateway's replay request
+        self._cmd_topic = agent_cmd_topic(agent) if commands else None
         self._inflight: dict[int, tuple[int, int]] = {}  # mid -> (seq, n_samples)
         self._cursor = 0  # highest seq handed to paho
         self._status_topic = path.topic("status")
@@ -50,6 +61,7 @@ class DevicePublisher:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
 
     def _status(self, online: bool) -> bytes:
         return state_status_payload(online, self.agent, time.time_ns())
@@ -69,6 +81,9 @@ class DevicePublisher:
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         self._call(self._acked, mid)
 
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        self._call(self._command, bytes(msg.payload))
+
     def _call(self, fn: Any, *args: Any) -> None:
         try:
             self.loop.call_soon_threadsafe(fn, *args)
@@ -86,7 +101,28 @@ class DevicePublisher:
         self.connected = True
         self.client.publish(self._status_topic, self._status(True), qos=1, retain=True)
         self.client.publish(self.path.topic("meta"), self.meta, qos=1, retain=True)
+        if self._cmd_topic:
+            self.client.subscribe(self._cmd_topic, qos=1)
         self.pump()
+
+    def _command(self, payload: bytes) -> None:
+        """A replay request: publish the acknowledged batches it names again (QoS 1)."""
+        if not self.connected or self._stopping:
+            return  # the gateway asks again
+        try:
+            ranges = decode_replay_request(payload)
+        except ContractError as exc:
+            log.warning("ignoring a bad command: %s", exc)
+            return
+        budget = 10 * self.max_inflight  # bounded per request; the gateway asks again
+        for first, last in ranges:
+            for e in self.outbox.replay(first, last, budget):
+                self.client.publish(e.topic, e.payload, qos=1)  # PUBACK unused: acked already
+                self.replayed += 1
+                budget -= 1
+            if budget <= 0:
+                break
+        log.info("replay request %s: %d batches sent again so far", ranges[:5], self.replayed)
 
     def _disconnected(self, rc: Any) -> None:
         if self.connected and not self._stopping:

@@ -9,6 +9,11 @@ Threads:
   never dropped. A message that breaks the contract (or that a store refuses as bad
   data) is counted, published to ``{DEAD_LETTER_TOPIC}/{reason}`` and acknowledged.
 
+Completeness (``completeness.py``): the seqs of the stored batches are merged into the
+embedded store in the same transaction as their samples (written last, after the other
+stores); a gap that stays open for ``completeness.timeout_s`` is asked for again on the
+agent's command topic, answered from the agent's outbox replay window.
+
 The session is persistent (``clean_session=False``) and acks are manual, so whatever
 was not acknowledged when the gateway stops or dies is redelivered by the broker;
 the store's idempotent writes turn that into exactly-once.
@@ -17,6 +22,7 @@ the store's idempotent writes turn that into exactly-once.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import logging
@@ -37,12 +43,16 @@ from shopfloor.contract import (
     DEAD_LETTER_TOPIC,
     ContractError,
     DevicePath,
+    agent_cmd_topic,
     decode_batch,
+    replay_request,
     subscription,
 )
 from shopfloor.mqtt import describe, make_client
 
+from .completeness import GapTracker, Ranges, add_seqs, merge
 from .config import GatewayConfig
+from .sqlite_store import SqliteStore
 from .store import PermanentWriteError, Row, SampleWriter, open_writers
 
 log = logging.getLogger(__name__)
@@ -61,6 +71,7 @@ class _Item:
     rows: list[Row]  # empty for a rejected message (acked in order, nothing to write)
     head: bytes  # the payload's first KiB, for the dead-letter topic
     received: float = field(default_factory=time.monotonic)
+    seq: tuple[str, int] | None = None  # (agent, seq) of a decoded batch
 
 
 @dataclass
@@ -76,6 +87,10 @@ class GatewayStats:
     last_batch_samples: int = 0
     queue_depth: int = 0
     connected: bool = False
+    gaps_open: int = 0  # seq gaps not (yet) filled
+    gaps_seen: int = 0
+    replay_requests: int = 0
+    seqs_lost: int = 0  # seqs given up on after every replay attempt
 
     def line(self) -> str:
         lat = "-" if self.last_batch_latency_s is None else \
@@ -84,7 +99,8 @@ class GatewayStats:
         return (f"messages={self.messages} samples_stored={self.samples_stored} "
                 f"batches={self.batches_written} last_batch={self.last_batch_samples}/{lat} "
                 f"queue={self.queue_depth} rejects={rejects} write_errors={self.write_errors} "
-                f"connected={self.connected}")
+                f"gaps_open={self.gaps_open} replays={self.replay_requests} "
+                f"seqs_lost={self.seqs_lost} connected={self.connected}")
 
 
 class Gateway:
@@ -105,12 +121,22 @@ class Gateway:
         self._writer_thread: threading.Thread | None = None
         self._client: mqtt.Client | None = None
         self.topic_filter = subscription("data", cfg.share_group)
+        cc = cfg.completeness
+        self.gaps = GapTracker(cc.timeout_s, cc.max_attempts, cc.max_request_seqs)
+        self._seq_store: SqliteStore | None = None  # where seq ranges persist (written last)
 
     # --- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
         if self._writers is None:
             self._writers = open_writers(self.cfg.store)
+        seq_stores = [w for w in self._writers if isinstance(w, SqliteStore)]
+        if seq_stores:
+            self._seq_store = seq_stores[0]
+            self._writers = [w for w in self._writers if w is not self._seq_store] + \
+                [self._seq_store]
+            for agent, ranges in self._seq_store.seq_ranges().items():
+                self.gaps.update(agent, ranges)
         client = make_client(self.cfg.mqtt, self.cfg.client_id, clean_session=False,
                              manual_ack=True)
         client.on_connect = self._on_connect
@@ -162,6 +188,8 @@ class Gateway:
             s.rejects = dict(self._rejects)
             s.queue_depth = self._queue.qsize()
             s.connected = self._connected
+            s.gaps_open, s.gaps_seen = self.gaps.open_gaps, self.gaps.gaps_seen
+            s.replay_requests, s.seqs_lost = self.gaps.requests, self.gaps.lost
             return s
 
     @property
@@ -217,7 +245,8 @@ class Gateway:
             topic = msg._topic.decode("utf-8", "replace")  # noqa: SLF001
         item = _Item(gen, msg.mid, msg.qos, topic, [], payload[:DEAD_LETTER_PAYLOAD_BYTES])
         try:
-            item.rows = decode_message(topic, payload)
+            agent, seq, item.rows = decode_data(topic, payload)
+            item.seq = (agent, seq)
         except ContractError as exc:
             self._dead_letter(client, item, exc.reason, exc.detail)
         else:
@@ -234,7 +263,7 @@ class Gateway:
     def _dead_letter(self, client: mqtt.Client, item: _Item, reason: str, detail: str) -> None:
         with self._lock:
             self._rejects[reason] += 1
-        log.warning("rejected message on %s: %s: %s", item.topic[:200], reason, detail[:200])
+        log.warning("rejected message on %r: %s: %r", item.topic[:200], reason, detail[:200])
         doc = {"reason": reason, "detail": detail, "topic": item.topic,
                "payload": base64.b64encode(item.head).decode()}
         info = client.publish(f"{DEAD_LETTER_TOPIC}/{reason}", json.dumps(doc), qos=1)
@@ -249,7 +278,11 @@ class Gateway:
 
     def _writer_loop(self) -> None:
         next_stats = time.monotonic() + self.cfg.stats_interval_s
+        next_gaps = time.monotonic() + 1.0
         while True:
+            if self.cfg.completeness.enabled and time.monotonic() >= next_gaps:
+                next_gaps = time.monotonic() + 1.0
+                self._check_gaps()
             batch = self._collect()
             if batch:
                 if not self._write(batch):
@@ -281,7 +314,7 @@ class Gateway:
 
     def _write(self, batch: list[_Item]) -> bool:
         """Write the batch to every store; False if we gave up (stopping, stores down)."""
-        if not any(item.rows for item in batch):
+        if not any(item.rows or item.seq for item in batch):
             return True
         for writer in self._writers or []:
             if not self._write_to(writer, batch):
@@ -290,12 +323,24 @@ class Gateway:
 
     def _write_to(self, writer: SampleWriter, batch: list[_Item]) -> bool:
         rows = [r for item in batch for r in item.rows]
-        if not rows:
+        seqs: dict[str, list[int]] = {}
+        for item in batch:
+            if item.seq is not None:
+                seqs.setdefault(item.seq[0], []).append(item.seq[1])
+        is_seq_store = writer is self._seq_store
+        if not rows and not (is_seq_store and seqs):
             return True
         delay = 0.1
         while True:
             try:
-                writer.write(rows)
+                if is_seq_store:
+                    assert isinstance(writer, SqliteStore)
+                    self._seen(writer.write(rows, seqs))
+                else:
+                    writer.write(rows)
+                    if self._seq_store is None:  # no embedded store: track in memory
+                        self._seen({a: add_seqs(self.gaps.ranges.get(a, []), v)
+                                    for a, v in seqs.items()})
                 return True
             except PermanentWriteError as exc:
                 if len(batch) > 1:  # find the message(s) the store refuses
@@ -315,6 +360,36 @@ class Gateway:
                     return False
                 delay = min(delay * 2, self.cfg.retry_max_s)
 
+    def _seen(self, ranges: dict[str, Ranges]) -> None:
+        with self._lock:
+            for agent, r in ranges.items():
+                self.gaps.update(agent, r)
+
+    def _check_gaps(self) -> None:
+        """Ask agents to replay gaps that stayed open; close those given up on."""
+        if self._seq_store is not None:  # the store is the truth (gateways may share it)
+            try:
+                self._seen(self._seq_store.seq_ranges())
+            except Exception as exc:  # noqa: BLE001 - retried at the next check
+                log.warning("reading seq ranges failed: %s", exc)
+                return
+        with self._lock:
+            ask, drop = self.gaps.due()
+        client = self._client
+        for agent, ranges in ask.items():
+            log.warning("agent %s: seqs %s missing; asking for a replay", agent, ranges[:10])
+            if client is not None:
+                client.publish(agent_cmd_topic(agent), replay_request(ranges), qos=1)
+        if drop:
+            log.error("giving up on seqs %s: not replayed after %d requests",
+                      drop, self.cfg.completeness.max_attempts)
+            if self._seq_store is not None:
+                with contextlib.suppress(Exception):
+                    self._seen(self._seq_store.write([], closed=drop))
+            else:
+                self._seen({a: merge([*self.gaps.ranges.get(a, []), *r])
+                            for a, r in drop.items()})
+
     def _ack(self, batch: list[_Item]) -> None:
         client = self._client
         assert client is not None
@@ -333,11 +408,23 @@ class Gateway:
 
 def decode_message(topic: str, payload: bytes) -> list[Row]:
     """The rows of one data message; raises ContractError with a reason."""
+    return decode_data(topic, payload)[2]
+
+
+def decode_data(topic: str, payload: bytes) -> tuple[str, int, list[Row]]:
+    """``(agent, seq, rows)`` of one data message; raises ContractError with a reason."""
     device, kind = DevicePath.from_topic(topic)
     if kind != "data":
         raise ContractError("bad_topic", f"kind {kind!r} where data was expected: {topic!r}")
+    if topic.endswith("\n") or "\n/" in topic:  # the contract's `$` lets one "\n" through
+        raise ContractError("bad_topic", f"line break in topic {topic[:200]!r}")
     batch = decode_batch(payload, now_ns=time.time_ns())
-    return [(device, s) for s in batch.samples]
+    for s in batch.samples:
+        if s.tag.endswith("\n"):
+            raise ContractError("bad_tag", f"line break in tag {s.tag[:80]!r}")
+    if batch.agent.endswith("\n"):
+        raise ContractError("bad_schema", "line break in agent")
+    return batch.agent, batch.seq, [(device, s) for s in batch.samples]
 
 
 def run(config_path: Path | str) -> None:

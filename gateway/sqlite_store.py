@@ -19,6 +19,7 @@ from pathlib import Path
 
 from shopfloor.contract import DevicePath
 
+from .completeness import Ranges, merge
 from .store import Row, Series, sample_value
 
 _SCHEMA = """
@@ -35,6 +36,10 @@ CREATE TABLE IF NOT EXISTS samples (
     value_str TEXT,
     quality TEXT NOT NULL,
     PRIMARY KEY (series_id, ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agent_seqs (  -- stored seq ranges per edge agent (completeness.py)
+    agent TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
+    PRIMARY KEY (agent, lo)
 ) WITHOUT ROWID;
 """
 
@@ -78,9 +83,12 @@ class SqliteStore:
 
     # --- writer -------------------------------------------------------------------
 
-    def write(self, rows: list[Row]) -> None:
-        if not rows:
-            return
+    def write(self, rows: list[Row], seqs: dict[str, list[int]] | None = None,
+              closed: dict[str, Ranges] | None = None) -> dict[str, Ranges]:
+        """Store rows and, in the same transaction, mark ``seqs`` (agent -> batch seqs) and
+        ``closed`` (agent -> seq ranges given up) as done; returns those agents' ranges."""
+        if not rows and not seqs and not closed:
+            return {}
         conn = self._conn()
         new_ids: dict[_SeriesKey, int] = {}
         conn.execute("BEGIN IMMEDIATE")
@@ -96,11 +104,34 @@ class SqliteStore:
                 value, text = sample_value(sample)
                 data.append((sid, sample.ts, value, text, str(sample.quality)))
             conn.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?)", data)
+            out = {}
+            for agent in {*(seqs or {}), *(closed or {})}:
+                add = [(s, s) for s in (seqs or {}).get(agent, [])]
+                out[agent] = self._merge_ranges(conn, agent, add + (closed or {}).get(agent, []))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         self._ids.update(new_ids)  # only ids that are committed
+        return out
+
+    @staticmethod
+    def _merge_ranges(conn: sqlite3.Connection, agent: str, add: Ranges) -> Ranges:
+        old = conn.execute("SELECT lo, hi FROM agent_seqs WHERE agent=?", (agent,)).fetchall()
+        new = merge([*old, *add])
+        if new != sorted(old):
+            conn.execute("DELETE FROM agent_seqs WHERE agent=?", (agent,))
+            conn.executemany("INSERT INTO agent_seqs VALUES (?, ?, ?)",
+                             [(agent, lo, hi) for lo, hi in new])
+        return new
+
+    def seq_ranges(self) -> dict[str, Ranges]:
+        """Agent -> stored seq ranges (see completeness.py)."""
+        out: dict[str, Ranges] = {}
+        for agent, lo, hi in self._conn().execute(
+                "SELECT agent, lo, hi FROM agent_seqs ORDER BY agent, lo"):
+            out.setdefault(agent, []).append((lo, hi))
+        return out
 
     @staticmethod
     def _series_id(conn: sqlite3.Connection, key: _SeriesKey, *, create: bool) -> int | None:
