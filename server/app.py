@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse
@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse
 from shopfloor import __version__
 from shopfloor.config import load_config
 from shopfloor.gateway.store import open_reader
-from shopfloor.server import calendar, digitalization, kernels, losses, oee
+from shopfloor.server import calendar, digitalization, kernels, losses, oee, trend
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.registry import Asset, Registry
 
@@ -24,6 +24,9 @@ log = logging.getLogger("shopfloor.server")
 STATIC = Path(__file__).parent / "static"
 MAX_WINDOW_S = 366 * 24 * 3600
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+Granularity = Literal["1h", "shift", "day"]
 
 
 class CompareMetric(StrEnum):
@@ -140,6 +143,27 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         return {"scope": asset.id, "level": asset.level, "start": iso(t0), "end": iso(t1),
                 "small_stop_threshold_s": small, "startup_window_s": startup,
                 **losses.report_losses(totals)}
+
+    @app.get("/api/v1/trend", tags=["metrics"])
+    def get_trend(
+        scope: Annotated[str, Query(description="asset id, e.g. acme/plant1/machining/line1")],
+        start: Annotated[str, Query(description="window start, ISO 8601 (UTC if no zone)")],
+        end: Annotated[str, Query(description="window end, ISO 8601 (UTC if no zone)")],
+        granularity: Annotated[Granularity, Query(
+            description="1h, day (calendar's zone) or shift (needs a calendar)")] = "1h",
+    ) -> dict[str, Any]:
+        """OEE, its parts and the time per state for each bucket of the window; buckets
+        are clipped to the window and rolled up like /oee (sums, then ratios)."""
+        asset, t0, t1 = resolve(scope, start, end)
+        try:
+            rows = trend.trend(state["reader"], registry.equipment_under(asset), t0, t1,
+                               stale_ns, granularity, cfg.oee.calendar)
+        except trend.TrendError as exc:
+            raise HTTPException(422, str(exc)) from None
+        for r in rows:
+            r["start"], r["end"] = iso(r["start"]), iso(r["end"])
+        return {"scope": asset.id, "level": asset.level, "granularity": granularity,
+                "start": iso(t0), "end": iso(t1), "buckets": rows}
 
     @app.get("/api/v1/digitalization", tags=["digitalization"])
     def get_digitalization(

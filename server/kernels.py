@@ -290,6 +290,7 @@ def warm_up() -> None:
     stop_stats(ts, np.array([1, 2], dtype=np.int64), 0, 10, 10, 12, 3, 2)
     materialize_stale(ts, np.array([1, 2], dtype=np.int64), 3)
     overlay(ts, np.array([1, 2], dtype=np.int64), ts, np.array([-1, 5], dtype=np.int64))
+    bucket_durations(ts, np.array([1, 2], dtype=np.int64), ts, ts + 1, 3)
 
 
 @njit(cache=True, nogil=True)
@@ -375,3 +376,50 @@ def overlay_ref(ts: list[int], codes: list[int], cal_ts: list[int], cal_codes: l
         cal = at(cal_ts, cal_codes, t, -1)
         out.append(at(ts, codes, t, OFFLINE) if cal < 0 else cal)
     return points, out
+
+
+@njit(cache=True, nogil=True)
+def bucket_durations(ts: np.ndarray, codes: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                     stale_ns: int) -> np.ndarray:
+    """``state_durations`` for many buckets [starts[j], ends[j]) (ascending, disjoint)
+    in one pass over the samples: an (n_buckets, N_STATES) array of ns."""
+    nb = starts.shape[0]
+    out = np.zeros((nb, N_STATES), dtype=np.int64)
+    if nb == 0:
+        return out
+    t0, t1 = starts[0], ends[nb - 1]
+    n = ts.shape[0]
+    j = 0
+    # pieces (code, a, b): before the first sample, then fresh and stale parts
+    for p in range(2 * n + 1):
+        if p == 0:
+            a, b, code = t0, (ts[0] if n > 0 else t1), OFFLINE
+        else:
+            i = (p - 1) // 2
+            start = ts[i]
+            end = ts[i + 1] if i + 1 < n else max(t1, start)
+            fresh_end = min(end, start + stale_ns)
+            if p % 2 == 1:
+                a, b, code = start, fresh_end, codes[i]
+                if code < 0 or code >= N_STATES:
+                    code = OFFLINE
+            else:
+                a, b, code = fresh_end, end, OFFLINE
+        if b <= a:
+            continue
+        while j < nb and ends[j] <= a:
+            j += 1
+        k = j
+        while k < nb and starts[k] < b:
+            lo, hi = max(a, starts[k]), min(b, ends[k])
+            if hi > lo:
+                out[k, code] += hi - lo
+            k += 1
+    return out
+
+
+def bucket_durations_ref(ts: list[int], codes: list[int], starts: list[int],
+                         ends: list[int], stale_ns: int) -> list[list[int]]:
+    """Reference: ``state_durations_ref`` bucket by bucket."""
+    return [state_durations_ref(ts, codes, s, e, stale_ns) for s, e in
+            zip(starts, ends, strict=True)]

@@ -115,3 +115,18 @@ def test_overlay_only_moves_time_into_calendar_states(case, cal):
     assert after.sum() == before.sum()
     for code in (P, IDL, D, S):  # machine states can only lose time to the calendar
         assert after[code] <= before[code]
+
+
+@st.composite
+def buckets(draw):
+    cuts = sorted(set(draw(st.lists(st.integers(-150, 700), min_size=2, max_size=14))))
+    pairs = [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if draw(st.booleans())]
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+@settings(max_examples=400, deadline=None)
+@given(state_series(), buckets())
+def test_bucket_durations_equal_reference(case, bk):
+    ts, codes, _, _, stale = case
+    got = k.bucket_durations(arr(ts), arr(codes), arr(bk[0]), arr(bk[1]), stale)
+    assert got.tolist() == k.bucket_durations_ref(ts, codes, *bk, stale)

@@ -162,3 +162,25 @@ def test_the_scenario_exercises_every_loss(plant):
     assert want["small_stops"]["count"] > 5 and want["failure_count"] > 5
     assert want["startup_reject_count"] > 0
     assert all(v > 0 for v in want["losses_s"].values()), want["losses_s"]
+
+
+@pytest.mark.parametrize("granularity", ["1h", "day", "shift"])
+def test_trend_buckets_equal_ground_truth(plant, granularity):
+    client, truth, with_calendar = plant
+    r = client.get("/api/v1/trend", params={"scope": "acme/plant1", "start": iso(ns(0)),
+                                            "end": iso(ns(610)), "granularity": granularity})
+    if granularity == "shift" and not with_calendar:
+        assert r.status_code == 422 and "calendar" in r.text
+        return
+    assert r.status_code == 200, r.text
+    rows = r.json()["buckets"]
+    want_windows = {"1h": [(0, 610)], "day": [(0, 610)],
+                    "shift": [(10, 560), (580, 610)]}[granularity]
+    assert len(rows) == len(want_windows)
+    for row, (a, b) in zip(rows, want_windows, strict=True):
+        want = truth.oee(IDS, ns(a), ns(b))
+        for key in ("availability", "performance", "quality", "oee"):
+            assert close(row[key], want[key]), (key, row[key], want[key])
+        assert row["counts"] == want["counts"]
+    if granularity == "shift":
+        assert [row["label"] for row in rows] == ["late", "extra"]

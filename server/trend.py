@@ -1,0 +1,103 @@
+"""OEE over time buckets (1 h, shift, day): one read per signal and equipment, one
+kernel pass (``kernels.bucket_durations``) and a bincount of counter deltas."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from shopfloor.contract import SIGNAL_PART_COUNT, SIGNAL_REJECT_COUNT, SIGNAL_STATE
+from shopfloor.gateway.store import SampleReader
+from shopfloor.server import calendar, kernels
+from shopfloor.server.calendar import CalendarConfig
+from shopfloor.server.oee import NEVER_STALE, Totals, report, state_codes
+from shopfloor.server.registry import Asset
+
+HOUR_NS = 3600 * 10**9
+MAX_BUCKETS = 2000
+
+
+class TrendError(ValueError):
+    """A request the trend cannot answer; the message says what to change."""
+
+
+def buckets(granularity: str, t0: int, t1: int, cal: CalendarConfig | None
+            ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Bucket starts, ends (clipped to [t0, t1)) and labels."""
+    if granularity == "1h":
+        first = t0 - t0 % HOUR_NS
+        starts = list(range(first, t1, HOUR_NS))
+        pairs = [(s, s + HOUR_NS, "") for s in starts]
+    elif granularity == "day":
+        tz = ZoneInfo(cal.timezone if cal else "UTC")
+        day = datetime.fromtimestamp(t0 / 1e9, tz).date()
+        pairs = []
+        while True:
+            s = int(datetime.combine(day, datetime.min.time(), tz).timestamp() * 1e9)
+            e = int(datetime.combine(day + timedelta(days=1), datetime.min.time(),
+                                     tz).timestamp() * 1e9)
+            if s >= t1:
+                break
+            pairs.append((s, e, day.isoformat()))
+            day += timedelta(days=1)
+            if len(pairs) > MAX_BUCKETS:
+                break
+    elif granularity == "shift":
+        if cal is None:
+            raise TrendError("granularity=shift needs a shift calendar (oee.calendar in the "
+                             "server config); use 1h or day")
+        pairs = [(s, e, name) for name, s, e, _ in calendar.shifts(cal, t0, t1)]
+    else:
+        raise TrendError(f"granularity={granularity!r}: use 1h, shift or day")
+    if len(pairs) > MAX_BUCKETS:
+        raise TrendError(f"more than {MAX_BUCKETS} buckets; shorten the window or use a "
+                         "coarser granularity")
+    starts = np.array([max(s, t0) for s, _, _ in pairs], dtype=np.int64)
+    ends = np.array([min(e, t1) for _, e, _ in pairs], dtype=np.int64)
+    return starts, ends, [lbl for _, _, lbl in pairs]
+
+
+def _per_bucket(ts: np.ndarray, deltas: np.ndarray, starts: np.ndarray, ends: np.ndarray
+                ) -> np.ndarray:
+    j = np.searchsorted(starts, ts, side="right") - 1
+    ok = (j >= 0) & (ts < ends[np.maximum(j, 0)])
+    return np.bincount(j[ok], weights=deltas[ok], minlength=len(starts))
+
+
+def trend(reader: SampleReader, equipment: list[Asset], t0: int, t1: int, stale_ns: int,
+          granularity: str, cal: CalendarConfig | None) -> list[dict[str, Any]]:
+    starts, ends, labels = buckets(granularity, t0, t1, cal)
+    nb = len(starts)
+    state_ns = np.zeros((nb, kernels.N_STATES), dtype=np.int64)
+    total, reject, ideal = np.zeros(nb), np.zeros(nb), np.zeros(nb)
+    steps = calendar.steps(cal, t0, t1) if cal is not None else None
+    for a in equipment:
+        assert a.device is not None and a.equipment is not None
+        s = reader.read(a.device, SIGNAL_STATE, t0, t1)
+        ts, codes, stale = s.ts, state_codes(s), stale_ns
+        if steps is not None:
+            ts, codes = kernels.materialize_stale(ts, codes, stale_ns)
+            ts, codes = kernels.overlay(ts, codes, *steps)
+            stale = NEVER_STALE
+        state_ns += kernels.bucket_durations(ts, codes, starts, ends, stale)
+        bits = a.equipment.counter_bits
+        p = reader.read(a.device, SIGNAL_PART_COUNT, t0, t1)
+        r = reader.read(a.device, SIGNAL_REJECT_COUNT, t0, t1)
+        n = _per_bucket(p.ts, kernels.counter_deltas(p.value, bits), starts, ends)
+        total += n
+        reject += _per_bucket(r.ts, kernels.counter_deltas(r.value, bits), starts, ends)
+        ideal += (a.equipment.ideal_cycle_time_s or 0.0) * n
+    out = []
+    for j in range(nb):
+        tot = Totals(state_ns=state_ns[j], total=float(total[j]),
+                     reject=float(min(reject[j], total[j])), ideal_s=float(ideal[j]),
+                     equipment=len(equipment))
+        doc = report(tot)
+        out.append({"start": int(starts[j]), "end": int(ends[j]), "label": labels[j],
+                    **{k: doc[k] for k in ("availability", "performance", "quality", "oee",
+                                           "planned_busy_time_s", "times_s", "counts",
+                                           "flags")}})
+    return out
