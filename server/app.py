@@ -14,9 +14,9 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse
 
 from shopfloor import __version__
-from shopfloor.config import load_config
+from shopfloor.config import ConfigError, load_config
 from shopfloor.gateway.store import open_reader
-from shopfloor.server import calendar, digitalization, kernels, losses, oee, trend
+from shopfloor.server import auth, calendar, digitalization, kernels, losses, oee, trend
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.registry import Asset, Registry
 
@@ -57,6 +57,8 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
     registry = Registry.load(registry_path)
     stale_ns = int(cfg.oee.stale_after_s * 1e9)
     state: dict[str, Any] = {}
+    require = auth.requirer(cfg.auth)
+    READ, ADMIN = [require("read")], [require("admin")]  # noqa: N806
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -78,7 +80,7 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         return {"status": "ok", "version": __version__,
                 "store": "influxdb" if cfg.store.influxdb else "embedded"}
 
-    @app.get("/api/v1/assets", tags=["assets"])
+    @app.get("/api/v1/assets", tags=["assets"], dependencies=READ)
     def assets() -> dict[str, Any]:
         """The asset tree: cluster, enterprises, sites, workshops, lines, equipment."""
         return registry.root.to_json()
@@ -102,7 +104,7 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
             raise HTTPException(422, "window longer than 366 days; ask for a shorter one")
         return asset, t0, max(min(t1, time.time_ns()), t0)
 
-    @app.get("/api/v1/oee", tags=["metrics"])
+    @app.get("/api/v1/oee", tags=["metrics"], dependencies=READ)
     def get_oee(
         scope: Annotated[str, Query(description="asset id, e.g. acme/plant1/machining/line1")],
         start: Annotated[str, Query(description="window start, ISO 8601 (UTC if no zone)")],
@@ -120,7 +122,7 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         return {"scope": asset.id, "level": asset.level, "start": iso(t0), "end": iso(t1),
                 **result}
 
-    @app.get("/api/v1/losses", tags=["metrics"])
+    @app.get("/api/v1/losses", tags=["metrics"], dependencies=READ)
     def get_losses(
         scope: Annotated[str, Query(description="asset id, e.g. acme/plant1/machining/line1")],
         start: Annotated[str, Query(description="window start, ISO 8601 (UTC if no zone)")],
@@ -144,7 +146,7 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
                 "small_stop_threshold_s": small, "startup_window_s": startup,
                 **losses.report_losses(totals)}
 
-    @app.get("/api/v1/trend", tags=["metrics"])
+    @app.get("/api/v1/trend", tags=["metrics"], dependencies=READ)
     def get_trend(
         scope: Annotated[str, Query(description="asset id, e.g. acme/plant1/machining/line1")],
         start: Annotated[str, Query(description="window start, ISO 8601 (UTC if no zone)")],
@@ -165,7 +167,7 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         return {"scope": asset.id, "level": asset.level, "granularity": granularity,
                 "start": iso(t0), "end": iso(t1), "buckets": rows}
 
-    @app.get("/api/v1/digitalization", tags=["digitalization"])
+    @app.get("/api/v1/digitalization", tags=["digitalization"], dependencies=READ)
     def get_digitalization(
         scope: Annotated[str, Query(description="asset id: cluster, enterprise, site, ...")],
         networked_window_s: Annotated[float | None, Query(
@@ -182,7 +184,7 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
                                         time.time_ns(), int(window * 1e9))
         return {"scope": asset.id, "level": asset.level, "networked_window_s": window, **doc}
 
-    @app.get("/api/v1/compare", tags=["digitalization"])
+    @app.get("/api/v1/compare", tags=["digitalization"], dependencies=READ)
     def compare(
         scope: Annotated[str, Query(description="cluster id: its enterprises are ranked")],
         metric: Annotated[CompareMetric, Query(description="indicator to rank on")],
@@ -223,7 +225,16 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
                 "enterprises": digitalization.rank(rows, m),
                 "published": digitalization.published(m)}
 
-    @app.get("/api/v1/state", tags=["metrics"])
+    @app.post("/api/v1/registry/reload", tags=["assets"], dependencies=ADMIN)
+    def reload_registry() -> dict[str, Any]:
+        """Re-read the registry file (admin scope); the old one stays on errors."""
+        try:
+            registry.replace(Registry.load(registry_path))
+        except ConfigError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"equipment": len(registry.equipment_under(registry.root))}
+
+    @app.get("/api/v1/state", tags=["metrics"], dependencies=READ)
     def get_state(
         scope: Annotated[str, Query(description="asset id; all equipment under it")],
     ) -> list[dict[str, Any]]:

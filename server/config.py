@@ -8,6 +8,7 @@ from pydantic import Field
 
 from shopfloor.config import Strict
 from shopfloor.gateway.store import StoreConfig
+from shopfloor.server.auth import AuthConfig
 from shopfloor.server.calendar import CalendarConfig
 
 
@@ -41,3 +42,4 @@ class ServerConfig(Strict):
     http: HttpConfig = HttpConfig()
     oee: OeeConfig = OeeConfig()
     digitalization: DigitalizationConfig = DigitalizationConfig()
+    auth: AuthConfig = AuthConfig()

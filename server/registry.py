@@ -138,6 +138,10 @@ class Registry:
     def equipment_under(self, asset: Asset) -> list[Asset]:
         return [a for a in asset.walk() if a.level == "equipment"]
 
+    def replace(self, other: Registry) -> None:
+        """Take over another registry's content (a reload)."""
+        self.model, self.root, self._by_id = other.model, other.root, other._by_id
+
     def enterprises(self) -> list[Asset]:
         return [c for c in self.root.children if c.level == "enterprise"]
 
