@@ -65,7 +65,8 @@ class ServerOptions:
     enforced (BadTooManyOperations); ``largest_call`` records the largest call seen.
     ``certificate``/``private_key``/``policies``: secure endpoints only (no None policy);
     ``application_uri``: the server's (it must match its certificate's).
-    ``users``: user name -> password, and anonymous sessions are refused.
+    ``users``: user name -> password; ``user_certificates``: accepted X.509 user
+    certificates (DER files); with either, anonymous sessions are refused.
     """
 
     extra_variables: int = 0
@@ -75,16 +76,20 @@ class ServerOptions:
     policies: list[ua.SecurityPolicyType] = field(default_factory=list)
     application_uri: str | None = None
     users: dict[str, str] = field(default_factory=dict)
+    user_certificates: list[Path] = field(default_factory=list)
     largest_call: dict[str, int] = field(default_factory=dict)
 
 
 class _Users(UserManager):
-    def __init__(self, users: dict[str, str]):
+    def __init__(self, users: dict[str, str], certificates: list[Path]):
         self.users = users
+        self.certificates = {Path(c).read_bytes() for c in certificates}
 
     def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
                  certificate: Any = None) -> User | None:
         if username is not None and self.users.get(username) == password:
+            return User(role=UserRole.User)
+        if certificate is not None and bytes(certificate) in self.certificates:
             return User(role=UserRole.User)
         return None
 
@@ -96,8 +101,9 @@ class OpcUaMachine:
         self.spec = spec
         self.url = f"opc.tcp://{spec.host}:{spec.port}"
         self.options = options or ServerOptions()
-        users = self.options.users
-        self._server = Server(user_manager=_Users(users)) if users else Server()
+        opts = self.options
+        self._server = (Server(user_manager=_Users(opts.users, opts.user_certificates))
+                        if opts.users or opts.user_certificates else Server())
         self._nodes: dict[str, ua.NodeId] = {}
 
     async def start(self) -> None:
@@ -133,8 +139,10 @@ class OpcUaMachine:
             server.set_security_policy(opts.policies)
         else:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        if opts.users:
-            server.set_identity_tokens([ua.UserNameIdentityToken])
+        tokens = ([ua.UserNameIdentityToken] if opts.users else []) + (
+            [ua.X509IdentityToken] if opts.user_certificates else [])
+        if tokens:
+            server.set_identity_tokens(tokens)
         if opts.max_items_per_call is not None:
             await self._limit(server, opts.max_items_per_call)
 

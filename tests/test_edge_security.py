@@ -45,7 +45,13 @@ def pki(tmp_path_factory) -> dict[str, Path]:
     assert cli(["edge", "cert", "--out", str(root / "agent")]) == 1  # never overwrites a key
     cert, key = create_cert(root / "server", common_name="sim", days=30,
                             application_uri="urn:shopfloor:sim:server", server=True)
-    return {"cert": root / "agent" / "cert.der", "key": root / "agent" / "key.pem",
+    user_cert, user_key = create_cert(root / "user", common_name="operator-7", days=30,
+                                      application_uri="urn:shopfloor:user:operator-7")
+    stranger_cert, stranger_key = create_cert(root / "stranger", common_name="x", days=30,
+                                              application_uri="urn:x")
+    return {"user_cert": user_cert, "user_key": user_key, "stranger_cert": stranger_cert,
+            "stranger_key": stranger_key, "cert": root / "agent" / "cert.der",
+            "key": root / "agent" / "key.pem",
             "trusted": root / "agent" / "trusted", "server_cert": cert, "server_key": key,
             "empty": root / "agent" / "empty"}
 
@@ -69,7 +75,8 @@ async def secure_machine(pki: dict[str, Path]) -> OpcUaMachine:
         certificate=pki["server_cert"], private_key=pki["server_key"],
         policies=[P.Basic256Sha256_SignAndEncrypt, P.Aes128Sha256RsaOaep_Sign,
                   P.Aes256Sha256RsaPss_SignAndEncrypt],
-        application_uri="urn:shopfloor:sim:server", users={"operator": PASSWORD}))
+        application_uri="urn:shopfloor:sim:server", users={"operator": PASSWORD},
+        user_certificates=[pki["user_cert"]]))
     await sim.start()
     return sim
 
@@ -149,3 +156,31 @@ async def _refused(pki: dict[str, Path], fault: str, error: str) -> None:
         await sim.stop()
 
 
+
+
+@pytest.mark.parametrize("who", ["operator-7", "stranger"])
+def test_certificate_user_identity(pki, who):
+    asyncio.run(_user_cert(pki, who))
+
+
+async def _user_cert(pki: dict[str, Path], who: str) -> None:
+    (pki["trusted"] / "sim.der").write_bytes(pki["server_cert"].read_bytes())
+    sim = await secure_machine(pki)
+    try:
+        key = "user" if who == "operator-7" else "stranger"
+        dev = device(sim.url, pki, "Aes256_Sha256_RsaPss", "SignAndEncrypt", pki["trusted"])
+        dev = OpcUaDevice.model_validate(
+            dev.model_dump(exclude={"username", "password"}) | {
+                "user_certificate": str(pki[f"{key}_cert"]),
+                "user_private_key": str(pki[f"{key}_key"])})
+        if who == "stranger":
+            with pytest.raises(ua.UaStatusCodeError, match="BadUserAccessDenied"):
+                await connect(dev)
+            return
+        client = await connect(dev)
+        try:
+            assert await client.get_node("ns=2;s=m.State").read_value() == 0
+        finally:
+            await client.disconnect()
+    finally:
+        await sim.stop()
