@@ -65,12 +65,18 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         t = time.perf_counter()
         kernels.warm_up()
         log.info("kernels ready in %.2fs", time.perf_counter() - t)
-        state["reader"] = open_reader(cfg.store)
-        yield
-        reader = state.pop("reader")
-        close = getattr(reader, "close", None)
-        if close:
-            close()
+        outer = state.get("reader")  # lifespans may nest (test clients)
+        reader = state["reader"] = open_reader(cfg.store)
+        try:
+            yield
+        finally:
+            if outer is None:
+                state.pop("reader", None)
+            else:
+                state["reader"] = outer
+            close = getattr(reader, "close", None)
+            if close:
+                close()
 
     app = FastAPI(title="shopfloor", version=__version__, lifespan=lifespan,
                   description="OEE and digitalization metrics from shop-floor data.")
