@@ -7,6 +7,7 @@ from pydantic import Field
 from shopfloor.config import Strict
 from shopfloor.mqtt import MqttConfig
 
+from .metrics import MetricsConfig
 from .store import StoreConfig
 
 
@@ -42,4 +43,5 @@ class GatewayConfig(Strict):
     drain_timeout_s: float = Field(10.0, ge=0, description="on stop: time to flush what is queued")
     stats_interval_s: float = Field(60.0, gt=0, description="how often to log counters")
     completeness: CompletenessConfig = CompletenessConfig()
+    metrics: MetricsConfig | None = Field(None, description="Prometheus endpoint; off if unset")
     store: StoreConfig

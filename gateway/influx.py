@@ -12,6 +12,7 @@ query string.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 import math
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 
 from shopfloor.config import secret
-from shopfloor.contract import DevicePath, Sample
+from shopfloor.contract import DevicePath, Quality, Sample
 
 from .store import (
     InfluxConfig,
@@ -103,8 +104,35 @@ def to_line(device: DevicePath, sample: Sample) -> str:
     return point(MEASUREMENT, tags, fields, sample.ts)
 
 
+@functools.lru_cache(maxsize=65_536)
+def _series_prefix(device: DevicePath, tag: str) -> str:
+    """``samples,area=..,...,tag=.. `` (tags in InfluxDB's order), escaped once per series."""
+    tags = {k: getattr(device, k) for k in PATH_TAGS}
+    tags["tag"] = tag
+    return escape_measurement(MEASUREMENT) + "".join(
+        f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items())) + " "
+
+
+_QUALITY = {q: f',quality="{q}" ' for q in Quality}
+
+
 def to_lines(rows: Iterable[Row]) -> list[str]:
-    return [to_line(device, sample) for device, sample in rows]
+    """The same lines as ``to_line``, fast: the escaped series part is cached per series
+    and each line is one string join (no per-sample dicts or objects)."""
+    out = []
+    isfinite = math.isfinite
+    for device, sample in rows:
+        v = sample.value
+        if isinstance(v, str):
+            field = "value_str=" + escape_string_field(v)
+        else:
+            x = float(v)
+            if not isfinite(x):
+                raise LineProtocolError(f"non-finite value {x!r}")
+            field = "value=" + repr(x)
+        out.append(_series_prefix(device, sample.tag) + field + _QUALITY[sample.quality]
+                   + str(int(sample.ts)))
+    return out
 
 
 def _chunks(lines: list[str], n: int) -> Iterable[list[str]]:

@@ -52,6 +52,7 @@ from shopfloor.mqtt import describe, make_client
 
 from .completeness import GapTracker, Ranges, add_seqs, merge
 from .config import GatewayConfig
+from .metrics import GatewayMetrics
 from .sqlite_store import SqliteStore
 from .store import PermanentWriteError, Row, SampleWriter, open_writers
 
@@ -124,6 +125,7 @@ class Gateway:
         cc = cfg.completeness
         self.gaps = GapTracker(cc.timeout_s, cc.max_attempts, cc.max_request_seqs)
         self._seq_store: SqliteStore | None = None  # where seq ranges persist (written last)
+        self.metrics = GatewayMetrics(cfg.metrics, self.stats) if cfg.metrics else None
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -137,6 +139,8 @@ class Gateway:
                 [self._seq_store]
             for agent, ranges in self._seq_store.seq_ranges().items():
                 self.gaps.update(agent, ranges)
+        if self.metrics is not None:
+            self.metrics.start()
         client = make_client(self.cfg.mqtt, self.cfg.client_id, clean_session=False,
                              manual_ack=True)
         client.on_connect = self._on_connect
@@ -175,6 +179,8 @@ class Gateway:
         if self._client is not None:
             self._client.disconnect()  # queued after the PUBACKs, so those go out first
             self._client.loop_stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         for w in self._writers or []:
             try:
                 w.close()
@@ -404,6 +410,8 @@ class Gateway:
                 self._stats.batches_written += 1
                 self._stats.last_batch_samples = stored
                 self._stats.last_batch_latency_s = time.monotonic() - batch[0].received
+                if self.metrics is not None:
+                    self.metrics.batch_latency.observe(self._stats.last_batch_latency_s)
 
 
 def decode_message(topic: str, payload: bytes) -> list[Row]:
