@@ -291,6 +291,7 @@ def warm_up() -> None:
     materialize_stale(ts, np.array([1, 2], dtype=np.int64), 3)
     overlay(ts, np.array([1, 2], dtype=np.int64), ts, np.array([-1, 5], dtype=np.int64))
     bucket_durations(ts, np.array([1, 2], dtype=np.int64), ts, ts + 1, 3)
+    segment_sum(np.ones((2, 2)), ts * 0, 1)
 
 
 @njit(cache=True, nogil=True)
@@ -423,3 +424,23 @@ def bucket_durations_ref(ts: list[int], codes: list[int], starts: list[int],
     """Reference: ``state_durations_ref`` bucket by bucket."""
     return [state_durations_ref(ts, codes, s, e, stale_ns) for s, e in
             zip(starts, ends, strict=True)]
+
+
+@njit(cache=True, nogil=True)
+def segment_sum(values: np.ndarray, seg: np.ndarray, n_seg: int) -> np.ndarray:
+    """Roll-up: rows of ``values`` (n, k) summed per segment id ``seg[i]`` in
+    [0, n_seg) -> (n_seg, k). Ratios are recomputed from these sums, never averaged."""
+    out = np.zeros((n_seg, values.shape[1]), dtype=values.dtype)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            out[seg[i], j] += values[i, j]
+    return out
+
+
+def segment_sum_ref(values: list[list[float]], seg: list[int], n_seg: int
+                    ) -> list[list[float]]:
+    width = len(values[0]) if values else 0
+    out = [[0.0] * width for _ in range(n_seg)]
+    for row, s in zip(values, seg, strict=True):
+        out[s] = [a + b for a, b in zip(out[s], row, strict=True)]
+    return out

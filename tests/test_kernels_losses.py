@@ -130,3 +130,19 @@ def test_bucket_durations_equal_reference(case, bk):
     ts, codes, _, _, stale = case
     got = k.bucket_durations(arr(ts), arr(codes), arr(bk[0]), arr(bk[1]), stale)
     assert got.tolist() == k.bucket_durations_ref(ts, codes, *bk, stale)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 6).flatmap(lambda n_seg: st.tuples(
+    st.just(n_seg),
+    st.lists(st.tuples(st.integers(0, n_seg - 1),
+                       st.lists(st.integers(-10**6, 10**6), min_size=3, max_size=3)),
+             max_size=30))))
+def test_segment_sum_equals_reference(case):
+    n_seg, rows = case
+    seg = [s for s, _ in rows]
+    vals = [[float(v) for v in r] for _, r in rows]
+    got = k.segment_sum(np.array(vals, dtype=np.float64).reshape(len(rows), 3),
+                        arr(seg), n_seg)
+    assert got.tolist() == (k.segment_sum_ref(vals, seg, n_seg) if rows
+                            else [[0.0] * 3] * n_seg)
