@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -11,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from shopfloor import __version__
 from shopfloor.config import ConfigError, load_config
@@ -249,8 +252,9 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         ``state`` is OFFLINE when the newest state sample is older than
         ``stale_after_s`` or there is none.
         """
-        asset = get_asset(scope)
-        now = time.time_ns()
+        return current_states(get_asset(scope), time.time_ns())
+
+    def current_states(asset: Asset, now: int) -> list[dict[str, Any]]:
         out = []
         for eq in registry.equipment_under(asset):
             assert eq.device is not None
@@ -261,6 +265,55 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
                         "state": (s.text[-1] or "OFFLINE") if fresh else "OFFLINE",
                         "since": iso(last) if last is not None else None})
         return out
+
+    def current_shift(now: int) -> tuple[str, int]:
+        """(label, start) of the shift holding ``now``; without a calendar the UTC day."""
+        if cfg.oee.calendar is not None:
+            for name, s, e, _ in calendar.shifts(cfg.oee.calendar, now - 1, now + 1):
+                if s <= now < e:
+                    return name, s
+            return "no shift", now
+        day = now - now % (86400 * 1_000_000_000)
+        return "day", day
+
+    def snapshot(asset: Asset) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        now = time.time_ns()
+        label, start = current_shift(now)
+        doc: dict[str, Any] = {"shift": label, "start": iso(start), "oee": None}
+        if now > start:
+            r = oee.compute(state["reader"], registry.equipment_under(asset), start, now,
+                            stale_ns, steps(start, now))
+            doc.update({k: r[k] for k in ("availability", "performance", "quality", "oee")})
+        return current_states(asset, now), doc
+
+    @app.get("/api/v1/stream", tags=["metrics"], dependencies=READ,
+             response_class=StreamingResponse)
+    async def stream(
+        scope: Annotated[str, Query(description="asset id; all equipment under it")],
+        interval_s: Annotated[float, Query(ge=0.2, le=60, description="poll period")] = 2.0,
+        max_events: Annotated[int | None, Query(ge=1, le=100000,
+                                                description="end after this many")] = None,
+    ) -> StreamingResponse:
+        """Server-Sent Events: ``state`` (each equipment's state) and ``oee`` (the current
+        shift's OEE, 4 decimals) whenever they change, checked every ``interval_s``."""
+        asset = get_asset(scope)
+
+        async def events() -> AsyncIterator[str]:
+            sent, last = 0, {}
+            while max_events is None or sent < max_events:
+                states, shift = await asyncio.to_thread(snapshot, asset)
+                shift = {k: round(v, 4) if isinstance(v, float) else v
+                         for k, v in shift.items()}
+                for kind, doc in (("state", states), ("oee", shift)):
+                    if last.get(kind) != doc and (max_events is None or sent < max_events):
+                        last[kind] = doc
+                        sent += 1
+                        yield f"event: {kind}\ndata: {json.dumps(doc)}\n\n"
+                if max_events is None or sent < max_events:
+                    await asyncio.sleep(interval_s)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:

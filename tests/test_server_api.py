@@ -127,3 +127,18 @@ def test_current_state_and_dashboard(client):
         "acme/plant1/machining/line1/lathe-07": "OFFLINE"}
     page = client.get("/")
     assert page.status_code == 200 and "/api/v1/oee" in page.text
+
+
+def test_live_stream_sends_state_and_shift_oee(client):
+    with client.stream("GET", "/api/v1/stream", params={
+            "scope": "acme/plant1/machining/line1", "interval_s": 0.2, "max_events": 2}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        body = "".join(r.iter_text())
+    events = [block.split("\n") for block in body.strip().split("\n\n")]
+    assert [e[0] for e in events] == ["event: state", "event: oee"]
+    import json
+    states = json.loads(events[0][1].removeprefix("data: "))
+    assert {s["state"] for s in states} == {"OFFLINE"}
+    shift = json.loads(events[1][1].removeprefix("data: "))
+    assert shift["shift"] == "day" and shift["oee"] is None  # no data today
