@@ -3,7 +3,8 @@
 ``connect(device)`` returns a connected asyncua ``Client`` with the device's security
 policy, identity and trust list; ``resolve(client, tags)`` turns node ids (``ns=``,
 ``nsu=``) and browse paths into nodes; ``operation_limits`` reads the server's
-OperationLimits; ``read_values`` and ``chunks`` keep every call within them.
+OperationLimits; ``call_chunked``/``read_values`` keep every call within them (and halve
+the chunk when a server refuses one with BadTooManyOperations).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -131,12 +132,39 @@ async def _resolve_one(client: Client, tag: OpcUaTag, ns_cache: dict[str, int]) 
     return client.get_node(nid)
 
 
-async def read_values(client: Client, nodes: Sequence[Node], per_call: int) -> list[ua.DataValue]:
-    """Value attributes of ``nodes``, at most ``per_call`` per Read request."""
-    out: list[ua.DataValue] = []
-    for part in chunks(nodes, per_call):
-        out.extend(await client.read_attributes(list(part), ua.AttributeIds.Value))
+R = TypeVar("R")
+
+
+async def call_chunked(call: Callable[[list[T]], Awaitable[list[R]]], items: Sequence[T],
+                       per_call: int, sizes: list[int] | None = None) -> list[R]:
+    """``call`` on consecutive chunks of at most ``per_call`` items. A server that refuses
+    a chunk with BadTooManyOperations (its published limit was wrong, or it publishes
+    none) gets half as many per call from then on. ``sizes`` records each call's size."""
+    out: list[R] = []
+    i, size = 0, max(1, per_call)
+    while i < len(items):
+        part = list(items[i:i + size])
+        try:
+            out.extend(await call(part))
+        except ua.UaStatusCodeError as exc:
+            if exc.code != ua.StatusCodes.BadTooManyOperations or size == 1:
+                raise
+            size = max(1, len(part) // 2)
+            log.info("server refused %d items per call; trying %d", len(part), size)
+            continue
+        if sizes is not None:
+            sizes.append(len(part))
+        i += len(part)
     return out
+
+
+async def read_values(client: Client, nodes: Sequence[Node], per_call: int,
+                      sizes: list[int] | None = None) -> list[ua.DataValue]:
+    """Value attributes of ``nodes``, at most ``per_call`` per Read request."""
+    async def read(part: list[Node]) -> list[ua.DataValue]:
+        return await client.read_attributes(part, ua.AttributeIds.Value)
+
+    return await call_chunked(read, nodes, per_call, sizes)
 
 
 def monitoring_filter(f: DataChangeFilter | None) -> ua.DataChangeFilter | None:

@@ -28,7 +28,7 @@ from .config import OpcUaDevice, OpcUaTag
 from .driver import Backoff, Sink, now_ns
 from .mapping import ReportByException, to_sample
 from .opcua_client import (
-    chunks,
+    call_chunked,
     make_client,
     monitoring_filter,
     operation_limits,
@@ -162,11 +162,10 @@ class OpcUaDriver:
             node, ua.AttributeIds.Value, monitoring_filter(tag.filter or dev.filter),
             dev.queue_size, ua.MonitoringMode.Reporting, dev.sampling_interval_ms)
             for tag, node in zip(tags, nodes, strict=True)]
-        self.calls = []
-        results: list[Any] = []
-        for part in chunks(requests, limits.monitored_items_per_call):
-            self.calls.append(len(part))
-            results.extend(await sub.create_monitored_items(part))
+        calls: list[int] = []
+        results = await call_chunked(sub.create_monitored_items, requests,
+                                     limits.monitored_items_per_call, calls)
+        self.calls = calls
         for tag, res in zip(tags, results, strict=True):
             if isinstance(res, ua.StatusCode):
                 self.errors += 1
@@ -183,8 +182,10 @@ class OpcUaDriver:
         first = True
         next_t = time.monotonic()
         while not lost.is_set():
-            self.calls = [len(p) for p in chunks(nodes, limits.nodes_per_read)]
-            values = await read_values(client, nodes, limits.nodes_per_read)
+            calls: list[int] = []
+            values = await read_values(client, nodes, limits.nodes_per_read, calls)
+            self.calls = calls  # whole polls only
+            limits.nodes_per_read = max(calls, default=limits.nodes_per_read)
             if first:
                 self.sink.connected(dev.id, True, dev.endpoint)
                 self.backoff.reset()

@@ -61,8 +61,9 @@ class ServerOptions:
     """Server capabilities for tests; the defaults are the plain simulator.
 
     ``extra_variables``: Double variables ``ns=2;s={machine}.Var{i}`` (value i).
-    ``max_items_per_call``: published as MaxMonitoredItemsPerCall / MaxNodesPerRead and
-    enforced (BadTooManyOperations); ``largest_call`` records the largest call seen.
+    ``max_items_per_call``: published as MaxMonitoredItemsPerCall / MaxNodesPerRead
+    (unless ``publish_limits`` is False) and enforced (BadTooManyOperations);
+    ``largest_call`` records the largest call seen.
     ``certificate``/``private_key``/``policies``: secure endpoints only (no None policy);
     ``application_uri``: the server's (it must match its certificate's).
     ``users``: user name -> password; ``user_certificates``: accepted X.509 user
@@ -71,6 +72,7 @@ class ServerOptions:
 
     extra_variables: int = 0
     max_items_per_call: int | None = None
+    publish_limits: bool = True
     certificate: Path | None = None
     private_key: Path | None = None
     policies: list[ua.SecurityPolicyType] = field(default_factory=list)
@@ -150,8 +152,9 @@ class OpcUaMachine:
         caps = ua.ObjectIds
         for nid in (caps.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
                     caps.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead):
-            await server.get_node(ua.NodeId(nid)).write_value(ua.Variant(limit,
-                                                                         ua.VariantType.UInt32))
+            published = limit if self.options.publish_limits else 0  # 0: no limit published
+            await server.get_node(ua.NodeId(nid)).write_value(
+                ua.Variant(published, ua.VariantType.UInt32))
         iserver, seen = server.iserver, self.options.largest_call
         create = iserver.subscription_service.create_monitored_items
         read = iserver.attribute_service.read

@@ -171,3 +171,26 @@ async def _deadband() -> None:
         by_tag.setdefault(s.tag, []).append(s.value)
     assert by_tag["filtered"] == [0.0, 20.0]
     assert by_tag["plain"] == [1.0, 3.0, 5.0, 21.0]
+
+
+@pytest.mark.parametrize("mode", ["subscribe", "poll"])
+def test_limit_not_published_is_found_by_halving(mode):
+    asyncio.run(_halving(mode))
+
+
+async def _halving(mode: str) -> None:
+    opts = ServerOptions(extra_variables=25, max_items_per_call=10, publish_limits=False)
+    sim = machine(opts)
+    await sim.start()
+    try:
+        tags = [{"name": f"v{i}", "node": f"ns=2;s=m.Var{i}"} for i in range(25)]
+        sink = Sink()
+        driver = OpcUaDriver(device(sim.url, tags, mode=mode, poll_s=0.2), sink,
+                             heartbeat_s=600)
+        await run_until(driver, lambda: len(sink.latest()) == 25, 20)
+    finally:
+        await sim.stop()
+    kind = "create_monitored_items" if mode == "subscribe" else "read"
+    assert opts.largest_call[kind] == 25  # the fallback (1000 per call) was tried first...
+    assert driver.calls == [6, 6, 6, 6, 1]  # ...refused; 25 -> 12 -> 6 per call
+    assert sink.latest() == {f"v{i}": float(i) for i in range(25)}
