@@ -26,6 +26,7 @@ from shopfloor.server.registry import Asset
 
 NS = 1_000_000_000
 NEVER_STALE = 2**61
+SIGNAL_PRODUCT = "product"  # product or program id, a string or a number
 Steps = tuple[np.ndarray, np.ndarray]  # a calendar step function (calendar.steps)
 _CODE_BY_NAME = {s.value: c for s, c in STATE_CODES.items()}
 _OFFLINE = STATE_CODES[State.OFFLINE]
@@ -104,16 +105,42 @@ def equipment_totals(reader: SampleReader, asset: Asset, t0: int, t1: int,
     deltas = kernels.counter_deltas(rejects.value, bits)
     out.reject = min(float(deltas.sum()), out.total)
     out.startup_reject = min(in_windows(rejects.ts, deltas, windows), out.reject)
-    ict = asset.equipment.ideal_cycle_time_s
-    if ict is None:
-        out.without_cycle_time.append(asset.id)
-    else:
-        out.ideal_s = ict * out.total
-        out.reject_ideal_s = ict * out.reject
-        out.startup_reject_ideal_s = ict * out.startup_reject
+    eq = asset.equipment
+    if not eq.ideal_cycle_times_s:
+        ict = eq.ideal_cycle_time_s
+        if ict is None:
+            out.without_cycle_time.append(asset.id)
+        else:
+            out.ideal_s = ict * out.total
+            out.reject_ideal_s = ict * out.reject
+            out.startup_reject_ideal_s = ict * out.startup_reject
+    else:  # per product: each counter increase at the ICT of the product then running
+        product = reader.read(asset.device, SIGNAL_PRODUCT, t0, t1)
+        p_ict = cycle_times(parts.ts, product, eq.ideal_cycle_times_s, eq.ideal_cycle_time_s)
+        r_ict = cycle_times(rejects.ts, product, eq.ideal_cycle_times_s,
+                            eq.ideal_cycle_time_s)
+        p_deltas = kernels.counter_deltas(parts.value, bits)
+        if np.isnan(p_ict[p_deltas > 0]).any() or np.isnan(r_ict[deltas > 0]).any():
+            out.without_cycle_time.append(asset.id)
+        out.ideal_s = float(np.nansum(p_ict * p_deltas))
+        out.reject_ideal_s = float(np.nansum(r_ict * deltas))
+        out.startup_reject_ideal_s = in_windows(rejects.ts, np.nan_to_num(r_ict * deltas),
+                                                windows)
     if len(states.ts) == 0:
         out.without_data.append(asset.id)
     return out
+
+
+def cycle_times(ts: np.ndarray, product: Series, by_product: dict[str, float],
+                default: float | None) -> np.ndarray:
+    """The ideal cycle time in force at each ``ts``: that of the latest ``product``
+    sample at or before it, else ``default``; NaN where neither is known."""
+    fallback = np.nan if default is None else default
+    names = [t if t is not None else (f"{v:g}" if v == v else "")
+             for t, v in zip(product.text, product.value, strict=True)]
+    table = np.array([by_product.get(n, fallback) for n in names] + [fallback])
+    i = np.searchsorted(product.ts, ts, side="right") - 1
+    return table[np.where(i >= 0, i, len(product.text))]
 
 
 def in_windows(ts: np.ndarray, values: np.ndarray, windows: np.ndarray) -> float:

@@ -13,7 +13,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
@@ -34,6 +34,8 @@ class EquipmentModel(Strict):
     id: str
     name: str | None = None
     ideal_cycle_time_s: float | None = Field(None, gt=0, description="seconds per part")
+    ideal_cycle_times_s: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        {}, description="per product (the `product` signal); others use ideal_cycle_time_s")
     counter_bits: int = Field(32, ge=0, le=64, description="part/reject counter width; 0 = none")
     digital: bool = True
     numerically_controlled: bool = False

@@ -142,3 +142,31 @@ def test_live_stream_sends_state_and_shift_oee(client):
     assert {s["state"] for s in states} == {"OFFLINE"}
     shift = json.loads(events[1][1].removeprefix("data: "))
     assert shift["shift"] == "day" and shift["oee"] is None  # no data today
+
+
+def test_ideal_cycle_time_per_product(tmp_path):
+    # product A (ICT 0.5 s) until 50 s, then B (ICT 2 s); program 7 (a number) at 80 s
+    # has no ICT of its own and uses the default (1 s). Parts: 60 of A, 10 of B, 5 of 7.
+    store = SqliteStore(tmp_path / "store.db")
+    rows = [(CNC, Sample("state", T0 + t * S, v)) for t, v in [(0, "PRODUCING")]]
+    rows += [(CNC, Sample("product", T0 + t * S, v)) for t, v in [(-9, "A"), (50, "B"),
+                                                                   (80, 7)]]
+    rows += [(CNC, Sample("part_count", T0 + t * S, v))
+             for t, v in [(-1, 0), (30, 40), (49, 60), (70, 70), (90, 75)]]
+    rows += [(CNC, Sample("reject_count", T0 + t * S, v)) for t, v in [(-1, 0), (60, 2)]]
+    store.write(rows)
+    store.close()
+    reg = yaml.safe_load((SAMPLES / "registry.sample.yaml").read_text())
+    eq = reg["enterprises"][0]["sites"][0]["workshops"][0]["lines"][0]["equipment"][0]
+    eq.update(ideal_cycle_time_s=1.0, ideal_cycle_times_s={"A": 0.5, "B": 2.0})
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(reg))
+    cfg = ServerConfig.model_validate({
+        "registry": "registry.yaml", "store": {"embedded": {"path": str(tmp_path / "store.db")}},
+        "oee": {"stale_after_s": 1000, "small_stop_s": 0}})
+    with TestClient(create_app(cfg, tmp_path)) as c:
+        doc = c.get("/api/v1/losses", params={
+            "scope": "acme/plant1/machining/line1/cnc-01", "start": iso(T0),
+            "end": iso(T0 + 100 * S)}).json()
+    assert doc["ideal_production_time_s"] == pytest.approx(60 * 0.5 + 10 * 2.0 + 5 * 1.0)
+    assert doc["losses_s"]["process_rejects"] == pytest.approx(2 * 2.0)  # 2 rejects of B
+    assert doc["performance"] == pytest.approx(55 / 100)
