@@ -107,6 +107,11 @@ class ReportByException:
                 out.append((tag, last.value, last.quality))
         return out
 
+    def last(self, tag: str) -> tuple[Raw, Quality] | None:
+        """The last published value and quality of ``tag``, if any."""
+        last = self._last.get(tag)
+        return None if last is None else (last.value, last.quality)
+
     def forget(self) -> None:
         """After a reconnect, publish every tag's first value again."""
         self._last.clear()

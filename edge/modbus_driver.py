@@ -22,7 +22,7 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from shopfloor.contract import Quality
+from shopfloor.contract import Quality, Sample
 
 from .config import BIT_TABLES, ModbusDevice, ModbusTag, Register
 from .driver import Backoff, Sink, now_ns
@@ -192,6 +192,16 @@ class ModbusDriver:
                 delay = 0
             await asyncio.sleep(delay)
 
+    def _mark_bad(self, read: Read, ts: int) -> None:
+        """An exception response: the tags keep their last value, now with quality bad."""
+        mono = time.monotonic_ns()
+        for tag in read.tags:
+            last = self.rbe.last(tag.published_name)
+            if last is not None:
+                sample = Sample(tag.published_name, ts, last[0], Quality.BAD)
+                if self.rbe.should_publish(sample, mono):
+                    self.sink.sample(self.device.id, sample)
+
     async def _read(self, client: ModbusClient, read: Read) -> None:
         dev = self.device
         fn = {"holding": client.read_holding_registers, "input": client.read_input_registers,
@@ -202,6 +212,7 @@ class ModbusDriver:
         if rr.isError():
             self.errors += 1
             log.warning("%s: %s %d+%d: %s", dev.id, read.table, read.start, read.count, rr)
+            self._mark_bad(read, ts)
             return
         self.requests += 1
         values = rr.bits if read.table in BIT_TABLES else rr.registers

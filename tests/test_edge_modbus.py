@@ -45,10 +45,13 @@ class Server:
         self.port = free_port()
         self.framer = framer
         self.requests: list[str] = []
+        self.fail = False  # answer every read with an exception (IllegalAddress)
 
     def _trace(self, sending: bool, pdu: Any) -> Any:
         if not sending:
             self.requests.append(type(pdu).__name__)
+            if self.fail:
+                pdu.address = 65000  # outside the register block
         return pdu
 
     async def __aenter__(self) -> Server:
@@ -237,3 +240,37 @@ def test_rtu_serial_config_is_accepted():
     assert dev.where == "modbus-rtu:///dev/ttyUSB0/7"
     assert dev.serial is not None and (dev.serial.baudrate, dev.serial.parity) == (9600, "N")
     assert dev.tags[0].reg.word_order == "DCBA"
+
+
+def test_exception_response_marks_tags_bad_and_recovers():
+    asyncio.run(_exception())
+
+
+async def _exception() -> None:
+    samples: list[Sample] = []
+
+    class Collect(Sink):
+        def sample(self, device: str, sample: Sample) -> None:
+            samples.append(sample)
+
+    async with Server() as srv:
+        await srv.set(16, 0, [42])
+        dev = device(srv.port, [{"name": "t", "register": {"address": 0}}]).model_copy(
+            update={"poll_s": 0.05})
+        driver = ModbusDriver(dev, Collect(), heartbeat_s=60)
+        task = asyncio.create_task(driver.run())
+        try:
+            async with asyncio.timeout(10):
+                while not samples:
+                    await asyncio.sleep(0.01)
+                srv.fail = True
+                while samples[-1].quality != "bad":
+                    await asyncio.sleep(0.01)
+                srv.fail = False
+                while samples[-1].quality != "good":
+                    await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert [(s.value, s.quality) for s in samples] == [(42, "good"), (42, "bad"), (42, "good")]
+    assert driver.errors >= 1
