@@ -1,0 +1,112 @@
+"""End to end on real services: simulated plant -> edge -> Mosquitto -> gateway ->
+embedded store -> /losses and /trend with a shift calendar (a break, no-shift time),
+checked against the simulators' ground truth: ratios within 1 percentage point,
+loss times within 1 % of planned busy time, failure and small-stop counts exact."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import yaml
+
+from shopfloor.gateway.sqlite_store import SqliteStore
+from shopfloor.simulators.truth import Truth, load_truth
+from shopfloor.up import StackFiles, Supervisor, free_port, shopfloor_cmd, write_configs
+from tests.test_e2e import MACHINES, SCENARIO, start_server, wait_until
+
+pytestmark = pytest.mark.e2e
+NS = 1_000_000_000
+SMALL_S, STARTUP_S = 4.0, 2.0
+# Stops either clearly short (<= 2.5 s) or clearly long (>= 6 s), so polling delay
+# cannot move a stop across the small-stop threshold.
+PLANT = copy.deepcopy(SCENARIO)
+PLANT["timeline"] = {"lead_in_s": 6, "duration_s": 60, "lead_out_s": 3}
+for i, m in enumerate(m for a in PLANT["areas"] for ln in a["lines"] for m in ln["machines"]):
+    m["durations_s"] = {"DOWN": [1, 2.5] if i % 2 else [6, 9], "IDLE": [1, 2.5],
+                        "SETUP": [1, 3], "PRODUCING": [4, 8], "PLANNED_STOP": [1, 3]}
+
+
+def hms(ns: int) -> str:
+    return datetime.fromtimestamp(ns / NS, UTC).strftime("%H:%M:%S")
+
+
+def iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / NS, UTC).isoformat()
+
+
+@pytest.mark.timeout(300)
+def test_losses_and_calendar_match_ground_truth(tmp_path, mosquitto):
+    files: StackFiles = write_configs(tmp_path / "stack", PLANT, mqtt_port=mosquitto.port,
+                                      http_port=free_port())
+    sup = Supervisor(tmp_path / "logs")
+    try:
+        plant = sup.start("plant", shopfloor_cmd(
+            "simulate", "--scenario", str(files.scenario), "--truth", str(files.truth)),
+            lambda: files.truth.exists())
+        sup.start("gateway", shopfloor_cmd("gateway", "--config", str(files.gateway)),
+                  lambda: files.store.exists())
+        sup.start("edge", shopfloor_cmd("edge", "--config", str(files.edge)),
+                  lambda: (files.workdir / "outbox.db").exists())
+        plant.wait(timeout=120)
+        assert plant.returncode == 0
+        truth = load_truth(files.truth)
+        s0, s1 = truth.shift_window()
+        # calendar (UTC, whole seconds): shift s0+4 .. s1-4, break s0+30 .. s0+38
+        a, b = (s0 // NS + 4) * NS, (s1 // NS - 4) * NS
+        br0, br1 = (s0 // NS + 30) * NS, (s0 // NS + 38) * NS
+        weekday = datetime.fromtimestamp(a / NS, UTC).strftime("%a").lower()
+        doc = yaml.safe_load(files.server.read_text())
+        doc["oee"] = {"calendar": {"timezone": "UTC", "weekly": {weekday: [
+            {"name": "demo", "start": hms(a), "end": hms(b),
+             "breaks": [{"start": hms(br0), "end": hms(br1)}]}]}}}
+        files.server.write_text(yaml.safe_dump(doc))
+        # the store holds every machine's end-of-shift state change
+        store = SqliteStore(files.store)
+        wait_until(lambda: all(store.last_seen().get(m, 0) >= s1 for m in MACHINES), 30,
+                   "the end of the shift in the store")
+        store.close()
+        url = start_server(sup, "server", files.server)
+        window = (s0 - 3 * NS, s1 + 2 * NS)
+        shifts = [(a, b, [(br0, br1)])]
+        groups = {m: [m] for m in MACHINES}
+        groups |= {"acme/plant1/machining/line1": MACHINES[:2],
+                   "acme/plant1/assembly/line2": MACHINES[2:],
+                   "acme/plant1": MACHINES, "demo-cluster": MACHINES}
+        seen_small = seen_fail = 0
+        for scope, ids in groups.items():
+            got = httpx.get(f"{url}/api/v1/losses", params={
+                "scope": scope, "start": iso(window[0]), "end": iso(window[1]),
+                "small_stop_s": SMALL_S, "startup_s": STARTUP_S}, timeout=30).json()
+            sub = {i: truth.machine(i).with_calendar(shifts) for i in ids}
+            want = Truth(truth.header, sub).losses(ids, *window, SMALL_S, STARTUP_S)
+            pbt = want["planned_busy_time_s"]
+            print(f"{scope:<40} oee {got['oee']:.4f}/{want['oee']:.4f} " + " ".join(
+                f"{k[:5]} {got['losses_s'][k]:.1f}/{v:.1f}"
+                for k, v in want["losses_s"].items()))
+            for key in ("availability", "performance", "quality", "oee",
+                        "technical_efficiency", "setup_ratio", "scrap_ratio"):
+                assert got[key] == pytest.approx(want[key], abs=0.01), (scope, key)
+            assert got["planned_busy_time_s"] == pytest.approx(pbt, rel=0.01)
+            for k, v in want["losses_s"].items():
+                assert abs(got["losses_s"][k] - v) <= 0.01 * pbt, (scope, k, got, want)
+            assert got["failure_count"] == want["failure_count"], scope
+            assert got["small_stops"]["count"] == want["small_stops"]["count"], scope
+            if want["failure_count"]:
+                assert got["mtbf_s"] == pytest.approx(want["mtbf_s"], rel=0.01)
+                assert got["mttr_s"] == pytest.approx(want["mttr_s"], rel=0.01)
+            if scope == "demo-cluster":
+                seen_small, seen_fail = want["small_stops"]["count"], want["failure_count"]
+                assert want["times_s"]["PLANNED_STOP"] >= 4 * 8  # the break
+        assert seen_small > 0 and seen_fail > 0
+        trend = httpx.get(f"{url}/api/v1/trend", params={
+            "scope": "demo-cluster", "start": iso(window[0]), "end": iso(window[1]),
+            "granularity": "shift"}, timeout=30).json()["buckets"]
+        assert [t["label"] for t in trend] == ["demo"]
+        want = Truth(truth.header, {i: truth.machine(i).with_calendar(shifts)
+                                    for i in MACHINES}).oee(MACHINES, a, b)
+        assert trend[0]["oee"] == pytest.approx(want["oee"], abs=0.01)
+    finally:
+        sup.stop_all()
