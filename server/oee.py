@@ -160,8 +160,10 @@ def _ratio(num: float, den: float) -> float | None:
 def report(totals: Totals) -> dict[str, Any]:
     """The ratios and the times and counts behind them."""
     secs = {s.value: float(totals.state_ns[STATE_CODES[s]]) / NS for s in State}
-    window_s = sum(secs.values())
-    pbt = window_s - secs["PLANNED_STOP"] - secs["NO_SHIFT"] - secs["OFFLINE"]
+    ns = totals.state_ns
+    # in integer ns, so APT <= PBT holds exactly (no float round-off above 100 %)
+    pbt = float(int(ns.sum()) - sum(int(ns[STATE_CODES[s]]) for s in (
+        State.PLANNED_STOP, State.NO_SHIFT, State.OFFLINE))) / NS
     apt = secs["PRODUCING"]
     good = totals.total - totals.reject
     a = _ratio(apt, pbt)

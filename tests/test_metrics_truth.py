@@ -184,3 +184,43 @@ def test_trend_buckets_equal_ground_truth(plant, granularity):
         assert row["counts"] == want["counts"]
     if granularity == "shift":
         assert [row["label"] for row in rows] == ["late", "extra"]
+
+
+def test_data_gap_is_offline_never_running(simulated, tmp_path):
+    # cnc-01's edge goes silent from 300 s to 400 s: after the staleness limit (20 s)
+    # the time is OFFLINE, reported and flagged, and out of planned busy time; the
+    # counters bridge the gap, so the counts stay exact.
+    import shutil
+    import sqlite3
+    src, machines = simulated
+    shutil.copytree(src, tmp_path / "gap")
+    with sqlite3.connect(tmp_path / "gap" / "store.db") as db:
+        db.execute("DELETE FROM samples WHERE ts >= ? AND ts < ? AND series_id IN "
+                   "(SELECT id FROM series WHERE device = 'cnc-01')", (ns(300), ns(400)))
+    cfg = ServerConfig.model_validate({
+        "registry": "registry.yaml",
+        "store": {"embedded": {"path": str(tmp_path / "gap" / "store.db")}},
+        "oee": {"stale_after_s": 20, "small_stop_s": SMALL_S, "startup_s": STARTUP_S}})
+    truth = Truth({"t0": T0, "shift_start": ns(5), "shift_end": ns(605)}, machines)
+    with TestClient(create_app(cfg, tmp_path / "gap")) as c:
+        got = c.get("/api/v1/losses", params={"scope": IDS[0], "start": iso(ns(0)),
+                                                "end": iso(ns(610))}).json()
+    want = truth.losses(IDS[0], ns(0), ns(610), SMALL_S, STARTUP_S)
+    m = machines[IDS[0]]
+    c0 = min(iv.start for iv in m.intervals if iv.start >= ns(300))  # first lost change
+    last = m.state_at(c0 - 1)
+    lb = max(iv.start for iv in m.intervals if iv.start < c0)  # last change received
+    c1 = min(iv.start for iv in m.intervals if iv.start >= ns(400))  # first after the gap
+    held = min(max(lb + 20 * NS, c0), c1)  # the server holds `last` until it is stale
+    # what the server can know: the truth outside [c0, c1), `last` until held, OFFLINE
+    times = {k: truth.oee(IDS[0], ns(0), c0)["times_s"][k]
+             + truth.oee(IDS[0], c1, ns(610))["times_s"][k] for k in want["times_s"]}
+    times[last.value] += (held - c0) / NS
+    times["OFFLINE"] += (c1 - held) / NS
+    assert c1 - held > 50 * NS  # a real gap
+    for state, secs in times.items():
+        assert got["times_s"][state] == pytest.approx(secs, abs=1e-6), state
+    assert "data_gaps" in got["flags"]
+    assert got["planned_busy_time_s"] == pytest.approx(
+        610 - times["OFFLINE"] - times["NO_SHIFT"] - times["PLANNED_STOP"], abs=1e-6)
+    assert got["counts"] == want["counts"]

@@ -170,3 +170,16 @@ def test_ideal_cycle_time_per_product(tmp_path):
     assert doc["ideal_production_time_s"] == pytest.approx(60 * 0.5 + 10 * 2.0 + 5 * 1.0)
     assert doc["losses_s"]["process_rejects"] == pytest.approx(2 * 2.0)  # 2 rejects of B
     assert doc["performance"] == pytest.approx(55 / 100)
+
+
+def test_availability_never_exceeds_one_by_round_off():
+    from shopfloor.contract import STATE_CODES, State
+    from shopfloor.server import oee
+    t = oee.Totals()
+    # only PRODUCING in planned time; summing and subtracting these in float seconds
+    # gives A = 1.0000000000000002
+    t.state_ns[STATE_CODES[State.PRODUCING]] = 63_397_850_949
+    t.state_ns[STATE_CODES[State.PLANNED_STOP]] = 2_095_328_387
+    t.state_ns[STATE_CODES[State.NO_SHIFT]] = 901_749_038
+    t.state_ns[STATE_CODES[State.OFFLINE]] = 959_191_865
+    assert oee.report(t)["availability"] == 1.0
