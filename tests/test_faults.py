@@ -35,7 +35,7 @@ SCENARIO = {
     "seed": 5,
     "enterprise": {"id": "acme", "name": "Acme"},
     "site": {"id": "plant1", "name": "Plant 1"},
-    "timeline": {"lead_in_s": 2, "duration_s": 125, "lead_out_s": 2},
+    "timeline": {"lead_in_s": 2, "duration_s": 140, "lead_out_s": 2},
     "defaults": {
         "ideal_cycle_time_s": 0.3, "speed_factor": 1.1, "reject_rate": 0.05,
         "durations_s": {"PRODUCING": [3, 6], "IDLE": [1, 2], "DOWN": [1, 2],
@@ -206,6 +206,19 @@ def test_stream_survives_broker_gateway_influx_and_edge_faults(tmp_path, mosquit
         faults.append(f"influxdb stopped 60s at {n0}")
         time.sleep(6)
 
+        # Mosquitto SIGKILLed while holding messages for the offline gateway's session:
+        # what it acknowledged to the edge since its last autosave is gone, unless the
+        # gateway's seq-gap replay gets it back from the edge's outbox.
+        n0 = count()
+        gateway.send_signal(signal.SIGKILL)
+        gateway.wait(10)
+        time.sleep(4)
+        mosquitto.kill()
+        mosquitto.start()
+        gateway = restart("gateway", gateway_argv)
+        faults.append(f"gateway SIGKILL, then mosquitto SIGKILL 4s later, at {n0}")
+        time.sleep(6)
+
         n0 = count()
         edge_proc.send_signal(signal.SIGKILL)
         edge_proc.wait(10)
@@ -231,6 +244,8 @@ def test_stream_survives_broker_gateway_influx_and_edge_faults(tmp_path, mosquit
         print(report("embedded", want, got_e))
         print(report("influxdb", want, got_i))
         print("gateway:", last_stats(gw_log, "gateway: messages="))
+        gw_text = gw_log.read_text(errors="replace")
+        print("gaps asked for by the gateway:", re.findall(r"seqs \[.*?\] missing", gw_text))
         print("edge:", last_stats(edge_log, "stats: read="))
         print("replay requests answered by the edge:",
               len(re.findall("replay request", edge_log.read_text(errors="replace"))))
