@@ -16,7 +16,7 @@ import heapq
 import math
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 from shopfloor.contract import State
@@ -114,7 +114,24 @@ class MachineModel:
         return round(min(max(load, 0.0), 100.0), 2)
 
     def events(self) -> Iterator[Event]:
-        """Every change in time order: state changes, parts and process values."""
+        """Every change in time order: state changes, parts and process values.
+
+        With ``counter_reset_at_s`` the served counters restart from zero at the first
+        event at or after that time (a PLC reset); parts and the truth are unchanged.
+        """
+        reset_at = self.spec.counter_reset_at_s
+        base: tuple[int, int] | None = None
+        prev = (0, 0)
+        for ev in self._events():
+            if reset_at is not None and base is None and ev.t >= reset_at:
+                base = prev
+            prev = (ev.part_count, ev.reject_count)
+            if base is not None:
+                ev = replace(ev, part_count=ev.part_count - base[0],
+                             reject_count=ev.reject_count - base[1])
+            yield ev
+
+    def _events(self) -> Iterator[Event]:
         parts_rng, value_rng = self._rng("parts"), self._rng("values")
         parts = rejects = 0
         progress = 0.0  # seconds of PRODUCING towards the next part

@@ -54,6 +54,8 @@ class Params(Strict):
     speed_factor: Annotated[float, Field(gt=0)] | None = None  # actual cycle = ICT x this
     reject_rate: Annotated[float, Field(ge=0, lt=1)] | None = None
     durations_s: Durations | None = None
+    # optional: the PLC's counters restart from zero at this time (s since t0)
+    counter_reset_at_s: Annotated[float, Field(ge=0)] | None = None
 
 
 class Machine(Params):
@@ -103,6 +105,7 @@ class MachineSpec:
     speed_factor: float
     reject_rate: float
     durations_s: dict[State, Range]
+    counter_reset_at_s: float | None = None
 
     @property
     def id(self) -> str:
@@ -170,6 +173,8 @@ class Scenario(Strict):
                         speed_factor=_pick(m.speed_factor, d.speed_factor, 1.0),
                         reject_rate=_pick(m.reject_rate, d.reject_rate, 0.0),
                         durations_s=durations,
+                        counter_reset_at_s=(m.counter_reset_at_s if m.counter_reset_at_s
+                                            is not None else d.counter_reset_at_s),
                     ))
         return out
 

@@ -1,7 +1,8 @@
 """End to end on real services: simulated plant -> edge -> Mosquitto -> gateway ->
 embedded store -> /losses and /trend with a shift calendar (a break, no-shift time),
-checked against the simulators' ground truth: ratios within 1 percentage point,
-loss times within 1 % of planned busy time, failure and small-stop counts exact."""
+with counter resets on two machines, checked against the simulators' ground truth:
+ratios within 1 percentage point, loss times within 1 % of planned busy time; part,
+reject, failure and small-stop counts exact."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ PLANT["timeline"] = {"lead_in_s": 6, "duration_s": 60, "lead_out_s": 3}
 for i, m in enumerate(m for a in PLANT["areas"] for ln in a["lines"] for m in ln["machines"]):
     m["durations_s"] = {"DOWN": [1, 2.5] if i % 2 else [6, 9], "IDLE": [1, 2.5],
                         "SETUP": [1, 3], "PRODUCING": [4, 8], "PLANNED_STOP": [1, 3]}
+    if i in (1, 2):  # a Modbus and an OPC UA machine reset their counters mid-shift
+        m["counter_reset_at_s"] = 40.0
 
 
 def hms(ns: int) -> str:
@@ -92,6 +95,7 @@ def test_losses_and_calendar_match_ground_truth(tmp_path, mosquitto):
             assert got["planned_busy_time_s"] == pytest.approx(pbt, rel=0.01)
             for k, v in want["losses_s"].items():
                 assert abs(got["losses_s"][k] - v) <= 0.01 * pbt, (scope, k, got, want)
+            assert got["counts"] == want["counts"], scope  # across the counter resets
             assert got["failure_count"] == want["failure_count"], scope
             assert got["small_stops"]["count"] == want["small_stops"]["count"], scope
             if want["failure_count"]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import yaml
 from fastapi.testclient import TestClient
@@ -224,3 +225,21 @@ def test_data_gap_is_offline_never_running(simulated, tmp_path):
     assert got["planned_busy_time_s"] == pytest.approx(
         610 - times["OFFLINE"] - times["NO_SHIFT"] - times["PLANNED_STOP"], abs=1e-6)
     assert got["counts"] == want["counts"]
+
+
+def test_simulated_counter_reset_is_counted_from_zero():
+    from shopfloor.server import kernels
+    spec = SCENARIO | {"defaults": SCENARIO["defaults"] | {"counter_reset_at_s": 200.0}}
+    scenario = Scenario.model_validate(spec)
+    m = scenario.machines()[0]
+    events = MachineModel(m, scenario.timeline, scenario.seed).simulate(610)
+    plain = MachineModel(scenario.machines()[0].__class__(
+        **{f: getattr(m, f) for f in m.__slots__} | {"counter_reset_at_s": None}),
+        scenario.timeline, scenario.seed).simulate(610)
+    parts = [e for e in events if e.kind is Kind.PART]
+    assert len(parts) == len([e for e in plain if e.kind is Kind.PART])  # same parts
+    served = np.array([float(e.part_count) for e in events])
+    assert (np.diff(served) < 0).sum() == 1  # one drop: the reset
+    assert kernels.counter_increase(served, 32) == len(parts)
+    rejects = np.array([float(e.reject_count) for e in events])
+    assert kernels.counter_increase(rejects, 32) == sum(e.reject for e in parts)
