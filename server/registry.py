@@ -24,7 +24,7 @@ LEVELS = ("cluster", "enterprise", "site", "workshop", "line", "equipment")
 
 
 def _check_id(v: str) -> str:
-    if not SEGMENT_RE.match(v):
+    if not SEGMENT_RE.fullmatch(v):
         raise ValueError(f"id {v!r} must be letters, digits, '-', '_' or '.', "
                          "starting with a letter or digit")
     return v

@@ -93,7 +93,7 @@ class DevicePath:
     def __post_init__(self) -> None:
         for name in ("enterprise", "site", "area", "line", "device"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not SEGMENT_RE.match(value):
+            if not isinstance(value, str) or not SEGMENT_RE.fullmatch(value):
                 raise ContractError(
                     "bad_topic",
                     f"{name} {value!r} must match {SEGMENT_RE.pattern} "
@@ -196,7 +196,7 @@ def decode_batch(payload: bytes, now_ns: int | None = None) -> Batch:
     if doc.get("v") != 1:
         raise ContractError("bad_version", f"unsupported version {doc.get('v')!r}")
     agent, seq, raw = doc.get("agent"), doc.get("seq"), doc.get("samples")
-    if not isinstance(agent, str) or not SEGMENT_RE.match(agent):
+    if not isinstance(agent, str) or not SEGMENT_RE.fullmatch(agent):
         raise ContractError("bad_schema", "agent must be a short identifier")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise ContractError("bad_schema", "seq must be a non-negative integer")
@@ -207,7 +207,7 @@ def decode_batch(payload: bytes, now_ns: int | None = None) -> Batch:
         if not isinstance(item, dict):
             raise ContractError("bad_schema", "a sample must be an object")
         tag, ts, q = item.get("tag"), item.get("ts"), item.get("q", "good")
-        if not isinstance(tag, str) or not TAG_RE.match(tag):
+        if not isinstance(tag, str) or not TAG_RE.fullmatch(tag):
             raise ContractError("bad_tag", f"tag {str(tag)[:80]!r} is not a valid tag name")
         if not isinstance(ts, int) or isinstance(ts, bool):
             raise ContractError("bad_timestamp", "ts must be integer nanoseconds")
@@ -233,7 +233,7 @@ MAX_REPLAY_RANGES = 100
 
 
 def agent_cmd_topic(agent: str) -> str:
-    if not SEGMENT_RE.match(agent):
+    if not SEGMENT_RE.fullmatch(agent):
         raise ContractError("bad_agent", f"agent {agent[:80]!r} is not an identifier")
     return f"{AGENT_TOPIC_ROOT}/{agent}/cmd"
 
