@@ -92,6 +92,18 @@ def state_durations_ref(ts: list[int], codes: list[int], t0: int, t1: int,
     return out
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _step(prev: float, v: float, span: float) -> float:
+    """Increase from ``prev`` to ``v``: a decrease is a rollover when the wrapped
+    difference is below half the range (``span`` > 0), else a reset from zero."""
+    d = v - prev
+    if d >= 0:
+        return d
+    if span > 0 and 0 <= d + span < span / 2:
+        return d + span
+    return v
+
+
 @njit(cache=True, nogil=True)
 def counter_increase(values: np.ndarray, bits: int) -> float:
     """Total increase of a cumulative counter over its samples.
@@ -108,13 +120,7 @@ def counter_increase(values: np.ndarray, bits: int) -> float:
         if np.isnan(v):
             continue
         if not np.isnan(prev):
-            d = v - prev
-            if d >= 0:
-                total += d
-            elif bits > 0 and 0 <= d + span < span / 2:
-                total += d + span
-            else:
-                total += v
+            total += _step(prev, v, span)
         prev = v
     return total
 
@@ -145,13 +151,7 @@ def counter_deltas(values: np.ndarray, bits: int) -> np.ndarray:
         if np.isnan(v):
             continue
         if not np.isnan(prev):
-            d = v - prev
-            if d >= 0:
-                out[i] = d
-            elif bits > 0 and 0 <= d + span < span / 2:
-                out[i] = d + span
-            else:
-                out[i] = v
+            out[i] = _step(prev, v, span)
         prev = v
     return out
 
