@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -93,39 +92,118 @@ async def _opcua_restart():
         await server.stop()
 
 
+class GoSilentProxy:
+    """A TCP proxy in front of a Modbus server that can stop answering: once ``silent``,
+    it accepts connections and requests and never answers (every read times out)."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.silent = False
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(4096):
+                if not self.silent:
+                    dst.write(data)
+                    await dst.drain()
+
+        try:
+            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            up_w.close()
+            writer.close()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
 def test_silent_modbus_device_does_not_stall_others():
     asyncio.run(_silent_modbus())
 
 
+async def _poll_window(drivers: dict[str, ModbusDriver], seconds: float
+                       ) -> tuple[dict[str, int], float]:
+    """Polls completed by each driver within a window, and the window's real length."""
+    before = {k: d.polls for k, d in drivers.items()}
+    t0 = time.monotonic()
+    await asyncio.sleep(seconds)
+    elapsed = time.monotonic() - t0
+    return {k: d.polls - before[k] for k, d in drivers.items()}, elapsed
+
+
 async def _silent_modbus():
-    # A TCP peer that accepts and never answers: every read times out.
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
+    # Two healthy slaves; then one of them (behind a proxy) stops answering.
+    other = ModbusMachine(free_port())
+    await other.start()
+    proxy = GoSilentProxy(other.port)
+    await proxy.start()
     good = ModbusMachine(free_port())
     await good.start()
-    cfg = _config([{"id": "dead-01", "protocol": "modbus", "port": silent.getsockname()[1]},
+    await good.set(1, 0, 0, 1.0)
+    cfg = _config([{"id": "dead-01", "protocol": "modbus", "port": proxy.port},
                    {"id": "press-01", "protocol": "modbus", "port": good.port}])
+    poll_s = cfg.devices[1].poll_s
     sink = ListSink()
-    tasks = [asyncio.create_task(ModbusDriver(d, sink, heartbeat_s=30).run())
-             for d in cfg.devices]
+    drivers = {d.id: ModbusDriver(d, sink, heartbeat_s=30) for d in cfg.devices}
+    tasks = [asyncio.create_task(d.run()) for d in drivers.values()]
     try:
-        for i in range(15):
-            await good.set(1, i, 0, 1.0)
-            await asyncio.sleep(0.1)
-        await wait_for(lambda: 14 in sink.values("press-01", "part_count"), what="press")
-        counts = sink.values("press-01", "part_count")
-        assert counts == sorted(set(counts))  # report by exception: each value once
-        assert len(counts) >= 10  # polled every 50 ms while the other device hangs (0.5 s timeouts)
-        assert sink.values("press-01", "state") == ["PRODUCING"]  # unchanged: not repeated
-        assert not [s for d, s in sink.samples if d == "dead-01"]
+        await wait_for(lambda: all(d.polls > 0 for d in drivers.values()), what="first polls")
+        healthy, t_healthy = await _poll_window(drivers, 3.0)
+        assert healthy["dead-01"] > 0  # both answering
+
+        proxy.silent = True
+        errors_before = drivers["dead-01"].errors
+        values_before = len(sink.values("press-01", "part_count"))
+        await wait_for(lambda: drivers["dead-01"].errors > errors_before, what="first timeout")
+        changer = asyncio.create_task(_count_up(good))
+        faulty, t_faulty = await _poll_window(drivers, 3.0)
+        await changer
+
+        rate_healthy = healthy["press-01"] / t_healthy
+        rate_faulty = faulty["press-01"] / t_faulty
+        print(f"\npress-01 polls: {healthy['press-01']} in {t_healthy:.2f}s with both "
+              f"healthy, {faulty['press-01']} in {t_faulty:.2f}s with dead-01 silent "
+              f"(ratio {rate_faulty / rate_healthy:.2f}; nominal {1 / poll_s:.0f}/s); "
+              f"dead-01: {faulty['dead-01']} polls, "
+              f"{drivers['dead-01'].errors - errors_before} errors")
+        # the healthy slave keeps its poll rate while the other one times out
+        assert rate_healthy >= 0.7 / poll_s
+        assert rate_faulty >= 0.7 * rate_healthy
+        assert rate_faulty >= 0.7 / poll_s
+        # the fault is real: the silent slave completed no poll and kept timing out
+        assert faulty["dead-01"] == 0
+        assert drivers["dead-01"].errors - errors_before >= 2
         assert ("dead-01", False) in sink.events
+        # and the healthy slave's data keeps flowing: every change seen, each once
+        counts = sink.values("press-01", "part_count")
+        assert counts[values_before:][-15:] == list(range(1, 16))
+        assert counts == sorted(set(counts))  # report by exception: each value once
+        assert sink.values("press-01", "state") == ["PRODUCING"]  # unchanged: not repeated
     finally:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await proxy.stop()
         await good.stop()
-        silent.close()
+        await other.stop()
+
+
+async def _count_up(machine: ModbusMachine) -> None:
+    """15 part-count changes, 150 ms apart (3 poll periods): each must be seen."""
+    for i in range(1, 16):
+        await machine.set(1, i, 0, 1.0)
+        await asyncio.sleep(0.15)
 
 
 def test_cli_stops_cleanly_on_sigterm(tmp_path, mosquitto):
