@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+from fnmatch import fnmatchcase
+
+from pydantic import Field, field_validator
 
 from shopfloor.config import Strict
+from shopfloor.contract import MAX_CLOCK_SKEW_NS, DevicePath
 from shopfloor.mqtt import MqttConfig
 
 from .metrics import MetricsConfig
@@ -27,6 +31,23 @@ class CompletenessConfig(Strict):
     max_request_seqs: int = Field(1000, ge=1, le=100_000, description="seqs per request")
 
 
+_PATTERN_SEG = re.compile(r"^[A-Za-z0-9_.\-*?\[\]!+]{1,64}$")
+
+
+def device_matches(pattern: str, device: DevicePath) -> bool:
+    """Whether ``enterprise/site/area/line/device`` matches an ``accept`` pattern: five
+    ``/``-separated segments, each a glob (``*``, ``?``, ``[..]``; ``+`` = any segment), or
+    fewer segments ending in ``#`` (the rest of the path, MQTT-style)."""
+    segs = pattern.split("/")
+    path = device.asset_id.split("/")
+    if segs[-1] == "#":
+        segs = segs[:-1]
+        path = path[:len(segs)]
+    elif len(segs) != len(path):
+        return False
+    return all(s == "+" or fnmatchcase(p, s) for s, p in zip(segs, path, strict=True))
+
+
 class GatewayConfig(Strict):
     mqtt: MqttConfig = MqttConfig()
     client_id: str = Field("shopfloor-gateway", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$",
@@ -44,4 +65,30 @@ class GatewayConfig(Strict):
     stats_interval_s: float = Field(60.0, gt=0, description="how often to log counters")
     completeness: CompletenessConfig = CompletenessConfig()
     metrics: MetricsConfig | None = Field(None, description="Prometheus endpoint; off if unset")
+    accept: list[str] | None = Field(
+        None, min_length=1, max_length=10_000,
+        description="device allowlist: patterns over enterprise/site/area/line/device, e.g. "
+                    "'acme/plant1/#', 'acme/+/machining/line1/cnc-*'; data from other devices "
+                    "is rejected as unknown_device. Unset accepts every device")
+    max_clock_skew_s: float = Field(
+        MAX_CLOCK_SKEW_NS / 1e9, gt=0, le=100 * 366 * 86_400,
+        description="samples whose source ts is further than this from the gateway's clock "
+                    "are rejected (bad_timestamp)")
     store: StoreConfig
+
+    @field_validator("accept")
+    @classmethod
+    def _check_accept(cls, v: list[str] | None) -> list[str] | None:
+        for p in v or []:
+            segs = p.split("/")
+            n = len(segs) - 1 if segs[-1] == "#" else len(segs)
+            if not (0 <= n <= 5) or (segs[-1] != "#" and n != 5) or \
+                    not all(_PATTERN_SEG.fullmatch(s) for s in segs[:n]) or \
+                    any(s == "#" for s in segs[:n]):
+                raise ValueError(
+                    f"accept pattern {p!r}: give enterprise/site/area/line/device (globs "
+                    "'*', '?', '[..]', '+' for any segment), or a prefix ending in '/#'")
+        return v
+
+    def accepts(self, device: DevicePath) -> bool:
+        return self.accept is None or any(device_matches(p, device) for p in self.accept)

@@ -38,7 +38,9 @@ class _StatsCollector(Collector):
                 ("dead_letters", s.dead_letters, "messages published to the dead-letter topic"),
                 ("gaps", s.gaps_seen, "seq gaps opened"),
                 ("replay_requests", s.replay_requests, "replay requests sent to edge agents"),
-                ("seqs_lost", s.seqs_lost, "seqs given up on after every replay attempt")):
+                ("seqs_lost", s.seqs_lost, "seqs given up on after every replay attempt"),
+                ("samples_expired", s.samples_expired,
+                 "samples deleted from the embedded store by retention")):
             yield CounterMetricFamily(P + name, doc, value=value)
         rejects = CounterMetricFamily(P + "rejects", "rejected messages by reason",
                                       labels=["reason"])

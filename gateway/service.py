@@ -31,6 +31,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -41,6 +42,7 @@ import paho.mqtt.client as mqtt
 from shopfloor.config import load_config
 from shopfloor.contract import (
     DEAD_LETTER_TOPIC,
+    MAX_CLOCK_SKEW_NS,
     ContractError,
     DevicePath,
     agent_cmd_topic,
@@ -92,6 +94,8 @@ class GatewayStats:
     gaps_seen: int = 0
     replay_requests: int = 0
     seqs_lost: int = 0  # seqs given up on after every replay attempt
+    samples_expired: int = 0  # deleted from the embedded store by retention
+    retention_passes: int = 0  # completed retention passes
 
     def line(self) -> str:
         lat = "-" if self.last_batch_latency_s is None else \
@@ -101,7 +105,8 @@ class GatewayStats:
                 f"batches={self.batches_written} last_batch={self.last_batch_samples}/{lat} "
                 f"queue={self.queue_depth} rejects={rejects} write_errors={self.write_errors} "
                 f"gaps_open={self.gaps_open} replays={self.replay_requests} "
-                f"seqs_lost={self.seqs_lost} connected={self.connected}")
+                f"seqs_lost={self.seqs_lost} expired={self.samples_expired} "
+                f"connected={self.connected}")
 
 
 class Gateway:
@@ -126,6 +131,12 @@ class Gateway:
         self.gaps = GapTracker(cc.timeout_s, cc.max_attempts, cc.max_request_seqs)
         self._seq_store: SqliteStore | None = None  # where seq ranges persist (written last)
         self.metrics = GatewayMetrics(cfg.metrics, self.stats) if cfg.metrics else None
+        self._max_skew_ns = int(cfg.max_clock_skew_s * 1e9)
+        self._accept = cfg.accepts if cfg.accept is not None else None
+        emb = cfg.store.embedded
+        self._retention_ns = emb.retention_ns if emb is not None else None
+        self._retention_due = 0.0  # monotonic time of the next expiry pass
+        self._retention_cutoff: int | None = None  # set while a pass is under way
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -251,9 +262,12 @@ class Gateway:
             topic = msg._topic.decode("utf-8", "replace")  # noqa: SLF001
         item = _Item(gen, msg.mid, msg.qos, topic, [], payload[:DEAD_LETTER_PAYLOAD_BYTES])
         try:
-            agent, seq, item.rows = decode_data(topic, payload)
+            agent, seq, item.rows = decode_data(topic, payload, max_skew_ns=self._max_skew_ns,
+                                                accept=self._accept)
             item.seq = (agent, seq)
         except ContractError as exc:
+            if isinstance(exc, BatchRejected):
+                item.seq = (exc.agent, exc.seq)  # handled: recorded, never asked for again
             self._dead_letter(client, item, exc.reason, exc.detail)
         else:
             with self._lock:
@@ -286,6 +300,7 @@ class Gateway:
         next_stats = time.monotonic() + self.cfg.stats_interval_s
         next_gaps = time.monotonic() + 1.0
         while True:
+            self._expire()
             if self.cfg.completeness.enabled and time.monotonic() >= next_gaps:
                 next_gaps = time.monotonic() + 1.0
                 self._check_gaps()
@@ -366,6 +381,30 @@ class Gateway:
                     return False
                 delay = min(delay * 2, self.cfg.retry_max_s)
 
+    def _expire(self) -> None:
+        """Retention: one bounded delete per writer-loop turn while a pass is under way, so
+        a pass over a large backlog interleaves with the writes instead of blocking them."""
+        if self._retention_ns is None or self._seq_store is None:
+            return
+        if self._retention_cutoff is None:
+            if time.monotonic() < self._retention_due:
+                return
+            self._retention_cutoff = time.time_ns() - self._retention_ns
+        emb = self.cfg.store.embedded
+        assert emb is not None
+        try:
+            n = self._seq_store.delete_expired(self._retention_cutoff, emb.retention_batch_rows)
+        except Exception as exc:  # noqa: BLE001 - retried at the next pass
+            log.warning("retention: deleting expired samples failed: %s", exc)
+            n = 0
+        with self._lock:
+            self._stats.samples_expired += n
+        if n < emb.retention_batch_rows:  # pass done
+            self._retention_cutoff = None
+            self._retention_due = time.monotonic() + emb.retention_interval_s
+            with self._lock:
+                self._stats.retention_passes += 1
+
     def _seen(self, ranges: dict[str, Ranges]) -> None:
         with self._lock:
             for agent, r in ranges.items():
@@ -414,24 +453,50 @@ class Gateway:
                     self.metrics.batch_latency.observe(self._stats.last_batch_latency_s)
 
 
+class BatchRejected(ContractError):
+    """A well-formed batch (``agent``, ``seq`` known) rejected as a whole: its seq counts as
+    handled, so the gateway does not ask for a replay that would be rejected again."""
+
+    def __init__(self, reason: str, detail: str, agent: str, seq: int):
+        super().__init__(reason, detail)
+        self.agent = agent
+        self.seq = seq
+
+
 def decode_message(topic: str, payload: bytes) -> list[Row]:
     """The rows of one data message; raises ContractError with a reason."""
     return decode_data(topic, payload)[2]
 
 
-def decode_data(topic: str, payload: bytes) -> tuple[str, int, list[Row]]:
-    """``(agent, seq, rows)`` of one data message; raises ContractError with a reason."""
+def decode_data(topic: str, payload: bytes, *, now_ns: int | None = None,
+                max_skew_ns: int = MAX_CLOCK_SKEW_NS,
+                accept: Callable[[DevicePath], bool] | None = None,
+                ) -> tuple[str, int, list[Row]]:
+    """``(agent, seq, rows)`` of one data message; raises ContractError with a reason.
+
+    Samples further than ``max_skew_ns`` from ``now_ns`` (default: the clock) are
+    ``bad_timestamp``; a device that ``accept`` refuses is ``unknown_device``. Both raise
+    ``BatchRejected`` (the batch decoded, so its agent and seq are known)."""
     device, kind = DevicePath.from_topic(topic)
     if kind != "data":
         raise ContractError("bad_topic", f"kind {kind!r} where data was expected: {topic!r}")
     if topic.endswith("\n") or "\n/" in topic:  # the contract's `$` lets one "\n" through
         raise ContractError("bad_topic", f"line break in topic {topic[:200]!r}")
-    batch = decode_batch(payload, now_ns=time.time_ns())
+    batch = decode_batch(payload, now_ns=None)  # the skew limit is checked below
     for s in batch.samples:
         if s.tag.endswith("\n"):
             raise ContractError("bad_tag", f"line break in tag {s.tag[:80]!r}")
     if batch.agent.endswith("\n"):
         raise ContractError("bad_schema", "line break in agent")
+    if accept is not None and not accept(device):
+        raise BatchRejected("unknown_device", f"device {device.asset_id!r} is not in `accept`",
+                            batch.agent, batch.seq)
+    now = time.time_ns() if now_ns is None else now_ns
+    for s in batch.samples:
+        if abs(s.ts - now) > max_skew_ns:
+            raise BatchRejected("bad_timestamp",
+                                f"ts {s.ts} is {(s.ts - now) / 1e9:+.0f}s from the gateway's "
+                                f"clock (limit {max_skew_ns / 1e9:.0f}s)", batch.agent, batch.seq)
     return batch.agent, batch.seq, [(device, s) for s in batch.samples]
 
 

@@ -115,6 +115,39 @@ class SqliteStore:
         self._ids.update(new_ids)  # only ids that are committed
         return out
 
+    def delete_expired(self, cutoff_ns: int, max_rows: int) -> int:
+        """Delete up to ``max_rows`` samples with ts < ``cutoff_ns`` in one transaction,
+        oldest first within each series, never a series' newest sample (the value carried
+        into any later window). Returns how many were deleted: fewer than ``max_rows`` means
+        nothing expired is left. Seq ranges (``agent_seqs``) are not touched: a deleted
+        sample was stored, so its seq must not look missing."""
+        conn = self._conn()
+        deleted = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            sids = [r[0] for r in conn.execute("SELECT id FROM series ORDER BY id")]
+            for sid in sids:
+                if deleted >= max_rows:
+                    break
+                newest = conn.execute("SELECT max(ts) FROM samples WHERE series_id=?",
+                                      (sid,)).fetchone()[0]
+                if newest is None:
+                    continue
+                bound = min(cutoff_ns, newest)  # delete ts < bound
+                # the ts of the (budget+1)-th expired sample caps this series' share
+                over = conn.execute(
+                    "SELECT ts FROM samples WHERE series_id=? AND ts<? ORDER BY ts "
+                    "LIMIT 1 OFFSET ?", (sid, bound, max_rows - deleted)).fetchone()
+                if over is not None:
+                    bound = over[0]
+                deleted += conn.execute("DELETE FROM samples WHERE series_id=? AND ts<?",
+                                        (sid, bound)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return deleted
+
     @staticmethod
     def _merge_ranges(conn: sqlite3.Connection, agent: str, add: Ranges) -> Ranges:
         old = conn.execute("SELECT lo, hi FROM agent_seqs WHERE agent=?", (agent,)).fetchall()

@@ -92,6 +92,19 @@ def sample_value(sample: Sample) -> tuple[float | None, str | None]:
 
 class EmbeddedStoreConfig(Strict):
     path: Path = Field(description="SQLite database file (created if missing)")
+    retention_days: float | None = Field(
+        None, gt=0, le=36_500,
+        description="delete samples older than this (by source ts), keeping each series' "
+                    "newest sample; unset keeps everything")
+    retention_interval_s: float = Field(
+        3600.0, gt=0, le=86_400, description="how often the gateway deletes expired samples")
+    retention_batch_rows: int = Field(
+        10_000, ge=1, le=1_000_000,
+        description="samples deleted per transaction (the writer waits at most one batch)")
+
+    @property
+    def retention_ns(self) -> int | None:
+        return None if self.retention_days is None else int(self.retention_days * 86_400e9)
 
 
 class InfluxConfig(Strict):

@@ -124,3 +124,39 @@ def test_store_config(tmp_path):
         parse_config({}, StoreConfig)
     with pytest.raises(ConfigError, match="embedded.pathx"):
         parse_config({"embedded": {"pathx": "x"}}, StoreConfig)
+
+
+def test_retention_deletes_old_keeps_recent_and_newest(store):
+    day = 86_400 * S
+    cutoff = T0 - 30 * day
+    old_a = [(M1, Sample("a", cutoff - 40 * day + i * S, float(i))) for i in range(2500)]
+    at_cutoff = [(M1, Sample("a", cutoff, -1.0))]  # ts == cutoff: kept
+    new_a = [(M1, Sample("a", T0 + i * S, float(i))) for i in range(10)]
+    only_old = [(M1, Sample("b", cutoff - day - i * S, "IDLE")) for i in range(5)]
+    recent = [(M2, Sample("c", T0 - i * S, 1.0)) for i in range(7)]
+    store.write(old_a + at_cutoff + new_a + only_old + recent, seqs={"edge-1": [0, 1, 2]})
+    store.write([], seqs={"edge-1": [5]})
+    ranges = store.seq_ranges()
+    assert store.count() == 2500 + 1 + 10 + 5 + 7
+
+    done = [store.delete_expired(cutoff, 1000) for _ in range(4)]
+    # bounded batches: 1000, 1000, then the last 500 of `a` and 4 of `b` (its newest stays)
+    assert done == [1000, 1000, 504, 0]
+    assert store.count() == 1 + 10 + 1 + 7
+    assert store.count(M2) == 7
+    a = store.read(M1, "a", 0, T0 * 2)
+    assert a.ts.tolist() == [cutoff] + [T0 + i * S for i in range(10)]
+    b = store.read(M1, "b", T0, T0 + 1)  # the carried-in value survives retention
+    assert b.ts.tolist() == [cutoff - day] and b.text == ["IDLE"]
+    assert store.seq_ranges() == ranges == {"edge-1": [(0, 2), (5, 5)]}  # no false gaps
+    store.write(old_a[:3])  # a late (replayed) old sample is stored, and expires again
+    assert store.delete_expired(cutoff, 1000) == 3 and store.count() == 19
+
+
+def test_retention_config():
+    cfg = parse_config({"embedded": {"path": "x.db", "retention_days": 30}}, StoreConfig)
+    assert cfg.embedded is not None and cfg.embedded.retention_ns == 30 * 86_400 * S
+    assert parse_config({"embedded": {"path": "x.db"}}, StoreConfig).embedded.retention_ns \
+        is None
+    with pytest.raises(ConfigError, match="retention_days"):
+        parse_config({"embedded": {"path": "x.db", "retention_days": 0}}, StoreConfig)
