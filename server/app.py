@@ -15,17 +15,28 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 
 from shopfloor import __version__
 from shopfloor.config import ConfigError, load_config
 from shopfloor.gateway.store import open_reader
-from shopfloor.server import auth, calendar, digitalization, kernels, losses, oee, trend
+from shopfloor.server import (
+    auth,
+    calendar,
+    digitalization,
+    kernels,
+    losses,
+    oee,
+    timeline,
+    trend,
+)
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.registry import Asset, Registry
 
 log = logging.getLogger("shopfloor.server")
 STATIC = Path(__file__).parent / "static"
 MAX_WINDOW_S = 366 * 24 * 3600
+MAX_INTERVALS = 50_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -176,6 +187,27 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         return {"scope": asset.id, "level": asset.level, "granularity": granularity,
                 "start": iso(t0), "end": iso(t1), "buckets": rows}
 
+    @app.get("/api/v1/timeline", tags=["metrics"], dependencies=READ)
+    def get_timeline(
+        scope: Annotated[str, Query(description="asset id; all equipment under it")],
+        start: Annotated[str, Query(description="window start, ISO 8601 (UTC if no zone)")],
+        end: Annotated[str, Query(description="window end, ISO 8601 (UTC if no zone)")],
+    ) -> dict[str, Any]:
+        """The state timeline (Gantt) of each piece of equipment under ``scope``:
+        intervals covering the window, neighbours in different states, read like
+        /oee (stale data and time before the first sample OFFLINE, the shift calendar
+        laid over), so their time per state equals /oee's ``times_s``."""
+        asset, t0, t1 = resolve(scope, start, end)
+        rows = timeline.timeline(state["reader"], registry.equipment_under(asset), t0, t1,
+                                 stale_ns, steps(t0, t1))
+        if sum(len(iv) for _, iv in rows) > MAX_INTERVALS:
+            raise HTTPException(422, f"more than {MAX_INTERVALS} state intervals; "
+                                     "shorten the window or pick a smaller scope")
+        return {"scope": asset.id, "level": asset.level, "start": iso(t0), "end": iso(t1),
+                "equipment": [{"id": a.id, "name": a.name, "intervals": [
+                    {"state": s, "start": iso(b), "end": iso(e)} for b, e, s in iv]}
+                    for a, iv in rows]}
+
     @app.get("/api/v1/digitalization", tags=["digitalization"], dependencies=READ)
     def get_digitalization(
         scope: Annotated[str, Query(description="asset id: cluster, enterprise, site, ...")],
@@ -314,6 +346,8 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
