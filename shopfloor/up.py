@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,8 @@ class StackFiles:
 def write_configs(workdir: Path, scenario: dict[str, Any], *, mqtt_port: int, http_port: int,
                   share_group: str | None = "gateways",
                   influxdb: dict[str, Any] | None = None,
-                  server_reads_influxdb: bool = False) -> StackFiles:
+                  server_reads_influxdb: bool = False,
+                  calendar: dict[str, Any] | None = None) -> StackFiles:
     """Write scenario, edge, gateway, registry and server configs for one local stack.
 
     Machine ports in the scenario are replaced by free loopback ports.
@@ -96,6 +98,7 @@ def write_configs(workdir: Path, scenario: dict[str, Any], *, mqtt_port: int, ht
             "store": {"influxdb": influxdb} if server_reads_influxdb and influxdb
             else {"embedded": {"path": str(store)}},
             "http": {"host": LOOPBACK, "port": http_port},
+            **({"oee": {"calendar": calendar}} if calendar else {}),
         },
     }
     for name, doc in docs.items():
@@ -185,6 +188,21 @@ def _healthy(url: str) -> bool:
     return False
 
 
+def demo_calendar(scenario: dict[str, Any], now: float) -> dict[str, Any] | None:
+    """A shift calendar (UTC) whose daily shift is the scenario's simulated shift when
+    it starts now, so the dashboard's current shift and trend by shift follow it."""
+    tl = scenario.get("timeline") or {}
+    lead_in, duration = float(tl.get("lead_in_s", 0)), float(tl.get("duration_s", 0))
+    if not 1 <= duration < 86400:
+        return None
+    start = datetime.fromtimestamp(round(now + lead_in), UTC)
+    end = start + timedelta(seconds=round(duration))
+    shift = {"name": "demo", "start": start.strftime("%H:%M:%S"),
+             "end": end.strftime("%H:%M:%S")}
+    return {"timezone": "UTC", "weekly": {d: [shift] for d in
+                                          ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}}
+
+
 def run(workdir: Path, port: int, scenario: Path | None, broker: str,
         duration_s: float | None) -> None:
     workdir = workdir.resolve()
@@ -198,7 +216,8 @@ def run(workdir: Path, port: int, scenario: Path | None, broker: str,
     try:
         mqtt_port, shared = start_broker(sup, workdir, broker)
         files = write_configs(workdir, scenario_doc, mqtt_port=mqtt_port, http_port=port,
-                              share_group="gateways" if shared else None)
+                              share_group="gateways" if shared else None,
+                              calendar=demo_calendar(scenario_doc, time.time()))
         n = len(files.machine_ports)
         sup.start("plant", shopfloor_cmd("simulate", "--scenario", str(files.scenario),
                                          "--truth", str(files.truth)),
