@@ -26,7 +26,7 @@ export function show(el, ctx, id) {
     <td data-testid="loss-${k}">—</td></tr>`).join("");
   el.innerHTML = `<section data-testid="view-asset" data-scope="${esc(asset.id)}">
     <div class="bar"><h1>${esc(asset.name)}</h1><span class="muted">${esc(asset.id)}</span>
-      ${asset.level === "equipment" ? badge(ctx.states.get(asset.id)?.state, asset.id) : ""}
+      ${asset.level === "equipment" ? badge(ctx.states.get(asset.id), asset.id) : ""}
       <label class="right"><span data-i18n="window">${t("window")}</span>
       <select data-testid="window">${["shift", "1h", "8h"].map(w =>
         `<option value="${w}" ${w === ctx.windowKind ? "selected" : ""} data-i18n="window_${w}">${t("window_" + w)}</option>`).join("")}

@@ -14,10 +14,11 @@ export const secs = v => (v === null || v === undefined ? "—" : v.toFixed(1));
 export const esc = s => String(s).replace(/[&<>"']/g, c => (
   { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 
-export function badge(state, id) {
-  const s = state || "OFFLINE";
+// A machine's live state; data-since is the time of the state sample it shows.
+export function badge(doc, id) {
+  const s = doc?.state || "OFFLINE";
   return `<span class="badge" style="background:${STATE_COLORS[s] || STATE_COLORS.OFFLINE}"
-    data-testid="state-${esc(id)}" data-state="${esc(s)}">${esc(t("state_" + s))}</span>`;
+    data-testid="state-${esc(id)}" data-state="${esc(s)}" data-since="${esc(doc?.since ?? "")}">${esc(t("state_" + s))}</span>`;
 }
 
 // KPI cells for one /oee document: data-testid="<kpi>-<id>" so tests can read them.

@@ -6,7 +6,7 @@ import { badge, esc, kpiHeader, kpis, localTime } from "./format.js";
 // A table of one line: its total row, then one row per machine with its live state.
 export function lineTable(line, ctx) {
   const rows = line.children.map(eq => `<tr><td><a href="#/asset/${encodeURIComponent(eq.id)}">${esc(eq.name)}</a></td>
-    <td class="state">${badge(ctx.states.get(eq.id)?.state, eq.id)}</td>${kpis(EMPTY, eq.id)}</tr>`);
+    <td class="state">${badge(ctx.states.get(eq.id), eq.id)}</td>${kpis(EMPTY, eq.id)}</tr>`);
   return `<table class="kpis"><thead><tr><th data-i18n="equipment">${t("equipment")}</th>
     <th data-i18n="state">${t("state")}</th>${kpiHeader()}</tr></thead><tbody>
     <tr class="total"><td data-i18n="line_total">${t("line_total")}</td><td></td>${kpis(EMPTY, line.id)}</tr>
@@ -32,9 +32,10 @@ export function fillStates(root, states) {
   root.querySelectorAll("[data-testid^='state-']").forEach(el => {
     const id = el.dataset.testid.slice("state-".length);
     const tmp = document.createElement("div");
-    tmp.innerHTML = badge(states.get(id)?.state, id);
+    tmp.innerHTML = badge(states.get(id), id);
     const fresh = tmp.firstElementChild;
-    if (el.dataset.state !== fresh.dataset.state) {
+    if (el.dataset.state !== fresh.dataset.state || el.dataset.since !== fresh.dataset.since) {
+      el.dataset.since = fresh.dataset.since;
       el.dataset.state = fresh.dataset.state;
       el.style.background = fresh.style.background;
       el.textContent = fresh.textContent;
