@@ -126,7 +126,26 @@ def test_current_state_and_dashboard(client):
         "acme/plant1/machining/line1/cnc-01": "OFFLINE",
         "acme/plant1/machining/line1/lathe-07": "OFFLINE"}
     page = client.get("/")
-    assert page.status_code == 200 and "/api/v1/oee" in page.text
+    assert page.status_code == 200 and "/static/js/main.js" in page.text
+
+
+def test_dashboard_assets_are_served_locally(client):
+    """Plants are often offline: the page and its scripts name no other host."""
+    import re
+    static = SAMPLES / "static"
+    files = [static / "index.html", static / "style.css", *sorted((static / "js").glob("*.js"))]
+    assert len(files) >= 6
+    for f in files:
+        assert not re.search(r"https?://|//cdn|@import", f.read_text()), f
+        r = client.get("/" if f.name == "index.html" else f"/static/{f.relative_to(static)}")
+        assert r.status_code == 200 and r.text == f.read_text(), f
+    for src in re.findall(r'(?:src|href)="(/static/[^"]+)"', client.get("/").text):
+        assert client.get(src).status_code == 200, src
+    for js in (static / "js").glob("*.js"):  # every module import resolves
+        for name in re.findall(r'from "\./([\w.]+)"', js.read_text()):
+            assert (static / "js" / name).is_file(), (js, name)
+    assert client.get("/static/vendor/echarts.min.js").headers["content-type"].startswith(
+        ("application/javascript", "text/javascript"))
 
 
 def test_live_stream_sends_state_and_shift_oee(client):

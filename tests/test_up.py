@@ -64,7 +64,7 @@ def test_up_runs_the_demo_and_stops_on_ctrl_c(tmp_path, broker):
 
         doc = wait_for(parts_counted, 60, "parts to be counted")
         assert 0 < doc["availability"] <= 1 and doc["quality"] > 0.5
-        assert "/api/v1/oee" in httpx.get(url + "/").text
+        assert "/static/js/main.js" in httpx.get(url + "/").text
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
@@ -72,3 +72,20 @@ def test_up_runs_the_demo_and_stops_on_ctrl_c(tmp_path, broker):
     assert "shopfloor stopped." in rest
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/healthz", timeout=2)
+
+
+def test_demo_calendar_follows_the_simulated_shift():
+    from shopfloor.server import calendar
+    from shopfloor.server.calendar import CalendarConfig
+    from shopfloor.up import demo_calendar
+
+    now = datetime(2026, 11, 22, 21, 30, 0, tzinfo=UTC).timestamp()
+    cal = CalendarConfig.model_validate(demo_calendar(
+        {"timeline": {"lead_in_s": 3, "duration_s": 28800}}, now))
+    ns = 10**9
+    shifts = calendar.shifts(cal, int(now * ns), int((now + 2 * 86400) * ns))
+    # starts after the lead-in, lasts the scenario's shift (past midnight), then daily
+    assert [(n, s, e - s) for n, s, e, _ in shifts[:1]] == [
+        ("demo", int((now + 3) * ns), 28800 * ns)]
+    assert shifts[1][1] - shifts[0][1] == 86400 * ns
+    assert demo_calendar({"timeline": {"lead_in_s": 0, "duration_s": 86400}}, now) is None

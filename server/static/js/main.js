@@ -90,7 +90,7 @@ async function boot() {
   toggle.addEventListener("click", () => { setLang(getLang() === "zh" ? "en" : "zh"); route(); });
   ctx.tree = await api.get("assets");
   api.stream(ctx.tree.id, onEvent, onStatus, new AbortController().signal);
-  await ctx.shiftReady;
+  await Promise.race([ctx.shiftReady, new Promise(res => setTimeout(res, 3000))]);
   addEventListener("hashchange", route);
   route();
   setInterval(() => refresh(view), REFRESH_MS);
