@@ -70,7 +70,7 @@ export function waterfallOption(doc) {
   return {
     tooltip: { trigger: "axis", axisPointer: { type: "shadow" },
       formatter: ps => { const p = ps.find(x => x.seriesIndex === 1); return `${p.name}: ${p.value.toFixed(1)} ${t(minutes ? "minutes" : "seconds")}`; } },
-    grid: { left: 60, right: 20, top: 20, bottom: 90 },
+    grid: { left: 60, right: 20, top: 35, bottom: 90 },
     xAxis: { type: "category", data: labels, axisLabel: { interval: 0, rotate: 30 } },
     yAxis: { type: "value", name: t(minutes ? "minutes" : "seconds") },
     series: [
