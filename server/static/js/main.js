@@ -44,9 +44,11 @@ const ctx = {
   },
 };
 
+// Refresh the view's numbers; returns how long it took (ms).
 async function refresh(v) {
-  if (!v?.update || v.busy) return;
+  if (!v?.update || v.busy) return 0;
   v.busy = true;
+  const t0 = performance.now();
   try {
     await v.update();
     errorBox.textContent = "";
@@ -56,6 +58,14 @@ async function refresh(v) {
   } finally {
     v.busy = false;
   }
+  return performance.now() - t0;
+}
+
+// Every REFRESH_MS, slower when the server is slow to answer (long shifts): the
+// dashboard then keeps at most a quarter of the time waiting on it.
+async function refreshLoop() {
+  const took = await refresh(view);
+  setTimeout(refreshLoop, Math.max(REFRESH_MS, 3 * took));
 }
 
 function route() {
@@ -93,7 +103,7 @@ async function boot() {
   await Promise.race([ctx.shiftReady, new Promise(res => setTimeout(res, 3000))]);
   addEventListener("hashchange", route);
   route();
-  setInterval(() => refresh(view), REFRESH_MS);
+  setTimeout(refreshLoop, REFRESH_MS);
 }
 
 boot().catch(e => { console.warn(e); errorBox.textContent = `${t("error")}: ${e.message}`; });
