@@ -6,7 +6,7 @@ import * as plant from "./plant.js";
 import * as asset from "./asset.js";
 import * as cluster from "./cluster.js";
 
-const REFRESH_MS = 3000;
+const REFRESH_MS = 1500;  // numbers; states arrive on the stream as they change
 const HOUR_MS = 3600 * 1000;
 const app = document.getElementById("app");
 const status = document.getElementById("live");
