@@ -51,7 +51,15 @@ export function show(el, ctx, id) {
   const draw = (k, option) => (charts[k] ? charts[k].setOption(option) : (charts[k] = chart(q(k), option)));
   const ids = asset.level === "line" ? [asset.id, ...asset.children.map(e => e.id)] : [asset.id];
 
+  let byShift = null, byShiftAt = 0;  // the week by shift changes slowly: every 30 s
   async function shiftTrend() {
+    if (byShift && Date.now() - byShiftAt < 30000) return byShift;
+    byShift = await weekByShift();
+    byShiftAt = Date.now();
+    return byShift;
+  }
+
+  async function weekByShift() {
     const end = new Date(), start = new Date(end - WEEK_MS);
     const win = { start: start.toISOString(), end: end.toISOString() };
     try {
@@ -65,7 +73,7 @@ export function show(el, ctx, id) {
   const view = {
     async update() {
       const win = ctx.window(ctx.windowKind);
-      const [docs, losses, timeline, hourly, [byShift, note]] = await Promise.all([
+      const [docs, losses, timeline, hourly, [weekly, note]] = await Promise.all([
         oeeOf(ids, win), api.get("losses", { scope: asset.id, ...win }),
         api.get("timeline", { scope: asset.id, ...win }),
         api.get("trend", { scope: asset.id, ...win, granularity: "1h" }), shiftTrend()]);
@@ -87,8 +95,8 @@ export function show(el, ctx, id) {
       draw("losses", waterfallOption(losses));
       draw("trend-1h", trendOption(hourly));
       q("trend-1h").dataset.buckets = hourly.buckets.length;
-      draw("trend-shift", trendOption(byShift));
-      q("trend-shift").dataset.buckets = byShift.buckets.length;
+      draw("trend-shift", trendOption(weekly));
+      q("trend-shift").dataset.buckets = weekly.buckets.length;
     },
     states(states) { fillStates(section, states); },
   };
