@@ -185,6 +185,33 @@ def _healthy(url: str) -> bool:
     return False
 
 
+def live_machines(state_url: str, scope: str) -> int:
+    """How many machines under ``scope`` have a live (not OFFLINE) state now."""
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        r = httpx.get(state_url, params={"scope": scope}, timeout=2)
+        if r.status_code == 200:
+            return sum(m["state"] != "OFFLINE" for m in r.json())
+    return 0
+
+
+def wait_for_data(state_url: str, scope: str, machines: int, timeout: float = 30.0,
+                  out: Callable[[str], None] = print) -> bool:
+    """The last start-up step: wait until every machine's state has reached the server."""
+    out(f"  waiting  data       (first samples from {machines} machines)")
+    t = time.monotonic()
+    live = 0
+    while time.monotonic() - t < timeout:
+        live = live_machines(state_url, scope)
+        if live >= machines:
+            out(f"  ready    data       ({live}/{machines} machines reporting, "
+                f"{time.monotonic() - t:.1f}s)")
+            return True
+        time.sleep(0.3)
+    out(f"  note     data       only {live}/{machines} machines reporting after "
+        f"{timeout:.0f}s; see the logs")
+    return False
+
+
 def run(workdir: Path, port: int, scenario: Path | None, broker: str,
         duration_s: float | None) -> None:
     workdir = workdir.resolve()
@@ -211,6 +238,7 @@ def run(workdir: Path, port: int, scenario: Path | None, broker: str,
         url = f"http://{LOOPBACK}:{port}"
         sup.start("server", shopfloor_cmd("server", "--config", str(files.server)),
                   lambda: _healthy(f"{url}/healthz"), "(API and dashboard)")
+        wait_for_data(f"{url}/api/v1/state", scenario_doc["enterprise"]["id"], n)
         print(f"\nshopfloor is up: dashboard {url}/  API {url}/docs\n"
               f"configs and logs in {workdir}. Press Ctrl-C to stop.")
         deadline = time.monotonic() + duration_s if duration_s else None
