@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
+from tqdm import tqdm  # progress on stderr, off when it is not a terminal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import services  # noqa: E402
@@ -51,9 +52,10 @@ def make_rows(n: int, t0: int) -> list[Row]:
     return rows
 
 
-def rate(fn, rows: list[Row], batch: int) -> float:
+def rate(fn, rows: list[Row], batch: int, desc: str) -> float:
     t = time.perf_counter()
-    for i in range(0, len(rows), batch):
+    for i in tqdm(range(0, len(rows), batch), desc=desc, unit="batch", disable=None,
+                  leave=False):
         fn(rows[i:i + batch])
     return len(rows) / (time.perf_counter() - t)
 
@@ -63,7 +65,7 @@ def naive(url: str, db: str, rows: list[Row]) -> float:
 
     http = httpx.Client(base_url=url)
     t = time.perf_counter()
-    for device, s in rows:
+    for device, s in tqdm(rows, desc="naive writer", unit="sample", disable=None, leave=False):
         p = Point("samples").time(s.ts, WritePrecision.NS).field("quality", str(s.quality))
         for k in ("enterprise", "site", "area", "line", "device"):
             p = p.tag(k, getattr(device, k))
@@ -127,8 +129,11 @@ def through_gateway(tmp: Path, port: int, influx: services.InfluxDB1, n_msgs: in
         infos.append(pub.publish(topic, payload, qos=1))
     total = n_msgs * per_msg
     deadline = time.monotonic() + 120
-    while gw.stats().samples_stored < total and time.monotonic() < deadline:
-        time.sleep(0.005)
+    with tqdm(total=total, desc=f"through the gateway ({'paced' if per_s else 'flood'})",
+              unit="sample", disable=None, leave=False) as bar:
+        while (stored := gw.stats().samples_stored) < total and time.monotonic() < deadline:
+            bar.update(stored - bar.n)
+            time.sleep(0.005)
     elapsed = time.perf_counter() - t
     stored = gw.stats().samples_stored
     gw.stop()
@@ -140,8 +145,9 @@ def through_gateway(tmp: Path, port: int, influx: services.InfluxDB1, n_msgs: in
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--samples", type=int, default=200_000)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--samples", type=int, default=200_000, help="samples per throughput run")
     ap.add_argument("--naive", type=int, default=2_000, help="samples for the naive writer")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -150,9 +156,9 @@ def main() -> None:
         with services.mosquitto(tmp / "mq") as broker, services.influxdb1(tmp / "influx") as ix:
             rows = make_rows(args.samples, time.time_ns() - 7200 * 10**9)
             emb = SqliteStore(tmp / "w.db")
-            r_emb = rate(emb.write, rows, 5000)
+            r_emb = rate(emb.write, rows, 5000, "embedded store")
             w = InfluxV1Writer(InfluxConfig(version=1, url=ix.url, database=ix.database))
-            r_inf = rate(w.write, rows, 5000)
+            r_inf = rate(w.write, rows, 5000, "InfluxDB writer")
             old = make_rows(args.naive, time.time_ns() - 9000 * 10**9)
             r_naive = naive(ix.url, ix.database, old)
             r_gw, _ = through_gateway(tmp, broker.port, ix, args.samples // 500, 500, None, 1)

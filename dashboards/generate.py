@@ -355,7 +355,8 @@ def render() -> dict[Path, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python dashboards/generate.py",
-                                 description=__doc__.split("\n\n")[0])
+                                 description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--check", action="store_true",
                     help="only compare with the files on disk; exit 1 if any differs")
     ap.add_argument("--out", type=Path, default=HERE, help="directory to write into")
