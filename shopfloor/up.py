@@ -119,8 +119,10 @@ class Supervisor:
         log_path = self.logdir / f"{name}.log"
         self.out(f"  starting {name:<10} {detail}")
         with open(log_path, "ab") as log:
+            # own session: a terminal's Ctrl-C reaches only `shopfloor up`, which then
+            # stops the services in reverse order (the gateway drains before the broker)
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs.append((name, proc))
         t = time.monotonic()
         while not ready():
@@ -212,8 +214,16 @@ def wait_for_data(state_url: str, scope: str, machines: int, timeout: float = 30
     return False
 
 
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run(workdir: Path, port: int, scenario: Path | None, broker: str,
         duration_s: float | None) -> None:
+    # the services run in their own sessions: a closed terminal (SIGHUP) or a SIGTERM
+    # must stop them too, like Ctrl-C
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     workdir = workdir.resolve()
     scenario_doc = load_yaml(scenario or DEMO_SCENARIO)
     if port_open(port):
