@@ -12,8 +12,8 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 LINE = "acme%2Fplant1%2Fmachining%2Fline1"
-VIEWS = {"plant-overview": ("#/plant", "en"), "line-view": (f"#/asset/{LINE}", "en"),
-         "cluster-view": ("#/cluster", "en"), "plant-overview-zh": ("#/plant", "zh")}
+VIEWS = {"overview": ("#/plant", "en"), "line": (f"#/asset/{LINE}", "en"),
+         "cluster": ("#/cluster", "en"), "overview-zh": ("#/plant", "zh")}
 
 
 def main(url: str, out: Path) -> None:

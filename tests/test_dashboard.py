@@ -265,17 +265,17 @@ def test_dashboard_in_chromium(stack, tmp_path):
         t_end = time.monotonic() + 15
         while time.monotonic() < t_end:
             time.sleep(0.5)
-        shot(page, tmp_path, "plant-overview")
+        shot(page, tmp_path, "overview")
         changes = [c for c in page.evaluate("window.__changes") if not c["first"]]
 
         # line and machine views, cluster view, Chinese labels (still live)
         page.goto(f"{stack.url}/#/asset/{quote(LINE, safe='')}")
         page.wait_for_function("document.querySelector('[data-testid=gantt]')"
                                "?.dataset.intervals > 0", timeout=20000)
-        shot(page, tmp_path, "line-view")
+        shot(page, tmp_path, "line")
         page.goto(f"{stack.url}/#/cluster")
         wait_view(page, "[data-testid=view-cluster]")
-        shot(page, tmp_path, "cluster-view")
+        shot(page, tmp_path, "cluster")
         page.goto(f"{stack.url}/#/plant")
         assert page.inner_text("nav a[data-view=plant]") == "Plant overview"
         page.click("[data-testid=lang]")
@@ -287,7 +287,7 @@ def test_dashboard_in_chromium(stack, tmp_path):
         page.reload()  # the choice persists
         assert page.inner_text("nav a[data-view=plant]") == "工厂总览"
         wait_view(page, plant)
-        shot(page, tmp_path, "plant-overview-zh")
+        shot(page, tmp_path, "overview-zh")
         page.click("[data-testid=lang]")
         assert page.inner_text("nav a[data-view=plant]") == "Plant overview"
 
