@@ -273,6 +273,11 @@ def test_dashboard_in_chromium(stack, tmp_path):
         page.wait_for_function("document.querySelector('[data-testid=gantt]')"
                                "?.dataset.intervals > 0", timeout=20000)
         shot(page, tmp_path, "line")
+        page.select_option("[data-testid=window]", "1h")  # the window follows the choice
+        page.wait_for_function("(v => Date.parse(v.dataset.end) - Date.parse(v.dataset.start)"
+                               " === 3600000)(document.querySelector('[data-testid=view-asset]'))",
+                               timeout=20000)
+        page.select_option("[data-testid=window]", "shift")
         page.goto(f"{stack.url}/#/cluster")
         wait_view(page, "[data-testid=view-cluster]")
         shot(page, tmp_path, "cluster")

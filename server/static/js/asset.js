@@ -46,7 +46,7 @@ export function show(el, ctx, id) {
     </div></section>`;
   const section = el.firstElementChild;
   const q = k => section.querySelector(`[data-testid="${k}"]`);
-  section.querySelector("select").addEventListener("change", e => { ctx.windowKind = e.target.value; view.update(); });
+  section.querySelector("select").addEventListener("change", e => { ctx.windowKind = e.target.value; ctx.refresh(); });
   const charts = {};
   const draw = (k, option) => (charts[k] ? charts[k].setOption(option) : (charts[k] = chart(q(k), option)));
   const ids = asset.level === "line" ? [asset.id, ...asset.children.map(e => e.id)] : [asset.id];

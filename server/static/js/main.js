@@ -20,6 +20,7 @@ const ctx = {
   shift: null,               // the current shift {shift, start, ...}, from the stream
   shiftReady: new Promise(res => { gotShift = res; }),
   windowKind: "shift",
+  refresh: () => refresh(view),  // now, e.g. after the window changed
   find(id, node = ctx.tree) {
     if (node.id === id) return node;
     for (const c of node.children || []) { const f = ctx.find(id, c); if (f) return f; }
