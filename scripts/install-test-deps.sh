@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # System packages the integration tests start for real: Mosquitto, InfluxDB 1.x,
-# VictoriaMetrics (InfluxDB v2 write endpoint). Installs only what is missing.
+# VictoriaMetrics (InfluxDB v2 write endpoint); socat links two ptys for the Modbus RTU
+# serial test. Installs only what is missing.
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v influxd >/dev/null || need+=(influxdb)
 command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
+command -v socat >/dev/null || need+=(socat)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing Debian packages: ${need[*]}"
