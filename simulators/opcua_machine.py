@@ -210,9 +210,12 @@ class OpcUaMachine:
             await self._write("SpindleLoad", ev.spindle_load, when)
 
     async def write_extra(self, i: int, value: float) -> None:
-        """Set ``{machine}.Var{i}`` (``ServerOptions.extra_variables``)."""
-        node = self._server.get_node(ua.NodeId(f"{self.spec.id}.Var{i}", NAMESPACE_INDEX))
-        await node.write_value(float(value))
+        """Set ``{machine}.Var{i}`` (``ServerOptions.extra_variables``), stamped now."""
+        now = datetime.now(UTC)
+        dv = ua.DataValue(ua.Variant(float(value), ua.VariantType.Double),
+                          SourceTimestamp=now, ServerTimestamp=now)
+        await self._server.write_attribute_value(
+            ua.NodeId(f"{self.spec.id}.Var{i}", NAMESPACE_INDEX), dv)
 
     async def stop(self) -> None:
         await self._server.stop()
