@@ -6,8 +6,9 @@ Starts its own Mosquitto and InfluxDB 1.x (Debian's influxd) on loopback ports, 
 1. writer path: the gateway's SqliteStore and InfluxV1Writer (batches of 5,000, cached
    pre-escaped series keys, gzip) vs a naive writer (one influxdb-client ``Point`` per
    sample, one synchronous HTTP request per sample);
-2. through the gateway: a publisher floods MQTT (QoS 1, 500 samples per message), the
-   gateway decodes, batches and writes both stores, acks after the write;
+2. through the gateway: a publisher in another process floods MQTT (QoS 1, 500 samples
+   per message); the gateway decodes, batches, writes the embedded store, InfluxDB, or
+   both (in turn), and acks after the write;
 3. latency: a paced publisher (samples time-stamped when made, 100 messages/s x 50
    samples) -> stored in both stores, per sample: median and p99.
 """
@@ -16,14 +17,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing as mp
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
+from tqdm import tqdm  # progress on stderr, off when it is not a terminal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import services  # noqa: E402
@@ -51,9 +55,10 @@ def make_rows(n: int, t0: int) -> list[Row]:
     return rows
 
 
-def rate(fn, rows: list[Row], batch: int) -> float:
+def rate(fn, rows: list[Row], batch: int, desc: str) -> float:
     t = time.perf_counter()
-    for i in range(0, len(rows), batch):
+    for i in tqdm(range(0, len(rows), batch), desc=desc, unit="batch", disable=None,
+                  leave=False):
         fn(rows[i:i + batch])
     return len(rows) / (time.perf_counter() - t)
 
@@ -63,7 +68,7 @@ def naive(url: str, db: str, rows: list[Row]) -> float:
 
     http = httpx.Client(base_url=url)
     t = time.perf_counter()
-    for device, s in rows:
+    for device, s in tqdm(rows, desc="naive writer", unit="sample", disable=None, leave=False):
         p = Point("samples").time(s.ts, WritePrecision.NS).field("quality", str(s.quality))
         for k in ("enterprise", "site", "area", "line", "device"):
             p = p.tag(k, getattr(device, k))
@@ -93,9 +98,36 @@ def message(m: int, per_msg: int, seq: int, ts0: int) -> tuple[str, bytes]:
     return DEVICES[m % len(DEVICES)].topic("data"), Batch("bench", seq, samples).encode()
 
 
+def publish(port: int, n_msgs: int, per_msg: int, per_s: float | None, seq0: int,
+            ready: Any, go: Any) -> None:
+    """Child process: flood (``per_s`` None) or pace ``n_msgs`` data messages at QoS 1."""
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{seq0}")
+    pub.max_inflight_messages_set(1000)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    ts0 = time.time_ns() - 3600 * 10**9 + seq0 * 10**6
+    msgs = [message(m, per_msg, seq0 + m, ts0 + m * 10**6) for m in range(n_msgs)] \
+        if per_s is None else []
+    ready.set()
+    go.wait(60)
+    start = time.monotonic()
+    infos = []
+    for m in range(n_msgs):
+        if per_s is not None:  # stamped when "the device changed", sent on schedule
+            time.sleep(max(0.0, start + m / per_s - time.monotonic()))
+            topic, payload = message(m, per_msg, seq0 + m, time.time_ns())
+        else:
+            topic, payload = msgs[m]
+        infos.append(pub.publish(topic, payload, qos=1))
+    for info in infos:
+        info.wait_for_publish(60)
+    pub.disconnect()
+    pub.loop_stop()
+
+
 def through_gateway(tmp: Path, port: int, influx: services.InfluxDB1, n_msgs: int,
                     per_msg: int, per_s: float | None, seq0: int,
-                    embedded: bool = True) -> tuple[float, list[int]]:
+                    stores: str = "both") -> tuple[float, list[int]]:
     """(samples/s, latencies in ns): flood when ``per_s`` is None, else paced."""
     path = tmp / f"gw{seq0}.db"
     cfg = parse_config({"mqtt": {"host": "127.0.0.1", "port": port},
@@ -106,42 +138,39 @@ def through_gateway(tmp: Path, port: int, influx: services.InfluxDB1, n_msgs: in
     store = TimedStore(path)
     store.latencies_ns = []
     influx_w = InfluxV1Writer(InfluxConfig(version=1, url=influx.url, database=influx.database))
-    gw = Gateway(cfg, writers=[influx_w, store] if embedded else [influx_w])
+    writers = {"both": [influx_w, store], "influx": [influx_w], "embedded": [store]}[stores]
+    gw = Gateway(cfg, writers=writers)
     gw.start()
     assert gw.wait_ready(10)
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{seq0}")
-    pub.max_inflight_messages_set(1000)
-    pub.connect("127.0.0.1", port)
-    pub.loop_start()
-    ts0 = time.time_ns() - 3600 * 10**9 + seq0 * 10**9
-    msgs = [message(m, per_msg, seq0 + m, ts0 + m * 10**6) for m in range(n_msgs)] \
-        if per_s is None else []
-    t, start = time.perf_counter(), time.monotonic()
-    infos = []
-    for m in range(n_msgs):
-        if per_s is not None:  # stamped when "the device changed", sent on schedule
-            time.sleep(max(0.0, start + m / per_s - time.monotonic()))
-            topic, payload = message(m, per_msg, seq0 + m, time.time_ns())
-        else:
-            topic, payload = msgs[m]
-        infos.append(pub.publish(topic, payload, qos=1))
+    # The publisher is another process (as an edge agent is): it must not share our GIL.
+    ctx = mp.get_context("spawn")
+    ready, go = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=publish, args=(port, n_msgs, per_msg, per_s, seq0, ready, go))
+    child.start()
+    if not ready.wait(60):
+        raise RuntimeError("the publisher process did not start")
+    t = time.perf_counter()
+    go.set()
     total = n_msgs * per_msg
     deadline = time.monotonic() + 120
-    while gw.stats().samples_stored < total and time.monotonic() < deadline:
-        time.sleep(0.005)
+    with tqdm(total=total, desc=f"through the gateway ({'paced' if per_s else 'flood'})",
+              unit="sample", disable=None, leave=False) as bar:
+        while (stored := gw.stats().samples_stored) < total and time.monotonic() < deadline:
+            bar.update(stored - bar.n)
+            time.sleep(0.005)
     elapsed = time.perf_counter() - t
     stored = gw.stats().samples_stored
     gw.stop()
-    pub.disconnect()
-    pub.loop_stop()
+    child.join(30)
     if stored < total:
         raise RuntimeError(f"only {stored} of {total} samples stored in 120 s")
     return total / elapsed, store.latencies_ns
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--samples", type=int, default=200_000)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--samples", type=int, default=200_000, help="samples per throughput run")
     ap.add_argument("--naive", type=int, default=2_000, help="samples for the naive writer")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -150,22 +179,26 @@ def main() -> None:
         with services.mosquitto(tmp / "mq") as broker, services.influxdb1(tmp / "influx") as ix:
             rows = make_rows(args.samples, time.time_ns() - 7200 * 10**9)
             emb = SqliteStore(tmp / "w.db")
-            r_emb = rate(emb.write, rows, 5000)
+            r_emb = rate(emb.write, rows, 5000, "embedded store")
             w = InfluxV1Writer(InfluxConfig(version=1, url=ix.url, database=ix.database))
-            r_inf = rate(w.write, rows, 5000)
+            r_inf = rate(w.write, rows, 5000, "InfluxDB writer")
             old = make_rows(args.naive, time.time_ns() - 9000 * 10**9)
             r_naive = naive(ix.url, ix.database, old)
-            r_gw, _ = through_gateway(tmp, broker.port, ix, args.samples // 500, 500, None, 1)
-            r_gwi, _ = through_gateway(tmp, broker.port, ix, args.samples // 500, 500, None,
-                                       10**5, embedded=False)
+            n_msgs = args.samples // 500
+            r_gwe, _ = through_gateway(tmp, broker.port, ix, n_msgs, 500, None, 1,
+                                       stores="embedded")
+            r_gwi, _ = through_gateway(tmp, broker.port, ix, n_msgs, 500, None, 10**5,
+                                       stores="influx")
+            r_gw, _ = through_gateway(tmp, broker.port, ix, n_msgs, 500, None, 2 * 10**5)
             _, lat = through_gateway(tmp, broker.port, ix, 1000, 50, 100.0, 10**6)
     lat_ms = sorted(x / 1e6 for x in lat)
     p99 = lat_ms[int(len(lat_ms) * 0.99) - 1]
     print(f"\n{'path':<58}{'samples/s':>12}{'x naive':>10}")
     for name, r in (("embedded store (SqliteStore.write, 5k batches)", r_emb),
                     ("InfluxDB 1.6 (gateway writer: /write, 5k lines, gzip)", r_inf),
-                    ("gateway end to end: MQTT -> decode -> InfluxDB + SQLite", r_gw),
-                    ("gateway end to end: MQTT -> decode -> InfluxDB only", r_gwi),
+                    ("gateway end to end: MQTT -> decode -> embedded store", r_gwe),
+                    ("gateway end to end: MQTT -> decode -> InfluxDB", r_gwi),
+                    ("gateway end to end: MQTT -> decode -> InfluxDB + embedded", r_gw),
                     ("naive: influxdb-client Point + 1 sync HTTP per sample", r_naive)):
         print(f"{name:<58}{r:>12,.0f}{r / r_naive:>10.1f}")
     print(f"\nlatency sample made -> durable in both stores ({len(lat_ms)} samples, "

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm  # progress on stderr, off when it is not a terminal
 
 from shopfloor.server import kernels as k
 
@@ -133,30 +134,44 @@ def rollup(per_machine: np.ndarray, ent: np.ndarray, n_ent: int) -> dict[str, np
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--machines", type=int, default=1000)
-    ap.add_argument("--hours", type=float, default=8.0)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--machines", type=int, default=1000, help="machines to simulate")
+    ap.add_argument("--hours", type=float, default=8.0, help="shift length")
     args = ap.parse_args()
+    steps = tqdm(total=6, desc="compiling kernels", unit="step", disable=None, leave=False)
+
+    def step(next_desc: str) -> None:
+        steps.update(1)
+        steps.set_description(next_desc)
+
     k.warm_up()
+    step("generating samples")
     d = generate(args.machines, args.hours)
+    step("numba kernels")
     n_samples = d["st_ts"].size + d["parts"].size + d["rejects"].size
-    print(f"{args.machines} machines x {args.hours:g} h: {n_samples / 1e6:.1f} M samples "
+    tqdm.write(f"{args.machines} machines x {args.hours:g} h: {n_samples / 1e6:.1f} M samples "
           f"({d['parts'].size / 1e6:.1f} M part-counter samples at 1 Hz)")
 
     t_numba = best(lambda: numba_oee(d))
+    step("pandas")
     frames = to_frames(d)
     t0, t1 = int(d["t0"]), int(d["t1"])
     t_pandas = best(lambda: pandas_oee(*frames, t0, t1, args.machines), repeat=1)
     a, b = numba_oee(d), pandas_oee(*frames, t0, t1, args.machines)
     equal = np.allclose(a, b, rtol=1e-12, atol=0)
 
+    step("numpy.sum")
     arrays = [d["st_ts"], d["st_code"], d["parts"], d["rejects"]]
     nbytes = sum(x.nbytes for x in arrays)
     t_sum = best(lambda: [np.sum(x) for x in arrays])
 
+    step("cluster roll-up")
     ent = np.repeat(np.arange(100), -(-args.machines // 100))[:args.machines].astype(np.int64)
     rollup(a, ent, 100)
     t_roll = best(lambda: rollup(a, ent, 100), repeat=20)
+    steps.update(1)
+    steps.close()
 
     rows = [
         ("numba kernels (OEE + losses)", t_numba, ""),

@@ -118,20 +118,21 @@ _QUALITY = {q: f',quality="{q}" ' for q in Quality}
 
 def to_lines(rows: Iterable[Row]) -> list[str]:
     """The same lines as ``to_line``, fast: the escaped series part is cached per series
-    and each line is one string join (no per-sample dicts or objects)."""
+    and each line is one f-string (no per-sample dicts or objects)."""
     out = []
-    isfinite = math.isfinite
+    append, isfinite, prefix, quality = out.append, math.isfinite, _series_prefix, _QUALITY
     for device, sample in rows:
         v = sample.value
-        if isinstance(v, str):
+        if type(v) is float and isfinite(v):
+            field = f"value={v!r}"
+        elif isinstance(v, str):
             field = "value_str=" + escape_string_field(v)
         else:
             x = float(v)
             if not isfinite(x):
                 raise LineProtocolError(f"non-finite value {x!r}")
-            field = "value=" + repr(x)
-        out.append(_series_prefix(device, sample.tag) + field + _QUALITY[sample.quality]
-                   + str(int(sample.ts)))
+            field = f"value={x!r}"
+        append(f"{prefix(device, sample.tag)}{field}{quality[sample.quality]}{int(sample.ts)}")
     return out
 
 

@@ -12,11 +12,16 @@ from shopfloor.config import ConfigError
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except where there is none to show."""
+    """Every option says its default, or that it is required; flags say nothing."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
-            return action.help
+        text = action.help or ""
+        if not action.option_strings or action.nargs == 0 or "default" in text:
+            return text  # positionals, flags, or help that names its default itself
+        if action.required:
+            return text + " (required)"
+        if action.default is None:
+            return text + " (default: none)"
         return super()._get_help_string(action)
 
 

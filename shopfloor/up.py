@@ -119,8 +119,10 @@ class Supervisor:
         log_path = self.logdir / f"{name}.log"
         self.out(f"  starting {name:<10} {detail}")
         with open(log_path, "ab") as log:
+            # own session: a terminal's Ctrl-C reaches only `shopfloor up`, which then
+            # stops the services in reverse order (the gateway drains before the broker)
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs.append((name, proc))
         t = time.monotonic()
         while not ready():
@@ -185,8 +187,43 @@ def _healthy(url: str) -> bool:
     return False
 
 
+def live_machines(state_url: str, scope: str) -> int:
+    """How many machines under ``scope`` have a live (not OFFLINE) state now."""
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        r = httpx.get(state_url, params={"scope": scope}, timeout=2)
+        if r.status_code == 200:
+            return sum(m["state"] != "OFFLINE" for m in r.json())
+    return 0
+
+
+def wait_for_data(state_url: str, scope: str, machines: int, timeout: float = 30.0,
+                  out: Callable[[str], None] = print) -> bool:
+    """The last start-up step: wait until every machine's state has reached the server."""
+    out(f"  waiting  data       (first samples from {machines} machines)")
+    t = time.monotonic()
+    live = 0
+    while time.monotonic() - t < timeout:
+        live = live_machines(state_url, scope)
+        if live >= machines:
+            out(f"  ready    data       ({live}/{machines} machines reporting, "
+                f"{time.monotonic() - t:.1f}s)")
+            return True
+        time.sleep(0.3)
+    out(f"  note     data       only {live}/{machines} machines reporting after "
+        f"{timeout:.0f}s; see the logs")
+    return False
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run(workdir: Path, port: int, scenario: Path | None, broker: str,
         duration_s: float | None) -> None:
+    # the services run in their own sessions: a closed terminal (SIGHUP) or a SIGTERM
+    # must stop them too, like Ctrl-C
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     workdir = workdir.resolve()
     scenario_doc = load_yaml(scenario or DEMO_SCENARIO)
     if port_open(port):
@@ -211,6 +248,7 @@ def run(workdir: Path, port: int, scenario: Path | None, broker: str,
         url = f"http://{LOOPBACK}:{port}"
         sup.start("server", shopfloor_cmd("server", "--config", str(files.server)),
                   lambda: _healthy(f"{url}/healthz"), "(API and dashboard)")
+        wait_for_data(f"{url}/api/v1/state", scenario_doc["enterprise"]["id"], n)
         print(f"\nshopfloor is up: dashboard {url}/  API {url}/docs\n"
               f"configs and logs in {workdir}. Press Ctrl-C to stop.")
         deadline = time.monotonic() + duration_s if duration_s else None

@@ -44,7 +44,7 @@ def test_up_runs_the_demo_and_stops_on_ctrl_c(tmp_path, broker):
                 break
         out = "".join(lines)
         assert f"http://127.0.0.1:{port}/" in out, out
-        for service in ("broker", "plant", "gateway", "edge", "server"):
+        for service in ("broker", "plant", "gateway", "edge", "server", "data"):
             assert f"ready    {service}" in out, out
         url = f"http://127.0.0.1:{port}"
 
