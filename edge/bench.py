@@ -20,6 +20,8 @@ import socket
 import time
 from typing import Any
 
+from tqdm import tqdm
+
 from shopfloor.contract import Sample
 
 from .config import ModbusDevice, OpcUaDevice
@@ -124,7 +126,12 @@ async def _measure(drivers: list[Any], seconds: float, count: Any,
     tasks = [asyncio.create_task(d.run()) for d in drivers]
     await asyncio.sleep(min(5.0, seconds / 2))  # connect and subscribe first
     n0, o0, c0, t0 = count(), offered(), time.process_time(), time.monotonic()
-    await asyncio.sleep(seconds)
+    with tqdm(total=round(seconds), desc="measuring", unit="s", disable=None,
+              leave=False) as bar:  # on stderr, off when it is not a terminal
+        while (left := t0 + seconds - time.monotonic()) > 0:
+            await asyncio.sleep(min(1.0, left))
+            bar.n = min(bar.total, round(time.monotonic() - t0))
+            bar.refresh()
     n, o = count() - n0, offered() - o0
     cpu, wall = time.process_time() - c0, time.monotonic() - t0
     for t in tasks:
@@ -197,14 +204,19 @@ def report(name: str, rate: float, cpu: float) -> str:
             f"{cpu:.4f} CPU-s per 1,000 tags ({cpu / NEURON_CPU_S_PER_1000:.2f}x Neuron)")
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                     argparse.ArgumentDefaultsHelpFormatter):
+    """The module text as written, and every option's default."""
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m shopfloor.edge.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=_HelpFormatter)
     p.add_argument("--seconds", type=float, default=10, help="measured window per protocol")
     p.add_argument("--devices", type=int, default=50, help="simulated PLCs")
     p.add_argument("--tags", type=int, default=30, help="tags per PLC (at most 112)")
-    p.add_argument("--poll-s", type=float, default=0.1)
-    p.add_argument("--opcua-tags", type=int, default=2000)
+    p.add_argument("--poll-s", type=float, default=0.1, help="Modbus poll period per PLC")
+    p.add_argument("--opcua-tags", type=int, default=2000, help="OPC UA variables")
     p.add_argument("--change-s", type=float, default=1.0, help="OPC UA server change period")
     a = p.parse_args(argv)
     import logging
