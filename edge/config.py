@@ -258,7 +258,7 @@ class OpcUaDevice(DeviceBase):
 class SerialLine(Strict):
     """An RS-485/RS-232 line for Modbus RTU."""
 
-    port: str = Field(pattern=r"^(/dev/[A-Za-z0-9_./-]+|COM[0-9]{1,3})$",
+    port: str = Field(pattern=r"^(/[A-Za-z0-9_./-]+|COM[0-9]{1,3})$",
                       description="serial device, e.g. /dev/ttyUSB0 or COM3")
     baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 19200
     parity: Literal["N", "E", "O"] = "E"

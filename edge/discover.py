@@ -1,9 +1,10 @@
 """``shopfloor edge discover opc.tcp://HOST:PORT``: browse a server, print a config skeleton.
 
 ``run_discover(url, username=, password=, max_nodes=) -> int`` browses from Objects
-(skipping namespace 0, the standard Server/Aliases objects), collects every Variable
-with its node id, browse path and data type, and prints a YAML device entry the
-engineer edits (id, path, signals). Browsing stops after ``max_nodes`` nodes.
+(skipping namespace 0, the standard Server/Aliases objects, and properties such as
+EURange), collects every Variable with its node id, browse path and data type, and
+prints a YAML device entry the engineer edits (id, path, signals). Browsing stops after
+``max_nodes`` nodes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from asyncua import Client, Node, ua
 from shopfloor.contract import TAG_RE
 
 PASSWORD_ENV = "SHOPFLOOR_OPCUA_PASSWORD"  # noqa: S105 - the variable's name, not a secret
+
+
+_HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)
 
 
 @dataclass
@@ -39,6 +43,8 @@ async def browse(client: Client, max_nodes: int) -> tuple[list[Variable], bool]:
         for ref in await node.get_children_descriptions():
             nid = ref.NodeId
             if nid in seen or nid.NamespaceIndex == 0:  # ns 0: the standard address space
+                continue
+            if ref.ReferenceTypeId == _HAS_PROPERTY:  # metadata (EURange, ...), not a tag
                 continue
             visited += 1
             if visited > max_nodes:

@@ -167,13 +167,34 @@ async def read_values(client: Client, nodes: Sequence[Node], per_call: int,
     return await call_chunked(read, nodes, per_call, sizes)
 
 
-def monitoring_filter(f: DataChangeFilter | None) -> ua.DataChangeFilter | None:
-    """The ua filter of a config filter (None: the server's default, StatusValue)."""
+def monitoring_filter(f: DataChangeFilter | None,
+                      eu_range: tuple[float, float] | None = None) -> ua.DataChangeFilter | None:
+    """The ua filter of a config filter (None: the server's default, StatusValue).
+
+    A percent deadband is sent as what OPC UA defines it to be (Part 8, PercentDeadband):
+    an absolute deadband of ``deadband_value`` % of the node's ``eu_range`` (high - low).
+    So servers that take no Percent filter (asyncua accepts one and ignores it) filter
+    too. Raises ValueError without ``eu_range``.
+    """
     if f is None:
         return None
     mf = ua.DataChangeFilter()
     mf.Trigger = getattr(ua.DataChangeTrigger, f.trigger)
     mf.DeadbandType = {"none": ua.DeadbandType.None_, "absolute": ua.DeadbandType.Absolute,
-                       "percent": ua.DeadbandType.Percent}[f.deadband_type]
+                       "percent": ua.DeadbandType.Absolute}[f.deadband_type]
     mf.DeadbandValue = f.deadband_value
+    if f.deadband_type == "percent":
+        if eu_range is None:
+            raise ValueError("a percent deadband needs the node's EURange property")
+        mf.DeadbandValue = f.deadband_value / 100 * abs(eu_range[1] - eu_range[0])
     return mf
+
+
+async def eu_range(node: Node) -> tuple[float, float] | None:
+    """The node's EURange property (analog items: low, high), None when it has none."""
+    try:
+        prop = await node.get_child("0:EURange")
+        value = await prop.read_value()
+        return float(value.Low), float(value.High)
+    except (ua.UaError, AttributeError, TypeError):
+        return None

@@ -29,6 +29,7 @@ from .driver import Backoff, Sink, now_ns
 from .mapping import ReportByException, to_sample
 from .opcua_client import (
     call_chunked,
+    eu_range,
     make_client,
     monitoring_filter,
     operation_limits,
@@ -159,7 +160,7 @@ class OpcUaDriver:
         period = max(dev.sampling_interval_ms, 10)
         sub = await client.create_subscription(period, _Handler(self, by_node))
         requests = [sub._make_monitored_item_request(
-            node, ua.AttributeIds.Value, monitoring_filter(tag.filter or dev.filter),
+            node, ua.AttributeIds.Value, await self._filter(tag, node),
             dev.queue_size, ua.MonitoringMode.Reporting, dev.sampling_interval_ms)
             for tag, node in zip(tags, nodes, strict=True)]
         calls: list[int] = []
@@ -173,6 +174,20 @@ class OpcUaDriver:
                             res)
             else:
                 self.reads += 1
+
+    async def _filter(self, tag: OpcUaTag, node: Node) -> ua.DataChangeFilter | None:
+        """The tag's filter; a percent deadband reads the node's EURange (once a session).
+        A node without EURange is subscribed without deadband (every change), logged."""
+        f = tag.filter or self.device.filter
+        if f is None or f.deadband_type != "percent":
+            return monitoring_filter(f)
+        rng = await eu_range(node)
+        if rng is None:
+            self.errors += 1
+            log.warning("%s: %s has no EURange: percent deadband ignored, every change "
+                        "is reported", self.device.id, tag.name)
+            return monitoring_filter(f.model_copy(update={"deadband_type": "none"}))
+        return monitoring_filter(f, rng)
 
     async def _poll(self, client: Client, lost: asyncio.Event) -> None:
         """mode poll: read every node each poll_s; report by exception."""

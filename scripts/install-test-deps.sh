@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # System packages the integration tests start for real: Mosquitto, InfluxDB 1.x,
-# VictoriaMetrics (InfluxDB v2 write endpoint), Chromium (the dashboard's browser test,
-# driven by Playwright; no `playwright install`) with a CJK font for the Chinese labels.
-# Installs only what is missing.
+# VictoriaMetrics (InfluxDB v2 write endpoint); socat links two ptys for the Modbus RTU
+# serial test; Chromium (the dashboard's browser test, driven by Playwright; no
+# `playwright install`) with a CJK font for the Chinese labels. Installs only what is
+# missing.
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v influxd >/dev/null || need+=(influxdb)
 command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
+command -v socat >/dev/null || need+=(socat)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -d /usr/share/fonts/truetype/wqy ] || need+=(fonts-wqy-zenhei)
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,4 +1,9 @@
-"""One simulated PLC as a pymodbus Modbus TCP server (unit id 1, holding registers).
+"""One simulated PLC as a pymodbus Modbus server (unit id 1): Modbus TCP, or Modbus RTU
+on a serial line when ``spec.serial_port`` is set (``SERIAL_LINE``: 19200 baud 8N1; not
+the Modbus default 8E1, because the test's null modem, two linked ptys, refuses even
+parity on some Linux kernels with EINVAL).
+
+Holding registers, the machine:
 
 | address | content | type |
 |---|---|---|
@@ -6,14 +11,27 @@
 | 1-2 | part count (good + reject, cumulative) | uint32, word order ABCD |
 | 3-4 | reject count (cumulative) | uint32 ABCD |
 | 5-6 | spindle load % | float32 ABCD |
+
+Type test bank (fixed values, for commissioning a reader's types and byte orders):
+holding and input registers from ``BANK_START`` (100) hold every type of ``BANK_VALUES``
+in every byte order of ``ORDERS``, each value followed by one unused register holding
+``BANK_FILLER`` (so only a reader that reads through 1-register gaps merges them); the
+input registers hold other values than the holding registers (a reader that confuses
+the tables fails). ``BANK`` lists every entry with its address and expected value.
+Coils and discrete inputs from 100 hold the fixed patterns of ``BANK_BITS`` (a 14-bit
+gap after the first 16). Addresses outside these blocks answer IllegalAddress.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
 
-from pymodbus.server import ModbusTcpServer
+from pymodbus import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from .codes import DEVICE_STATE_CODES
@@ -27,18 +45,47 @@ REG_REJECT_COUNT = 3
 REG_SPINDLE_LOAD = 5
 REGISTER_COUNT = 7
 _WRITE_MULTIPLE = 16  # function code used to address the holding registers
+SERIAL_LINE = {"baudrate": 19200, "bytesize": 8, "parity": "N", "stopbits": 1}
 
 logging.getLogger("pymodbus").setLevel(logging.WARNING)
+
+# Byte order of a value in its registers, A its most significant byte: ABCD big-endian,
+# CDAB low word first, BADC bytes swapped in each word, DCBA little-endian. A 16-bit value
+# has no word order (CDAB = ABCD, DCBA = BADC); 64-bit values extend the rule to 4 words.
+ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
+_LAYOUTS = {2: {"ABCD": "AB", "CDAB": "AB", "BADC": "BA", "DCBA": "BA"},
+            4: {o: o for o in ORDERS},
+            8: {"ABCD": "ABCDEFGH", "CDAB": "GHEFCDAB", "BADC": "BADCFEHG",
+                "DCBA": "HGFEDCBA"}}
+STRUCT_FORMATS = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "int64": "q",
+                  "uint64": "Q", "float32": "f", "float64": "d"}
+
+
+def encode(value: int | float | str, type_: str, order: str = "ABCD",
+           length: int = 0) -> list[int]:
+    """``value`` as registers (lowest address first) in byte order ``order``. A string
+    takes ``length`` registers, two characters each (NUL padded); BADC/DCBA put the first
+    character of each register in its low byte."""
+    if type_ == "string":
+        raw = str(value).encode("latin-1").ljust(2 * length, b"\0")
+        if len(raw) != 2 * length:
+            raise ValueError(f"{value!r} does not fit {length} registers")
+        letters = "BA" * length if order in ("BADC", "DCBA") else "AB" * length
+        raw = bytes(raw[2 * (i // 2) + ord(c) - ord("A")] for i, c in enumerate(letters))
+    else:
+        be = struct.pack(">" + STRUCT_FORMATS[type_], value)
+        raw = bytes(be[ord(c) - ord("A")] for c in _LAYOUTS[len(be)][order])
+    return [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
 
 
 def uint32_words(value: int) -> list[int]:
     """A uint32 as two registers, high word first (ABCD)."""
-    return [(value >> 16) & 0xFFFF, value & 0xFFFF]
+    return encode(value, "uint32")
 
 
 def float32_words(value: float) -> list[int]:
     """A float32 as two registers, big-endian bytes and words (ABCD)."""
-    return list(struct.unpack(">HH", struct.pack(">f", value)))
+    return encode(value, "float32")
 
 
 def registers(ev: Event) -> list[int]:
@@ -47,20 +94,125 @@ def registers(ev: Event) -> list[int]:
             + uint32_words(ev.reject_count) + float32_words(ev.spindle_load))
 
 
+def _f32(v: float) -> float:
+    """``v`` as float32 holds it (so expected values compare exactly)."""
+    return struct.unpack(">f", struct.pack(">f", v))[0]
+
+
+BANK_START = 100
+BANK_FILLER = 0xA5A5
+BANK_STRING_LENGTH = 5  # registers: 8 characters and a NUL
+# Per table; every value has distinct bytes, so any wrong byte order reads another value.
+BANK_VALUES: dict[str, dict[str, int | float | str]] = {
+    "holding": {"int16": -12345, "uint16": 0xBEEF, "int32": -0x12345678,
+                "uint32": 0xDEADBEEF, "int64": -0x0123456789ABCDEF,
+                "uint64": 0xF1E2D3C4B5A69788, "float32": _f32(-1234.5678),
+                "float64": -9876.54321, "string": "PRESS-01"},
+    "input": {"int16": -23456, "uint16": 0xCAFE, "int32": -0x23456789,
+              "uint32": 0xC0FFEE42, "int64": -0x0213243546576879,
+              "uint64": 0xE1D2C3B4A5968778, "float32": _f32(-98.765),
+              "float64": 6.02214076e23, "string": "INPUT-02"},
+}
+_PATTERN = [True, False, True, True, False, False, True, False,
+            True, True, True, False, False, False, False, True]
+BANK_BITS: dict[str, dict[int, bool]] = {
+    "coil": {**{BANK_START + i: b for i, b in enumerate(_PATTERN)}, 130: True, 131: False},
+    "discrete": {**{BANK_START + i: not b for i, b in enumerate(_PATTERN)},
+                 130: False, 131: True},
+}
+
+
+@dataclass(frozen=True)
+class BankValue:
+    """One value of the type test bank: where it is and what a correct reader gets."""
+
+    table: str  # "holding" or "input"
+    address: int
+    type: str
+    order: str
+    value: int | float | str
+    length: int = 0  # registers, strings only
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}_{self.type}_{self.order}"
+
+    @property
+    def registers(self) -> list[int]:
+        return encode(self.value, self.type, self.order, self.length)
+
+
+def _bank() -> list[BankValue]:
+    out = []
+    for table, values in BANK_VALUES.items():
+        address = BANK_START
+        for type_, value in values.items():
+            length = BANK_STRING_LENGTH if type_ == "string" else 0
+            for order in ORDERS:
+                entry = BankValue(table, address, type_, order, value, length)
+                out.append(entry)
+                address += len(entry.registers) + 1  # one unused register after each
+    return out
+
+
+BANK: list[BankValue] = _bank()
+
+
+def bank_registers(table: str) -> list[int]:
+    """The register image of ``table``'s bank, from ``BANK_START``."""
+    image: list[int] = []
+    for entry in (e for e in BANK if e.table == table):
+        image += [BANK_FILLER] * (entry.address - BANK_START - len(image)) + entry.registers
+    return image + [BANK_FILLER]
+
+
+def _bits(table: str) -> list[SimData]:
+    bits = BANK_BITS[table]
+    start = min(bits)
+    values = [bits.get(a, False) for a in range(start, max(bits) + 1)]
+    return [SimData(start, values=values, datatype=DataType.BITS)]
+
+
+def sim_device() -> SimDevice:
+    """The PLC's four tables (coils, discrete inputs, holding and input registers)."""
+    def regs(address: int, values: list[int]) -> SimData:
+        return SimData(address, values=values, datatype=DataType.REGISTERS)
+
+    return SimDevice(id=UNIT_ID, simdata=(
+        _bits("coil"), _bits("discrete"),
+        [regs(0, [0] * REGISTER_COUNT), regs(BANK_START, bank_registers("holding"))],
+        [regs(BANK_START, bank_registers("input"))]))
+
+
 class ModbusMachine:
-    """Serves one machine's holding registers; ``apply`` writes an event's changes."""
+    """Serves one machine's registers; ``apply`` writes an event's changes.
+
+    ``requests`` counts the requests received, by pymodbus PDU class name (for tests and
+    commissioning: how many reads did a client need?).
+    """
 
     def __init__(self, spec: MachineSpec):
         self.spec = spec
-        self.url = f"modbus://{spec.host}:{spec.port}"
-        self._device = SimDevice(
-            id=UNIT_ID,
-            simdata=[SimData(0, count=REGISTER_COUNT, values=0, datatype=DataType.REGISTERS)])
-        self._server: ModbusTcpServer | None = None
+        self.url = (f"modbus-rtu://{spec.serial_port}" if spec.serial_port
+                    else f"modbus://{spec.host}:{spec.port}")
+        self.requests: Counter[str] = Counter()
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
+
+    def _count(self, sending: bool, pdu: Any) -> Any:
+        if not sending:
+            self.requests[type(pdu).__name__] += 1
+        return pdu
 
     async def start(self) -> None:
-        """Listen; returns once the port accepts clients."""
-        self._server = ModbusTcpServer(self._device, address=(self.spec.host, self.spec.port))
+        """Listen (TCP) or open the serial port; returns once clients can be answered."""
+        spec = self.spec
+        if spec.serial_port:
+            self._server = ModbusSerialServer(sim_device(), framer=FramerType.RTU,
+                                              port=spec.serial_port, trace_pdu=self._count,
+                                              **SERIAL_LINE)  # type: ignore[arg-type]
+        else:
+            self._server = ModbusTcpServer(sim_device(), address=(spec.host, spec.port),
+                                           trace_pdu=self._count)
         await self._server.serve_forever(background=True)
 
     async def _set(self, address: int, values: list[int]) -> None:

@@ -3,7 +3,8 @@
 Namespace ``urn:shopfloor:sim`` (index 2); under Objects an object named after
 the machine (``ns=2;s={machine}``) with the variables ``ns=2;s={machine}.State``
 (Int32 device state code), ``.PartCount`` (UInt32), ``.RejectCount`` (UInt32) and
-``.SpindleLoad`` (Double). Every write carries the event time as SourceTimestamp
+``.SpindleLoad`` (Double, an analog item: its ``EURange`` property is 0..100, so a client
+can ask for a percent deadband). Every write carries the event time as SourceTimestamp
 and ServerTimestamp.
 """
 
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from asyncua import Server, ua
+from asyncua import Node, Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 
@@ -31,6 +32,7 @@ VARIABLES: dict[str, ua.VariantType] = {
     "RejectCount": ua.VariantType.UInt32,
     "SpindleLoad": ua.VariantType.Double,
 }
+EU_RANGES: dict[str, tuple[float, float]] = {"SpindleLoad": (0.0, 100.0)}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -60,7 +62,8 @@ def ns_to_datetime(ts_ns: int) -> datetime:
 class ServerOptions:
     """Server capabilities for tests; the defaults are the plain simulator.
 
-    ``extra_variables``: Double variables ``ns=2;s={machine}.Var{i}`` (value i).
+    ``extra_variables``: Double variables ``ns=2;s={machine}.Var{i}`` (value i), with an
+    ``EURange`` property ``extra_eu_range`` when that is set.
     ``max_items_per_call``: published as MaxMonitoredItemsPerCall / MaxNodesPerRead
     (unless ``publish_limits`` is False) and enforced (BadTooManyOperations);
     ``largest_call`` records the largest call seen.
@@ -71,6 +74,7 @@ class ServerOptions:
     """
 
     extra_variables: int = 0
+    extra_eu_range: tuple[float, float] | None = None
     max_items_per_call: int | None = None
     publish_limits: bool = True
     certificate: Path | None = None
@@ -94,6 +98,15 @@ class _Users(UserManager):
         if certificate is not None and bytes(certificate) in self.certificates:
             return User(role=UserRole.User)
         return None
+
+
+async def _add_eu_range(var: Node, low_high: tuple[float, float]) -> None:
+    """The analog item's EURange property (OPC UA Part 8), e.g. for percent deadbands."""
+    nid = var.nodeid
+    await var.add_property(ua.NodeId(f"{nid.Identifier}.EURange", nid.NamespaceIndex),
+                           ua.QualifiedName("EURange", 0),
+                           ua.Range(Low=low_high[0], High=low_high[1]),
+                           datatype=ua.NodeId(ua.ObjectIds.Range))
 
 
 class OpcUaMachine:
@@ -126,9 +139,13 @@ class OpcUaMachine:
                 ua.NodeId(f"{machine}.{name}", idx), ua.QualifiedName(name, idx),
                 ua.Variant(0.0 if vtype is ua.VariantType.Double else 0, vtype))
             self._nodes[name] = var.nodeid
+            if name in EU_RANGES:
+                await _add_eu_range(var, EU_RANGES[name])
         for i in range(self.options.extra_variables):
-            await obj.add_variable(ua.NodeId(f"{machine}.Var{i}", idx),
-                                   ua.QualifiedName(f"Var{i}", idx), float(i))
+            var = await obj.add_variable(ua.NodeId(f"{machine}.Var{i}", idx),
+                                         ua.QualifiedName(f"Var{i}", idx), float(i))
+            if self.options.extra_eu_range is not None:
+                await _add_eu_range(var, self.options.extra_eu_range)
         await server.start()
 
     async def _configure(self, server: Server) -> None:
@@ -193,9 +210,12 @@ class OpcUaMachine:
             await self._write("SpindleLoad", ev.spindle_load, when)
 
     async def write_extra(self, i: int, value: float) -> None:
-        """Set ``{machine}.Var{i}`` (``ServerOptions.extra_variables``)."""
-        node = self._server.get_node(ua.NodeId(f"{self.spec.id}.Var{i}", NAMESPACE_INDEX))
-        await node.write_value(float(value))
+        """Set ``{machine}.Var{i}`` (``ServerOptions.extra_variables``), stamped now."""
+        now = datetime.now(UTC)
+        dv = ua.DataValue(ua.Variant(float(value), ua.VariantType.Double),
+                          SourceTimestamp=now, ServerTimestamp=now)
+        await self._server.write_attribute_value(
+            ua.NodeId(f"{self.spec.id}.Var{i}", NAMESPACE_INDEX), dv)
 
     async def stop(self) -> None:
         await self._server.stop()

@@ -106,6 +106,7 @@ class MachineSpec:
     reject_rate: float
     durations_s: dict[State, Range]
     counter_reset_at_s: float | None = None
+    serial_port: str | None = None  # modbus: serve RTU on this serial device, not TCP
 
     @property
     def id(self) -> str:

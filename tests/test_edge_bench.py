@@ -1,5 +1,6 @@
-"""The benchmark script runs end to end on loopback with tiny parameters (no rate is
-asserted: the figures depend on the machine) and prints both lines."""
+"""The benchmark script runs end to end on loopback against the project's simulators with
+tiny parameters (no rate is asserted: the figures depend on the machine) and prints both
+lines beside EMQ Neuron's anchor."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_bench_prints_modbus_and_opcua_figures():
+def test_bench_prints_modbus_and_opcua_figures_beside_neurons():
     out = subprocess.run(
         [sys.executable, "-m", "shopfloor.edge.bench", "--seconds", "1", "--devices", "2",
          "--tags", "5", "--opcua-tags", "5"], capture_output=True, text=True, timeout=100)
@@ -19,6 +20,18 @@ def test_bench_prints_modbus_and_opcua_figures():
     lines = out.stdout.splitlines()
     assert lines[0].startswith("modbus polling   2 devices x 5 tags"), out.stdout
     assert lines[1].startswith("opcua subscribe  5 tags"), out.stdout
-    for line in lines:
-        rate = float(line.split(": ")[1].split(" tags/s")[0].replace(",", ""))
-        assert rate > 0, line
+    for line in lines[:2]:
+        figures = line.split(": ", 1)[1]
+        rate = float(figures.split(" tags/s")[0].replace(",", ""))
+        cpu = float(figures.split(", ")[1].split(" CPU-s")[0])
+        assert rate > 0 and cpu > 0, line
+        assert line.endswith("x Neuron)"), line
+    assert lines[2].startswith("EMQ Neuron") and lines[2].endswith(
+        "15,000 tags/s, 0.0827 CPU-s per 1,000 tags"), out.stdout
+    assert "1.24 CPU-s per s" in lines[3], out.stdout
+
+
+def test_bench_refuses_more_tags_than_a_simulated_plc_has():
+    out = subprocess.run([sys.executable, "-m", "shopfloor.edge.bench", "--tags", "113"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "has 112 tags" in out.stderr

@@ -1,18 +1,23 @@
 """OPC UA driver against the project's simulator on loopback: 5,000 monitored items on a
 server that accepts 1,000 per call, polling mode within MaxNodesPerRead, node ids in
-ns=/nsu=/numeric form and browse paths, an absolute-deadband data-change filter."""
+ns=/nsu=/numeric form and browse paths, absolute- and percent-deadband data-change
+filters (percent of the node's EURange)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from services import free_port
 
-from shopfloor.contract import DevicePath, Sample
+from shopfloor.contract import DevicePath, Sample, State
 from shopfloor.edge.config import OpcUaDevice
 from shopfloor.edge.opcua_driver import OpcUaDriver
+from shopfloor.simulators.machine import Event, Kind
 from shopfloor.simulators.opcua_machine import OpcUaMachine, ServerOptions
 from shopfloor.simulators.scenario import MachineSpec
 
@@ -34,6 +39,12 @@ class Sink:
     def latest(self) -> dict[str, Any]:
         return {s.tag: s.value for s in self.samples}
 
+    def history(self) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for s in self.samples:
+            out.setdefault(s.tag, []).append(s.value)
+        return out
+
 
 def machine(options: ServerOptions) -> OpcUaMachine:
     spec = MachineSpec(path=DevicePath("e", "s", "a", "l", "m"), protocol="opcua",
@@ -49,15 +60,26 @@ def device(url: str, tags: list[dict], **kw: Any) -> OpcUaDevice:
         "tags": tags, **kw})
 
 
-async def run_until(driver: OpcUaDriver, done: Any, timeout_s: float = 40) -> None:
+@contextlib.asynccontextmanager
+async def running(driver: OpcUaDriver, timeout_s: float = 40) -> AsyncIterator[None]:
+    """The driver runs for the body (at most ``timeout_s``), then is cancelled."""
     task = asyncio.create_task(driver.run())
     try:
         async with asyncio.timeout(timeout_s):
-            while not done():
-                await asyncio.sleep(0.05)
+            yield
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def wait_for(done: Any) -> None:
+    while not done():
+        await asyncio.sleep(0.05)
+
+
+async def run_until(driver: OpcUaDriver, done: Any, timeout_s: float = 40) -> None:
+    async with running(driver, timeout_s):
+        await wait_for(done)
 
 
 def test_5000_monitored_items_on_a_server_accepting_1000_per_call():
@@ -150,27 +172,50 @@ async def _deadband() -> None:
         dev = device(sim.url, tags, filter={"trigger": "StatusValue",
                                             "deadband_type": "absolute", "deadband_value": 5})
         driver = OpcUaDriver(dev, sink, heartbeat_s=600)
-        task = asyncio.create_task(driver.run())
-        try:
-            async with asyncio.timeout(20):
-                while len(sink.latest()) < 2:
-                    await asyncio.sleep(0.05)
-                for v in (2.0, 4.0, 20.0):  # 2 and 4 are within 5 of 0; 20 is not
-                    await sim.write_extra(0, v)
-                    await sim.write_extra(1, v + 1)
-                    await asyncio.sleep(0.3)  # > sampling interval: each write is sampled
-                while sink.latest().get("filtered") != 20.0 or sink.latest()["plain"] != 21.0:
-                    await asyncio.sleep(0.05)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        async with running(driver, 20):
+            await wait_for(lambda: len(sink.latest()) == 2)
+            for v in (2.0, 4.0, 20.0):  # 2 and 4 are within 5 of 0; 20 is not
+                await sim.write_extra(0, v)
+                await sim.write_extra(1, v + 1)
+                await asyncio.sleep(0.3)  # > sampling interval: each write is sampled
+            await wait_for(lambda: sink.latest() == {"filtered": 20.0, "plain": 21.0})
     finally:
         await sim.stop()
-    by_tag: dict[str, list] = {}
-    for s in sink.samples:
-        by_tag.setdefault(s.tag, []).append(s.value)
-    assert by_tag["filtered"] == [0.0, 20.0]
-    assert by_tag["plain"] == [1.0, 3.0, 5.0, 21.0]
+    assert sink.history() == {"filtered": [0.0, 20.0], "plain": [1.0, 3.0, 5.0, 21.0]}
+
+
+def test_percent_deadband_is_a_share_of_each_nodes_eu_range():
+    asyncio.run(_percent())
+
+
+async def _percent() -> None:
+    # 5 %: Var0's EURange is 0..400 -> 20 units; SpindleLoad's 0..100 -> 5 units.
+    # PartCount has no EURange: every change is reported (and counted as an error).
+    sim = machine(ServerOptions(extra_variables=1, extra_eu_range=(0.0, 400.0)))
+    await sim.start()
+    try:
+        tags = [{"name": "wide", "node": "ns=2;s=m.Var0"},
+                {"name": "load", "node": "ns=2;s=m.SpindleLoad"},
+                {"name": "parts", "node": "ns=2;s=m.PartCount"}]
+        sink = Sink()
+        dev = device(sim.url, tags, filter={"trigger": "StatusValue",
+                                            "deadband_type": "percent", "deadband_value": 5})
+        driver = OpcUaDriver(dev, sink, heartbeat_s=600)
+        async with running(driver, 20):
+            await wait_for(lambda: len(sink.latest()) == 3)
+            # 10 and 45 are within 20 of the last value; 3 and 12 within 5
+            for parts, (wide, load) in enumerate([(10, 3), (35, 9), (45, 12), (0, 4)], 1):
+                ts = time.time_ns() // 1000 * 1000
+                await sim.write_extra(0, wide)
+                await sim.apply(Event(0, Kind.VALUE, State.PRODUCING, 0, 0, load), ts)
+                await sim.apply(Event(0, Kind.PART, State.PRODUCING, parts, 0, load), ts)
+                await asyncio.sleep(0.3)  # > sampling interval: each write is sampled
+            await wait_for(lambda: sink.latest() == {"wide": 0.0, "load": 4.0, "parts": 4})
+    finally:
+        await sim.stop()
+    assert sink.history() == {"wide": [0.0, 35.0, 0.0], "load": [0.0, 9.0, 4.0],
+                      "parts": [0, 1, 2, 3, 4]}
+    assert driver.errors == 1  # PartCount: no EURange
 
 
 @pytest.mark.parametrize("mode", ["subscribe", "poll"])
