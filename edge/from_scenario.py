@@ -18,7 +18,8 @@ def _id(node: Any) -> str:
     return node["id"] if isinstance(node, dict) else str(node)
 
 
-def _opcua_tags(machine: str) -> list[dict[str, Any]]:
+def _opcua_tags(machine: str, product: bool = False) -> list[dict[str, Any]]:
+    """The simulator's variables; ``product``: also its ``Product`` (machines with products)."""
     return [
         {"name": "state", "signal": "state", "map": dict(STATE_MAP),
          "node": f"ns=2;s={machine}.State"},
@@ -27,10 +28,12 @@ def _opcua_tags(machine: str) -> list[dict[str, Any]]:
         {"name": "reject_count", "signal": "reject_count", "bits": 32,
          "node": f"ns=2;s={machine}.RejectCount"},
         {"name": "spindle_load", "unit": "%", "node": f"ns=2;s={machine}.SpindleLoad"},
-    ]
+    ] + ([{"name": "product", "signal": "product", "node": f"ns=2;s={machine}.Product"}]
+         if product else [])
 
 
-def _modbus_tags() -> list[dict[str, Any]]:
+def _modbus_tags(product: bool = False) -> list[dict[str, Any]]:
+    """The simulator's registers; ``product``: also its product id (registers 7-10)."""
     def reg(address: int, type_: str) -> dict[str, Any]:
         return {"table": "holding", "address": address, "type": type_, "word_order": "ABCD"}
 
@@ -42,7 +45,8 @@ def _modbus_tags() -> list[dict[str, Any]]:
         {"name": "reject_count", "signal": "reject_count", "bits": 32,
          "register": reg(3, "uint32")},
         {"name": "spindle_load", "unit": "%", "register": reg(5, "float32")},
-    ]
+    ] + ([{"name": "product", "signal": "product",
+           "register": {**reg(7, "string"), "length": 4}}] if product else [])
 
 
 def edge_config_from_scenario(scenario: dict[str, Any], *, agent_id: str, mqtt: dict[str, Any],
@@ -50,12 +54,14 @@ def edge_config_from_scenario(scenario: dict[str, Any], *, agent_id: str, mqtt: 
     """Every machine of the scenario becomes a device of one edge agent."""
     enterprise, site = _id(scenario["enterprise"]), _id(scenario["site"])
     default_host = scenario.get("host") or DEFAULT_HOST
+    default_products = (scenario.get("defaults") or {}).get("products")
     devices: list[dict[str, Any]] = []
     for area in scenario.get("areas") or []:
         for line in area.get("lines") or []:
             for m in line.get("machines") or []:
                 machine = str(m["id"])
                 host = m.get("host") or default_host
+                product = bool(m.get("products") or default_products)
                 device: dict[str, Any] = {
                     "id": machine,
                     "path": {"enterprise": enterprise, "site": site,
@@ -65,10 +71,10 @@ def edge_config_from_scenario(scenario: dict[str, Any], *, agent_id: str, mqtt: 
                 if m["protocol"] == "opcua":
                     device.update(endpoint=f"opc.tcp://{host}:{m['port']}",
                                   sampling_interval_ms=50, queue_size=100,
-                                  tags=_opcua_tags(machine))
+                                  tags=_opcua_tags(machine, product))
                 elif m["protocol"] == "modbus":
                     device.update(host=host, port=int(m["port"]), unit=1, poll_s=0.05,
-                                  timeout_s=1.0, tags=_modbus_tags())
+                                  timeout_s=1.0, tags=_modbus_tags(product))
                 else:
                     raise ValueError(f"machine {machine}: unknown protocol {m['protocol']!r}")
                 devices.append(device)

@@ -115,10 +115,7 @@ def equipment_totals(reader: SampleReader, asset: Asset, t0: int, t1: int,
             out.reject_ideal_s = ict * out.reject
             out.startup_reject_ideal_s = ict * out.startup_reject
     else:  # per product: each counter increase at the ICT of the product then running
-        product = reader.read(asset.device, SIGNAL_PRODUCT, t0, t1)
-        p_ict = cycle_times(parts.ts, product, eq.ideal_cycle_times_s, eq.ideal_cycle_time_s)
-        r_ict = cycle_times(rejects.ts, product, eq.ideal_cycle_times_s,
-                            eq.ideal_cycle_time_s)
+        p_ict, r_ict = sample_cycle_times(reader, asset, t0, t1, parts.ts, rejects.ts)
         p_deltas = kernels.counter_deltas(parts.value, bits)
         if np.isnan(p_ict[p_deltas > 0]).any() or np.isnan(r_ict[deltas > 0]).any():
             out.without_cycle_time.append(asset.id)
@@ -129,6 +126,21 @@ def equipment_totals(reader: SampleReader, asset: Asset, t0: int, t1: int,
     if len(states.ts) == 0:
         out.without_data.append(asset.id)
     return out
+
+
+def sample_cycle_times(reader: SampleReader, asset: Asset, t0: int, t1: int,
+                       *ts: np.ndarray) -> list[np.ndarray]:
+    """For each array of sample times in [t0, t1), the ideal cycle time in force at each:
+    per product (``ideal_cycle_times_s`` and the ``product`` signal) when the equipment
+    has product cycle times, else its ``ideal_cycle_time_s``; NaN where none is known."""
+    assert asset.device is not None and asset.equipment is not None
+    eq = asset.equipment
+    if not eq.ideal_cycle_times_s:
+        single = np.nan if eq.ideal_cycle_time_s is None else eq.ideal_cycle_time_s
+        return [np.full(len(t), single) for t in ts]
+    product = reader.read(asset.device, SIGNAL_PRODUCT, t0, t1)
+    return [cycle_times(t, product, eq.ideal_cycle_times_s, eq.ideal_cycle_time_s)
+            for t in ts]
 
 
 def cycle_times(ts: np.ndarray, product: Series, by_product: dict[str, float],

@@ -201,6 +201,12 @@ def registry_from_csv(path: Path | str) -> dict[str, Any]:
 def registry_from_scenario(scenario: dict[str, Any], cluster_id: str = "demo-cluster") -> dict:
     """A registry document for the plant a simulator scenario describes."""
     defaults = scenario.get("defaults", {})
+
+    def cycle_times(m: dict[str, Any]) -> dict[str, Any]:  # per product, if it has any
+        products = m.get("products") or defaults.get("products") or []
+        return {"ideal_cycle_times_s": {str(p["id"]): float(p["ideal_cycle_time_s"])
+                                        for p in products}} if products else {}
+
     ent, site = scenario["enterprise"], scenario["site"]
     workshops = []
     for area in scenario["areas"]:
@@ -210,6 +216,7 @@ def registry_from_scenario(scenario: dict[str, Any], cluster_id: str = "demo-clu
                 {"id": m["id"], "name": m.get("name", m["id"]),
                  "ideal_cycle_time_s": m.get("ideal_cycle_time_s",
                                              defaults.get("ideal_cycle_time_s", 1.0)),
+                 **cycle_times(m),
                  "counter_bits": 32, "digital": True,
                  "numerically_controlled": m["protocol"] == "opcua", "key_process": True}
                 for m in line["machines"]

@@ -13,7 +13,7 @@ from shopfloor.contract import SIGNAL_PART_COUNT, SIGNAL_REJECT_COUNT, SIGNAL_ST
 from shopfloor.gateway.store import SampleReader
 from shopfloor.server import calendar, kernels
 from shopfloor.server.calendar import CalendarConfig
-from shopfloor.server.oee import NEVER_STALE, Totals, report, state_codes
+from shopfloor.server.oee import NEVER_STALE, Totals, report, sample_cycle_times, state_codes
 from shopfloor.server.registry import Asset
 
 HOUR_NS = 3600 * 10**9
@@ -73,6 +73,7 @@ def trend(reader: SampleReader, equipment: list[Asset], t0: int, t1: int, stale_
     nb = len(starts)
     state_ns = np.zeros((nb, kernels.N_STATES), dtype=np.int64)
     total, reject, ideal = np.zeros(nb), np.zeros(nb), np.zeros(nb)
+    without_ict: list[str] = []
     steps = calendar.steps(cal, t0, t1) if cal is not None else None
     for a in equipment:
         assert a.device is not None and a.equipment is not None
@@ -86,15 +87,19 @@ def trend(reader: SampleReader, equipment: list[Asset], t0: int, t1: int, stale_
         bits = a.equipment.counter_bits
         p = reader.read(a.device, SIGNAL_PART_COUNT, t0, t1)
         r = reader.read(a.device, SIGNAL_REJECT_COUNT, t0, t1)
-        n = _per_bucket(p.ts, kernels.counter_deltas(p.value, bits), starts, ends)
-        total += n
+        deltas = kernels.counter_deltas(p.value, bits)
+        total += _per_bucket(p.ts, deltas, starts, ends)
         reject += _per_bucket(r.ts, kernels.counter_deltas(r.value, bits), starts, ends)
-        ideal += (a.equipment.ideal_cycle_time_s or 0.0) * n
+        # each part at the ideal cycle time of the product then running (as /oee)
+        (ict,) = sample_cycle_times(reader, a, t0, t1, p.ts)
+        ideal += _per_bucket(p.ts, np.nan_to_num(ict * deltas), starts, ends)
+        if np.isnan(ict[deltas > 0]).any():
+            without_ict.append(a.id)
     out = []
     for j in range(nb):
         tot = Totals(state_ns=state_ns[j], total=float(total[j]),
                      reject=float(min(reject[j], total[j])), ideal_s=float(ideal[j]),
-                     equipment=len(equipment))
+                     equipment=len(equipment), without_cycle_time=without_ict)
         doc = report(tot)
         out.append({"start": int(starts[j]), "end": int(ends[j]), "label": labels[j],
                     **{k: doc[k] for k in ("availability", "performance", "quality", "oee",

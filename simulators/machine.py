@@ -8,6 +8,11 @@ four stop states, later ones a seeded weighted choice. A part completes after
 every ``ideal_cycle_time_s * speed_factor`` seconds of PRODUCING (progress
 survives stops) and is a reject with probability ``reject_rate``. The process
 value (spindle load %) is refreshed every ``VALUE_PERIOD_S``.
+
+With ``products`` the machine starts on the first product and changes over to the
+next (cyclically) when a SETUP segment ends: from then on a part takes that product's
+``ideal_cycle_time_s * speed_factor``, and progress towards a part restarts from zero
+(the new product's first part is a fresh one). Events carry the product being made.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class Event:
     reject_count: int
     spindle_load: float
     reject: bool = False  # for PART events: this part is a reject
+    product: str | None = None  # the product being made (None: the machine has none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +72,8 @@ class MachineModel:
         self.spec = spec
         self.timeline = timeline
         self.seed = seed
-        self.cycle_s = spec.ideal_cycle_time_s * spec.speed_factor
+        ict = spec.products[0].ideal_cycle_time_s if spec.products else spec.ideal_cycle_time_s
+        self.cycle_s = ict * spec.speed_factor  # the first product's
 
     def _rng(self, stream: str) -> random.Random:
         # str seeds are hashed with SHA-512: stable across processes and runs.
@@ -137,23 +144,31 @@ class MachineModel:
         progress = 0.0  # seconds of PRODUCING towards the next part
         load = 0.0
         tick = 1  # next process-value tick index (tick 0 coincides with the first state)
+        products, k, changeover = self.spec.products, 0, False
+        product = products[0].id if products else None
+        cycle = self.cycle_s
         for seg in self.segments():
+            if changeover:  # the SETUP before this segment changed the product over
+                k = (k + 1) % len(products)
+                product, progress = products[k].id, 0.0
+                cycle = products[k].ideal_cycle_time_s * self.spec.speed_factor
+            changeover = bool(products) and seg.state is State.SETUP
             load = self._spindle(value_rng, seg.state)
-            yield Event(seg.start, Kind.STATE, seg.state, parts, rejects, load)
+            yield Event(seg.start, Kind.STATE, seg.state, parts, rejects, load, product=product)
             pending: list[tuple[float, Kind]] = []
             if seg.state is State.PRODUCING:
                 # Parts complete strictly inside [start, end); a part due exactly at
                 # the end completes when PRODUCING resumes.
-                first = seg.start + (self.cycle_s - progress)
+                first = seg.start + (cycle - progress)
                 n = 0
-                while first + n * self.cycle_s < seg.end:
-                    pending.append((first + n * self.cycle_s, Kind.PART))
+                while first + n * cycle < seg.end:
+                    pending.append((first + n * cycle, Kind.PART))
                     n += 1
                 if n:
                     progress = seg.end - pending[-1][0]
                 else:
                     progress += seg.end - seg.start
-                progress = min(progress, self.cycle_s)
+                progress = min(progress, cycle)
             while tick * VALUE_PERIOD_S <= seg.start:
                 tick += 1
             for t, kind in heapq.merge(pending, self._ticks(tick, seg.end)):
@@ -161,11 +176,11 @@ class MachineModel:
                     reject = parts_rng.random() < self.spec.reject_rate
                     parts += 1
                     rejects += reject
-                    yield Event(t, kind, seg.state, parts, rejects, load, reject)
+                    yield Event(t, kind, seg.state, parts, rejects, load, reject, product)
                 else:
                     tick += 1
                     load = self._spindle(value_rng, seg.state)
-                    yield Event(t, kind, seg.state, parts, rejects, load)
+                    yield Event(t, kind, seg.state, parts, rejects, load, product=product)
 
     @staticmethod
     def _ticks(first: int, end: float) -> Iterator[tuple[float, Kind]]:

@@ -11,6 +11,7 @@ Holding registers, the machine:
 | 1-2 | part count (good + reject, cumulative) | uint32, word order ABCD |
 | 3-4 | reject count (cumulative) | uint32 ABCD |
 | 5-6 | spindle load % | float32 ABCD |
+| 7-10 | product id (empty without ``products``) | string, 8 ASCII chars, ABCD, NUL padded |
 
 Type test bank (fixed values, for commissioning a reader's types and byte orders):
 holding and input registers from ``BANK_START`` (100) hold every type of ``BANK_VALUES``
@@ -43,7 +44,9 @@ REG_STATE = 0
 REG_PART_COUNT = 1
 REG_REJECT_COUNT = 3
 REG_SPINDLE_LOAD = 5
-REGISTER_COUNT = 7
+REG_PRODUCT = 7
+PRODUCT_REGISTERS = 4  # 8 characters
+REGISTER_COUNT = 11
 _WRITE_MULTIPLE = 16  # function code used to address the holding registers
 SERIAL_LINE = {"baudrate": 19200, "bytesize": 8, "parity": "N", "stopbits": 1}
 
@@ -88,10 +91,16 @@ def float32_words(value: float) -> list[int]:
     return encode(value, "float32")
 
 
+def product_words(product: str | None) -> list[int]:
+    """A product id as the 4 registers of ``REG_PRODUCT`` (empty: all zero)."""
+    return encode(product or "", "string", "ABCD", PRODUCT_REGISTERS)
+
+
 def registers(ev: Event) -> list[int]:
-    """The full register image (0..6) of a machine snapshot."""
+    """The full register image (0..10) of a machine snapshot."""
     return ([DEVICE_STATE_CODES[ev.state]] + uint32_words(ev.part_count)
-            + uint32_words(ev.reject_count) + float32_words(ev.spindle_load))
+            + uint32_words(ev.reject_count) + float32_words(ev.spindle_load)
+            + product_words(ev.product))
 
 
 def _f32(v: float) -> float:
@@ -225,6 +234,8 @@ class ModbusMachine:
     async def apply(self, ev: Event, ts_ns: int) -> None:
         del ts_ns  # Modbus carries no timestamps: the reader stamps its read time
         if ev.kind is Kind.STATE:
+            if ev.product is not None:  # before the state, like the OPC UA machine
+                await self._set(REG_PRODUCT, product_words(ev.product))
             await self._set(REG_STATE, [DEVICE_STATE_CODES[ev.state]])
             await self._set(REG_SPINDLE_LOAD, float32_words(ev.spindle_load))
         elif ev.kind is Kind.PART:

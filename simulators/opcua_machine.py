@@ -4,8 +4,9 @@ Namespace ``urn:shopfloor:sim`` (index 2); under Objects an object named after
 the machine (``ns=2;s={machine}``) with the variables ``ns=2;s={machine}.State``
 (Int32 device state code), ``.PartCount`` (UInt32), ``.RejectCount`` (UInt32) and
 ``.SpindleLoad`` (Double, an analog item: its ``EURange`` property is 0..100, so a client
-can ask for a percent deadband). Every write carries the event time as SourceTimestamp
-and ServerTimestamp.
+can ask for a percent deadband). A machine with ``products`` also serves
+``ns=2;s={machine}.Product`` (String, the product being made). Every write carries the
+event time as SourceTimestamp and ServerTimestamp.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ VARIABLES: dict[str, ua.VariantType] = {
     "SpindleLoad": ua.VariantType.Double,
 }
 EU_RANGES: dict[str, tuple[float, float]] = {"SpindleLoad": (0.0, 100.0)}
+PRODUCT = "Product"  # served only by machines with products
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -141,6 +143,11 @@ class OpcUaMachine:
             self._nodes[name] = var.nodeid
             if name in EU_RANGES:
                 await _add_eu_range(var, EU_RANGES[name])
+        if self.spec.products:
+            var = await obj.add_variable(
+                ua.NodeId(f"{machine}.{PRODUCT}", idx), ua.QualifiedName(PRODUCT, idx),
+                ua.Variant(self.spec.products[0].id, ua.VariantType.String))
+            self._nodes[PRODUCT] = var.nodeid
         for i in range(self.options.extra_variables):
             var = await obj.add_variable(ua.NodeId(f"{machine}.Var{i}", idx),
                                          ua.QualifiedName(f"Var{i}", idx), float(i))
@@ -192,14 +199,17 @@ class OpcUaMachine:
         iserver.subscription_service.create_monitored_items = limited_create  # type: ignore[method-assign]
         iserver.attribute_service.read = limited_read  # type: ignore[method-assign]
 
-    async def _write(self, name: str, value: float | int, when: datetime) -> None:
-        dv = ua.DataValue(ua.Variant(value, VARIABLES[name]),
+    async def _write(self, name: str, value: float | int | str, when: datetime) -> None:
+        vtype = ua.VariantType.String if name == PRODUCT else VARIABLES[name]
+        dv = ua.DataValue(ua.Variant(value, vtype),
                           SourceTimestamp=when, ServerTimestamp=when)
         await self._server.write_attribute_value(self._nodes[name], dv)
 
     async def apply(self, ev: Event, ts_ns: int) -> None:
         when = ns_to_datetime(ts_ns)
         if ev.kind is Kind.STATE:
+            if ev.product is not None and PRODUCT in self._nodes:  # before the state
+                await self._write(PRODUCT, ev.product, when)
             await self._write("State", DEVICE_STATE_CODES[ev.state], when)
             await self._write("SpindleLoad", ev.spindle_load, when)
         elif ev.kind is Kind.PART:

@@ -135,7 +135,8 @@ class Simulation:
                     self._truth.state(asset, m.state, m.since_ns, ts)
                 m.state, m.since_ns = ev.state, ts
             elif ev.kind is Kind.PART:
-                self._truth.part(asset, ts, ev.reject)
+                self._truth.part(asset, ts, ev.reject, ev.product,
+                                 m.spec.ideal_cycle_time(ev.product) if ev.product else None)
         await self._sleep_until(self.end_s)
 
     async def run(self) -> None:

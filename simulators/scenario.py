@@ -47,6 +47,13 @@ class Durations(Strict):
         return v
 
 
+class Product(Strict):
+    """A product the machine makes; its id is served as an 8-character string."""
+
+    id: Annotated[str, Field(pattern=r"^[!-~]{1,8}$")]  # printable ASCII, no spaces
+    ideal_cycle_time_s: Annotated[float, Field(gt=0)]
+
+
 class Params(Strict):
     """Machine parameters; every one may be set in ``defaults`` or per machine."""
 
@@ -56,6 +63,16 @@ class Params(Strict):
     durations_s: Durations | None = None
     # optional: the PLC's counters restart from zero at this time (s since t0)
     counter_reset_at_s: Annotated[float, Field(ge=0)] | None = None
+    # optional: products in changeover order; each SETUP switches to the next (cyclically)
+    products: Annotated[list[Product], Field(min_length=1)] | None = None
+
+    @field_validator("products")
+    @classmethod
+    def _unique_products(cls, v: list[Product] | None) -> list[Product] | None:
+        ids = [p.id for p in v or []]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"product ids must be unique, got {ids}")
+        return v
 
 
 class Machine(Params):
@@ -107,6 +124,7 @@ class MachineSpec:
     durations_s: dict[State, Range]
     counter_reset_at_s: float | None = None
     serial_port: str | None = None  # modbus: serve RTU on this serial device, not TCP
+    products: tuple[Product, ...] = ()  # empty: one product at ideal_cycle_time_s
 
     @property
     def id(self) -> str:
@@ -115,6 +133,11 @@ class MachineSpec:
     @property
     def asset_id(self) -> str:
         return self.path.asset_id
+
+    def ideal_cycle_time(self, product: str | None) -> float:
+        """The ideal cycle time of ``product``; the machine's for an unknown one (or None)."""
+        return next((p.ideal_cycle_time_s for p in self.products if p.id == product),
+                    self.ideal_cycle_time_s)
 
     @property
     def endpoint(self) -> str:
@@ -176,6 +199,7 @@ class Scenario(Strict):
                         durations_s=durations,
                         counter_reset_at_s=(m.counter_reset_at_s if m.counter_reset_at_s
                                             is not None else d.counter_reset_at_s),
+                        products=tuple(m.products or d.products or ()),
                     ))
         return out
 

@@ -3,7 +3,8 @@
 Definitions (ARCHITECTURE.md, ISO 22400-2), per window [start_ns, end_ns):
 PBT = window - PLANNED_STOP - NO_SHIFT (- OFFLINE: window time the log does not
 cover, e.g. before t0 or after the run); A = PRODUCING / PBT;
-P = ICT x total / PRODUCING; Q = good / total; OEE = A x P x Q. Several machines:
+P = ideal production time (the sum of each part's ICT: its product's, or the
+machine's) / PRODUCING; Q = good / total; OEE = A x P x Q. Several machines:
 times, counts and ideal production time are summed first, then the ratios are
 taken (never an average of ratios). A ratio with a zero denominator is None.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,10 @@ class MachineTruth:
     intervals: list[Interval] = field(default_factory=list)  # sorted by start
     part_ts: list[int] = field(default_factory=list)  # sorted
     reject_ts: list[int] = field(default_factory=list)  # sorted
+    # each part's / reject's ideal cycle time (s), parallel to part_ts / reject_ts; empty
+    # when every part is at ``ideal_cycle_time_s`` (a machine without products)
+    part_ict: list[float] = field(default_factory=list)
+    reject_ict: list[float] = field(default_factory=list)
 
     def state_at(self, ts_ns: int) -> State | None:
         """The state served at ``ts_ns``, None outside the logged intervals."""
@@ -56,6 +62,13 @@ class MachineTruth:
             return bisect.bisect_left(ts, end_ns) - bisect.bisect_left(ts, start_ns)
 
         return between(self.part_ts), between(self.reject_ts)
+
+    def ideal_s(self, start_ns: int, end_ns: int, rejects: bool = False) -> float:
+        """Ideal production time (s) of the parts (or rejects) with start_ns <= ts < end_ns:
+        the sum of each one's ideal cycle time."""
+        ts, icts = (self.reject_ts, self.reject_ict) if rejects else (self.part_ts, self.part_ict)
+        i, j = bisect.bisect_left(ts, start_ns), bisect.bisect_left(ts, end_ns)
+        return math.fsum(icts[i:j]) if icts else self.ideal_cycle_time_s * (j - i)
 
     def times_ns(self, start_ns: int, end_ns: int) -> dict[State, int]:
         """Nanoseconds per state within the window; time no interval covers is OFFLINE."""
@@ -87,7 +100,8 @@ class MachineTruth:
             else:
                 cuts.append((a, b, None))
         out = MachineTruth(self.asset_id, self.ideal_cycle_time_s, self.info,
-                           part_ts=self.part_ts, reject_ts=self.reject_ts)
+                           part_ts=self.part_ts, reject_ts=self.reject_ts,
+                           part_ict=self.part_ict, reject_ict=self.reject_ict)
         for a, b, override in cuts:
             state = override or self.state_at(a) or State.OFFLINE  # unlogged: OFFLINE
             last = out.intervals[-1] if out.intervals else None
@@ -110,13 +124,14 @@ class MachineTruth:
         return out
 
     def loss_quantities(self, start_ns: int, end_ns: int, small_ns: int,
-                        startup_ns: int) -> dict[str, int]:
+                        startup_ns: int) -> dict[str, float]:
         """Stop episodes and rejects of one machine in the window (METRICS.md): small
         stops are IDLE/DOWN right after PRODUCING and shorter than ``small_ns``; other
         DOWN is failure; rejects within ``startup_ns`` after a SETUP are start-up rejects.
         Times are clipped to the window, counts are of episodes starting in it."""
-        q = dict.fromkeys(("small_ns", "small_count", "failure_ns", "failure_count",
-                           "setup_count", "startup_reject"), 0)
+        q: dict[str, float] = dict.fromkeys((
+            "small_ns", "small_count", "failure_ns", "failure_count", "setup_count",
+            "startup_reject", "startup_reject_ideal_s"), 0)
         eps = self.episodes()
         for j, ep in enumerate(eps):
             prev = eps[j - 1].state if j else None
@@ -136,6 +151,7 @@ class MachineTruth:
                 if hi > lo:
                     q["startup_reject"] += (bisect.bisect_left(self.reject_ts, hi)
                                             - bisect.bisect_left(self.reject_ts, lo))
+                    q["startup_reject_ideal_s"] += self.ideal_s(lo, hi, rejects=True)
         return q
 
 
@@ -179,7 +195,7 @@ class Truth:
             n, r = m.count(start_ns, end_ns)
             total += n
             reject += r
-            ideal_s += m.ideal_cycle_time_s * n
+            ideal_s += m.ideal_s(start_ns, end_ns)
         window_ns = max(end_ns - start_ns, 0) * len(ids)
         pbt_ns = (window_ns - times[State.PLANNED_STOP] - times[State.NO_SHIFT]
                   - times[State.OFFLINE])
@@ -215,8 +231,8 @@ class Truth:
                                    round(startup_s * NS))
             for k, v in mq.items():
                 q[k] += v
-            reject_ideal += m.ideal_cycle_time_s * m.count(start_ns, end_ns)[1]
-            startup_ideal += m.ideal_cycle_time_s * mq["startup_reject"]
+            reject_ideal += m.ideal_s(start_ns, end_ns, rejects=True)
+            startup_ideal += mq["startup_reject_ideal_s"]
         t = base["times_s"]
         apt = t["PRODUCING"]
         failures = q["failure_ns"] / NS
@@ -244,6 +260,14 @@ class Truth:
 
 def _ratio(num: float, den: float) -> float | None:
     return num / den if den > 0 else None
+
+
+def _sorted(ts: list[int], icts: list[float]) -> tuple[list[int], list[float]]:
+    """``ts`` sorted, with ``icts`` (parallel, or empty) in the same order."""
+    if not icts:
+        return sorted(ts), icts
+    pairs = sorted(zip(ts, icts, strict=True))
+    return [t for t, _ in pairs], [v for _, v in pairs]
 
 
 def load_truth(path: Path | str) -> Truth:
@@ -276,12 +300,17 @@ def load_truth(path: Path | str) -> Truth:
             m.part_ts.append(int(rec["ts"]))
             if rec["reject"]:
                 m.reject_ts.append(int(rec["ts"]))
+            if "products" in m.info:  # older logs and machines without products: no ICTs
+                ict = float(rec.get("ideal_cycle_time_s") or m.ideal_cycle_time_s)
+                m.part_ict.append(ict)
+                if rec["reject"]:
+                    m.reject_ict.append(ict)
         else:
             raise ValueError(f"{path}:{no}: unknown record type {kind!r}")
     if header is None:
         raise ValueError(f"{path}: no scenario record")
     for m in machines.values():
         m.intervals.sort(key=lambda iv: iv.start)
-        m.part_ts.sort()
-        m.reject_ts.sort()
+        m.part_ts, m.part_ict = _sorted(m.part_ts, m.part_ict)
+        m.reject_ts, m.reject_ict = _sorted(m.reject_ts, m.reject_ict)
     return Truth(header, machines)

@@ -6,7 +6,9 @@ Records (timestamps are integer ns since the epoch, the ones the servers serve):
   "shift_start","shift_end","t0"}``
 - ``{"type":"state","machine":ASSET_ID,"state":NAME,"start":ns,"end":ns}`` when an
   interval ends
-- ``{"type":"part","machine":ASSET_ID,"ts":ns,"reject":bool}`` per part
+- ``{"type":"part","machine":ASSET_ID,"ts":ns,"reject":bool}`` per part; on a machine
+  with ``products`` (listed with their ideal cycle times in its scenario entry) also
+  ``"product":ID,"ideal_cycle_time_s":s``, the product the part is of and its ICT
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class TruthWriter:
                 "asset_id": m.asset_id, "protocol": m.protocol, "host": m.host,
                 "port": m.port, "ideal_cycle_time_s": m.ideal_cycle_time_s,
                 "speed_factor": m.speed_factor, "reject_rate": m.reject_rate,
+                **({"products": [p.model_dump() for p in m.products]} if m.products else {}),
             } for m in machines],
             "shift_start": shift_start, "shift_end": shift_end, "t0": t0,
         })
@@ -50,8 +53,12 @@ class TruthWriter:
         self._write({"type": "state", "machine": machine, "state": state.value,
                      "start": start, "end": end})
 
-    def part(self, machine: str, ts: int, reject: bool) -> None:
-        self._write({"type": "part", "machine": machine, "ts": ts, "reject": reject})
+    def part(self, machine: str, ts: int, reject: bool, product: str | None = None,
+             ideal_cycle_time_s: float | None = None) -> None:
+        rec: dict[str, Any] = {"type": "part", "machine": machine, "ts": ts, "reject": reject}
+        if product is not None:
+            rec.update(product=product, ideal_cycle_time_s=ideal_cycle_time_s)
+        self._write(rec)
 
     def close(self) -> None:
         if self._file is not None:
