@@ -73,7 +73,7 @@ def trend(reader: SampleReader, equipment: list[Asset], t0: int, t1: int, stale_
     nb = len(starts)
     state_ns = np.zeros((nb, kernels.N_STATES), dtype=np.int64)
     total, reject, ideal = np.zeros(nb), np.zeros(nb), np.zeros(nb)
-    without_ict: list[str] = []
+    without_ict: list[list[str]] = [[] for _ in range(nb)]  # per bucket
     steps = calendar.steps(cal, t0, t1) if cal is not None else None
     for a in equipment:
         assert a.device is not None and a.equipment is not None
@@ -93,13 +93,14 @@ def trend(reader: SampleReader, equipment: list[Asset], t0: int, t1: int, stale_
         # each part at the ideal cycle time of the product then running (as /oee)
         (ict,) = sample_cycle_times(reader, a, t0, t1, p.ts)
         ideal += _per_bucket(p.ts, np.nan_to_num(ict * deltas), starts, ends)
-        if np.isnan(ict[deltas > 0]).any():
-            without_ict.append(a.id)
+        unknown = _per_bucket(p.ts, (np.isnan(ict) & (deltas > 0)).astype(float), starts, ends)
+        for j in np.flatnonzero(unknown):
+            without_ict[j].append(a.id)
     out = []
     for j in range(nb):
         tot = Totals(state_ns=state_ns[j], total=float(total[j]),
                      reject=float(min(reject[j], total[j])), ideal_s=float(ideal[j]),
-                     equipment=len(equipment), without_cycle_time=without_ict)
+                     equipment=len(equipment), without_cycle_time=without_ict[j])
         doc = report(tot)
         out.append({"start": int(starts[j]), "end": int(ends[j]), "label": labels[j],
                     **{k: doc[k] for k in ("availability", "performance", "quality", "oee",

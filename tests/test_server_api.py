@@ -202,3 +202,50 @@ def test_availability_never_exceeds_one_by_round_off():
     t.state_ns[STATE_CODES[State.NO_SHIFT]] = 901_749_038
     t.state_ns[STATE_CODES[State.OFFLINE]] = 959_191_865
     assert oee.report(t)["availability"] == 1.0
+
+
+def test_trend_uses_the_ideal_cycle_time_per_product(tmp_path):
+    # Two 1 h buckets around the hour H. A (ICT 0.5 s) until H-20 s, then B (2 s), then
+    # program 7 (no ICT of its own: the default 1 s, or none) from H+50 s. Bucket 1: 80 A
+    # + 5 B parts, ideal 50 s; bucket 2: 15 B + 10 of 7, ideal 40 s. One ICT of 1 s
+    # would give 85 s and 25 s.
+    h = T0 - T0 % (3600 * S) + 3600 * S
+    store = SqliteStore(tmp_path / "store.db")
+    rows = [(CNC, Sample("state", h - 150 * S, "PRODUCING"))]
+    rows += [(CNC, Sample("product", h + t * S, v)) for t, v in [(-110, "A"), (-20, "B"),
+                                                                  (50, 7)]]
+    rows += [(CNC, Sample("part_count", h + t * S, v))
+             for t, v in [(-101, 0), (-60, 80), (-10, 85), (30, 100), (90, 110)]]
+    rows += [(CNC, Sample("reject_count", h + t * S, v)) for t, v in [(-101, 0), (30, 3)]]
+    store.write(rows)
+    store.close()
+    reg = yaml.safe_load((SAMPLES / "registry.sample.yaml").read_text())
+    eq = reg["enterprises"][0]["sites"][0]["workshops"][0]["lines"][0]["equipment"][0]
+    eq.update(ideal_cycle_time_s=1.0, ideal_cycle_times_s={"A": 0.5, "B": 2.0})
+    cfg = ServerConfig.model_validate({
+        "registry": "registry.yaml", "store": {"embedded": {"path": str(tmp_path / "store.db")}},
+        "oee": {"stale_after_s": 1000}})
+    window = {"scope": "acme/plant1/machining/line1/cnc-01", "start": iso(h - 100 * S),
+              "end": iso(h + 100 * S)}
+    for default in (1.0, None):
+        eq["ideal_cycle_time_s"] = default
+        (tmp_path / "registry.yaml").write_text(yaml.safe_dump(reg))
+        with TestClient(create_app(cfg, tmp_path)) as c:
+            r = c.get("/api/v1/trend", params={**window, "granularity": "1h"})
+            assert r.status_code == 200, r.text
+            b1, b2 = r.json()["buckets"]
+            oee = c.get("/api/v1/oee", params=window).json()
+        assert [b["start"][11:19] for b in (b1, b2)] == ["08:58:20", "09:00:00"]
+        assert b1["counts"]["total"] == 85 and b2["counts"]["total"] == 25
+        assert b1["performance"] == pytest.approx((80 * 0.5 + 5 * 2.0) / 100)
+        assert "ideal_cycle_time_missing" not in b1["flags"]
+        if default is None:  # program 7's 10 parts have no ICT: left out, and flagged
+            assert b2["performance"] == pytest.approx(15 * 2.0 / 100)
+            assert "ideal_cycle_time_missing" in b2["flags"]
+            continue
+        assert b2["performance"] == pytest.approx((15 * 2.0 + 10 * 1.0) / 100)
+        assert b2["flags"] == []
+        # the buckets add up to /oee's answer for the window
+        assert oee["ideal_production_time_s"] == pytest.approx(90)
+        assert oee["performance"] == pytest.approx(
+            (b1["performance"] + b2["performance"]) / 2)
