@@ -133,10 +133,10 @@ async def _rtu(plc_port: str, edge_port: str) -> None:
     sim = machine(serial_port=plc_port)
     await sim.start()
     try:
-        await sim.apply(Event(0, Kind.STATE, State.PRODUCING, 0, 0, 61.5), 0)
+        await sim.apply(Event(0, Kind.STATE, State.PRODUCING, 0, 0, 61.5, product="FLANGE-2"), 0)
         await sim.apply(Event(1, Kind.PART, State.PRODUCING, 70_000, 3, 61.5, True), 0)
         picks = [e for e in BANK if e.order == "CDAB" and e.type in ("int32", "float64")]
-        tags = _modbus_tags() + [
+        tags = _modbus_tags(product=True) + [
             {"name": e.name, "register": {"table": e.table, "address": e.address,
                                           "type": e.type, "word_order": e.order}}
             for e in picks]
@@ -152,9 +152,11 @@ async def _rtu(plc_port: str, edge_port: str) -> None:
         await sim.stop()
     got = {name: s.value for name, s in sink.samples.items()}
     assert got == {"state": "PRODUCING", "part_count": 70_000, "reject_count": 3,
-                   "spindle_load": 61.5, "coil_100": BANK_BITS["coil"][100]} | {
+                   "spindle_load": 61.5, "product": "FLANGE-2",
+                   "coil_100": BANK_BITS["coil"][100]} | {
         e.name: e.value for e in picks}
     assert dev.where == f"modbus-rtu://{edge_port}/1"
-    # 0..6 in one read, the picks in 2 holding + 2 input reads (too far apart), the coil
+    # 0..10 (with the product) in one read, the picks in 2 holding + 2 input reads (too
+    # far apart), the coil
     assert driver.requests == sim.requests.total() == 1 + 2 + 2 + 1
     assert driver.errors == 0

@@ -20,7 +20,9 @@ from services import free_port
 
 from shopfloor.config import ConfigError
 from shopfloor.contract import State
+from shopfloor.edge.modbus_driver import decode
 from shopfloor.simulators.codes import DEVICE_STATE_BY_CODE, DEVICE_STATE_CODES
+from shopfloor.simulators.machine import Kind, MachineModel
 from shopfloor.simulators.runner import Simulation
 from shopfloor.simulators.scenario import Scenario
 from shopfloor.simulators.truth import Truth, load_truth
@@ -254,3 +256,68 @@ def test_longer_duration_stays_no_shift(tmp_path):
     assert press.intervals[0].state is State.NO_SHIFT
     assert press.intervals[1].state is State.PRODUCING
     assert press.intervals[1].start - truth.t0 == 200_000_000
+
+
+def test_products_are_served_and_logged(tmp_path):
+    """Both servers serve the product being made; the truth log gives each part its ICT."""
+    op, mp = free_port(), free_port()
+    doc = scenario_doc(op, mp)
+    # 6 s shift of <= 1.3 s PRODUCING + stop: four stops, so at least one SETUP
+    doc["defaults"]["durations_s"] = {"PRODUCING": [0.5, 0.8], "IDLE": [0.3, 0.5],
+                                      "DOWN": [0.3, 0.5], "SETUP": [0.3, 0.5],
+                                      "PLANNED_STOP": [0.3, 0.5]}
+    doc["defaults"]["products"] = [{"id": "SHAFT-1", "ideal_cycle_time_s": 0.1},
+                                   {"id": "FLANGE", "ideal_cycle_time_s": 0.2}]
+    scenario = Scenario.model_validate(doc)
+    truth_path = tmp_path / "truth.jsonl"
+    polls: list[tuple[int, int, str, str]] = []
+
+    async def main() -> tuple[str, str]:
+        sim = Simulation(scenario, truth_path)
+        await sim.start()
+        opc = Client(f"opc.tcp://127.0.0.1:{op}", timeout=5)
+        mb = AsyncModbusTcpClient("127.0.0.1", port=mp, timeout=5)
+        node = opc.get_node("ns=2;s=cnc-01.Product")
+
+        async def read() -> tuple[str, str]:
+            rr = await mb.read_holding_registers(7, count=4, device_id=1)
+            assert not rr.isError(), rr
+            return await node.read_value(), decode(rr.registers, "string")
+        try:
+            await opc.connect()
+            assert await mb.connect()
+            assert await node.read_data_type_as_variant_type() == ua.VariantType.String
+            run = asyncio.create_task(sim.run())
+            while not run.done():
+                before = time.time_ns()
+                served = await read()
+                polls.append((before, time.time_ns(), *served))
+                await asyncio.sleep(0.05)
+            await run
+            return await read()
+        finally:
+            await opc.disconnect()
+            mb.close()
+            await sim.close()
+
+    final = asyncio.run(asyncio.wait_for(main(), 60))
+    truth = load_truth(truth_path)
+    records = [json.loads(line) for line in truth_path.read_text().splitlines()]
+    ict = {"SHAFT-1": 0.1, "FLANGE": 0.2}
+    for i, (spec, asset) in enumerate(zip(scenario.machines(), (CNC, PRESS), strict=True)):
+        events = MachineModel(spec, scenario.timeline, scenario.seed).simulate(8.0)
+        changes = [e for e in events if e.kind is Kind.STATE]
+        assert len({e.product for e in changes}) == 2  # a changeover happened
+
+        def product_at(ts: int, changes=changes) -> str:
+            return [e.product for e in changes if truth.t0 + round(e.t * 1e9) <= ts][-1]
+
+        for before, after, *served in polls:
+            if before >= truth.t0:
+                assert served[i] in {product_at(before), product_at(after)}
+        assert final[i] == changes[-1].product
+        parts = [e for e in events if e.kind is Kind.PART]
+        logged = [r for r in records if r["type"] == "part" and r["machine"] == asset]
+        assert len(logged) == len(parts) == len(truth.machine(asset).part_ict) > 0
+        for ev, rec in zip(parts, logged, strict=True):
+            assert (rec["product"], rec["ideal_cycle_time_s"]) == (ev.product, ict[ev.product])

@@ -13,17 +13,17 @@ from hypothesis import strategies as st
 from shopfloor.contract import DevicePath, State
 from shopfloor.simulators.codes import SHIFT_STATES, STOP_STATES
 from shopfloor.simulators.machine import VALUE_PERIOD_S, Event, Kind, MachineModel
-from shopfloor.simulators.scenario import DEFAULT_DURATIONS, MachineSpec, Timeline
+from shopfloor.simulators.scenario import DEFAULT_DURATIONS, MachineSpec, Product, Timeline
 
 TIMELINE = Timeline(lead_in_s=3, duration_s=60, lead_out_s=3)
 
 
 def spec(machine: str = "cnc-01", *, ict: float = 0.5, speed: float = 1.1,
-         reject_rate: float = 0.05) -> MachineSpec:
+         reject_rate: float = 0.05, products: tuple[Product, ...] = ()) -> MachineSpec:
     return MachineSpec(path=DevicePath("acme", "plant1", "machining", "line1", machine),
                        protocol="opcua", host="127.0.0.1", port=4840,
                        ideal_cycle_time_s=ict, speed_factor=speed, reject_rate=reject_rate,
-                       durations_s=dict(DEFAULT_DURATIONS))
+                       durations_s=dict(DEFAULT_DURATIONS), products=products)
 
 
 def run(model: MachineModel) -> list[Event]:
@@ -147,3 +147,38 @@ def test_events_continue_in_no_shift_after_the_run():
     events = MachineModel(spec(), TIMELINE, 5).simulate(100.0)
     late = [e for e in events if e.t >= 63]
     assert late and all(e.state is State.NO_SHIFT and e.kind is not Kind.PART for e in late[1:])
+
+
+PRODUCTS = (Product(id="A", ideal_cycle_time_s=0.3), Product(id="B-2", ideal_cycle_time_s=0.9),
+            Product(id="C", ideal_cycle_time_s=0.6))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_products_change_over_at_each_setup_and_set_the_cycle(seed):
+    speed = 1.2
+    events = MachineModel(spec(products=PRODUCTS, speed=speed), TIMELINE, seed).simulate(80.0)
+    changes = state_changes(events)
+    assert events[0].product == "A"
+    # the product moves on (cyclically) exactly when a SETUP ends
+    k = 0
+    for prev, cur in pairwise(changes):
+        k += prev.state is State.SETUP
+        assert cur.product == PRODUCTS[k % 3].id, (prev, cur)
+    assert k >= 1  # the first four stops include a SETUP
+    assert all(e.product == changes[-1].product for e in events if e.t >= changes[-1].t)
+    # within a product run, parts come every ICT x speed; a changeover starts a fresh part
+    fresh = 0
+    for i, (a, b) in enumerate(pairwise(changes)):
+        cycle = next(p.ideal_cycle_time_s for p in PRODUCTS if p.id == a.product) * speed
+        parts = [e for e in events if e.kind is Kind.PART and a.t <= e.t < b.t]
+        assert all(e.product == a.product for e in events if a.t <= e.t < b.t)
+        assert all(q.t - p.t == pytest.approx(cycle) for p, q in pairwise(parts))
+        if parts and i and changes[i - 1].state is State.SETUP:
+            assert parts[0].t - a.t == pytest.approx(cycle)
+            fresh += 1
+    assert fresh >= 1
+
+
+def test_without_products_the_events_carry_none():
+    events = run(MachineModel(spec(), TIMELINE, 3))
+    assert {e.product for e in events} == {None}

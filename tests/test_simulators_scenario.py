@@ -54,6 +54,19 @@ def test_valid_scenario_resolves_machines(tmp_path):
     assert sc.timeline.total_s == 12
 
 
+def test_products_from_defaults_or_the_machine(tmp_path):
+    doc = base()
+    doc["defaults"]["products"] = [{"id": "A", "ideal_cycle_time_s": 0.5},
+                                   {"id": "B", "ideal_cycle_time_s": 0.9}]
+    machine(doc, 1)["products"] = [{"id": "P-0815", "ideal_cycle_time_s": 1.5}]
+    cnc, press = load_scenario(write(tmp_path, doc)).machines()
+    assert [(p.id, p.ideal_cycle_time_s) for p in cnc.products] == [("A", 0.5), ("B", 0.9)]
+    assert [p.id for p in press.products] == ["P-0815"]
+    assert cnc.ideal_cycle_time("B") == 0.9 and cnc.ideal_cycle_time("X") == 0.5
+    assert press.ideal_cycle_time("P-0815") == 1.5
+    assert load_scenario(write(tmp_path, base())).machines()[0].products == ()
+
+
 def test_demo_scenario_is_valid():
     sc = load_scenario(DEMO)
     ms = sc.machines()
@@ -85,6 +98,14 @@ def mutate_bad_type(d):
     (lambda d: d["areas"][0].update(id="+"), "areas.0.id"),
     (lambda d: d["enterprise"].update(id="a b"), "enterprise.id"),
     (lambda d: d.pop("timeline"), "timeline"),
+    (lambda d: machine(d, 0).update(products=[]), "areas.0.lines.0.machines.0.products"),
+    (lambda d: d["defaults"].update(products=[{"id": "A", "ideal_cycle_time_s": 1},
+                                              {"id": "A", "ideal_cycle_time_s": 2}]),
+     "defaults.products"),
+    (lambda d: machine(d, 1).update(products=[{"id": "NINE-CHRS", "ideal_cycle_time_s": 1}]),
+     "areas.0.lines.0.machines.1.products.0.id"),
+    (lambda d: machine(d, 1).update(products=[{"id": "A", "ideal_cycle_time_s": 0}]),
+     "areas.0.lines.0.machines.1.products.0.ideal_cycle_time_s"),
 ])
 def test_bad_scenario_names_file_and_key(tmp_path, mutate, key):
     doc = base()

@@ -117,6 +117,42 @@ def test_lookups_and_unknown_machine(tmp_path):
         truth.oee("nope", s(0), s(1))
 
 
+def test_ideal_time_is_the_sum_of_each_parts_cycle_time(tmp_path):
+    # A makes X (ICT 0.5 s), then Y (3 s): its parts at 15..35 are X, at 65..75 Y;
+    # the part records carry the ICT, so ideal time is 5 x 0.5 + 3 x 3, not 8 x 1.0.
+    path = tiny_log(tmp_path / "t.jsonl")
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    # B makes W (1 s) until its SETUP at 35..45, then Z (4 s); its reject at 60 is Z's.
+    recs[0]["machines"][0]["products"] = [{"id": "X", "ideal_cycle_time_s": 0.5},
+                                          {"id": "Y", "ideal_cycle_time_s": 3.0}]
+    recs[0]["machines"][1]["products"] = [{"id": "W", "ideal_cycle_time_s": 1.0},
+                                          {"id": "Z", "ideal_cycle_time_s": 4.0}]
+    for r in recs:
+        if r["type"] == "part":
+            first = r["ts"] < s(40)
+            ict = {(A, True): 0.5, (A, False): 3.0, (B, True): 1.0, (B, False): 4.0}[
+                r["machine"], first]
+            r.update(product=str(ict), ideal_cycle_time_s=ict)
+    recs.reverse()  # parts out of order: each keeps its own ICT when sorted
+    recs.insert(0, recs.pop())
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    truth = load_truth(path)
+    r = truth.oee(A, s(0), s(90))
+    assert r["ideal_production_time_s"] == pytest.approx(5 * 0.5 + 3 * 3.0)
+    assert r["performance"] == pytest.approx(11.5 / 50)
+    assert truth.oee(A, s(60), s(90))["ideal_production_time_s"] == pytest.approx(9.0)
+    # the sum over both machines adds the ideal times (B: 2 x 1 + 2 x 4)
+    assert truth.oee([A, B], s(0), s(90))["ideal_production_time_s"] == pytest.approx(21.5)
+    # rejects at 20 (X) and 70 (Y): quality losses at their own ICTs
+    losses = truth.losses(A, s(0), s(90), small_stop_s=0, startup_s=0)
+    assert losses["losses_s"]["process_rejects"] == pytest.approx(0.5 + 3.0)
+    assert losses["fully_productive_time_s"] == pytest.approx(11.5 - 3.5)
+    assert losses["losses_s"]["slow_cycles"] == pytest.approx(50 - 11.5)
+    losses = truth.losses(B, s(0), s(90), small_stop_s=0, startup_s=20)  # 45..65 start-up
+    assert losses["losses_s"]["startup_rejects"] == pytest.approx(4.0)
+    assert losses["losses_s"]["process_rejects"] == 0
+
+
 def test_truncated_last_line_is_ignored(tmp_path):
     path = tiny_log(tmp_path / "t.jsonl")
     with path.open("a") as f:
