@@ -1,6 +1,7 @@
 """End to end on real services: simulated plant -> edge -> Mosquitto -> gateway ->
 embedded store -> /losses and /trend with a shift calendar (a break, no-shift time),
-with counter resets on two machines, checked against the simulators' ground truth:
+with counter resets on two machines and product changeovers (two products, each with
+its own ideal cycle time) on two others, checked against the simulators' ground truth:
 ratios within 1 percentage point, loss times within 1 % of planned busy time; part,
 reject, failure and small-stop counts exact."""
 
@@ -13,7 +14,10 @@ import httpx
 import pytest
 import yaml
 
+from shopfloor.contract import DevicePath
 from shopfloor.gateway.sqlite_store import SqliteStore
+from shopfloor.simulators.machine import Kind, MachineModel
+from shopfloor.simulators.scenario import load_scenario
 from shopfloor.simulators.truth import Truth, load_truth
 from shopfloor.up import StackFiles, Supervisor, free_port, shopfloor_cmd, write_configs
 from tests.test_e2e import MACHINES, SCENARIO, start_server, wait_until
@@ -30,6 +34,10 @@ for i, m in enumerate(m for a in PLANT["areas"] for ln in a["lines"] for m in ln
                         "SETUP": [1, 3], "PRODUCING": [4, 8], "PLANNED_STOP": [1, 3]}
     if i in (1, 2):  # a Modbus and an OPC UA machine reset their counters mid-shift
         m["counter_reset_at_s"] = 40.0
+    if i in (0, 1):  # an OPC UA and a Modbus machine change product at each SETUP
+        m["products"] = [{"id": "SHAFT", "ideal_cycle_time_s": 0.5},
+                         {"id": "FLANGE", "ideal_cycle_time_s": 0.9}]
+PRODUCT_MACHINES = MACHINES[:2]
 
 
 def hms(ns: int) -> str:
@@ -38,6 +46,16 @@ def hms(ns: int) -> str:
 
 def iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / NS, UTC).isoformat()
+
+
+def parse_ns(text: str) -> int:
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (int(dt.timestamp()) * 1_000_000 + dt.microsecond) * 1000
+
+
+def dedup(values: list) -> list:
+    """``values`` without consecutive repeats."""
+    return [v for i, v in enumerate(values) if i == 0 or v != values[i - 1]]
 
 
 @pytest.mark.timeout(300)
@@ -70,6 +88,18 @@ def test_losses_and_calendar_match_ground_truth(tmp_path, mosquitto):
         store = SqliteStore(files.store)
         wait_until(lambda: all(store.last_seen().get(m, 0) >= s1 for m in MACHINES), 30,
                    "the end of the shift in the store")
+        # the product signal reached the store: the simulated sequence of products
+        scenario = load_scenario(files.scenario)
+        for spec in scenario.machines():
+            if spec.asset_id in PRODUCT_MACHINES:
+                events = MachineModel(spec, scenario.timeline, scenario.seed).simulate(
+                    (s1 - truth.t0) / NS)
+                want_seq = dedup([e.product for e in events if e.kind is Kind.STATE])
+                got = store.read(DevicePath(*spec.asset_id.split("/")), "product",
+                                 truth.t0, s1 + NS)
+                print(spec.id, "products", dedup(got.text))
+                assert len(want_seq) >= 2  # at least one changeover
+                assert dedup(got.text) == want_seq, spec.id
         store.close()
         url = start_server(sup, "server", files.server)
         window = (s0 - 3 * NS, s1 + 2 * NS)
@@ -112,5 +142,24 @@ def test_losses_and_calendar_match_ground_truth(tmp_path, mosquitto):
         want = Truth(truth.header, {i: truth.machine(i).with_calendar(shifts)
                                     for i in MACHINES}).oee(MACHINES, a, b)
         assert trend[0]["oee"] == pytest.approx(want["oee"], abs=0.01)
+        # /trend's buckets (shift, and 1 h) against the truth where products change
+        for scope, ids in [(m, [m]) for m in PRODUCT_MACHINES] + [
+                ("acme/plant1/machining/line1", PRODUCT_MACHINES)]:
+            cal_truth = Truth(truth.header, {i: truth.machine(i).with_calendar(shifts)
+                                             for i in ids})
+            for gran in ("shift", "1h"):
+                buckets = httpx.get(f"{url}/api/v1/trend", params={
+                    "scope": scope, "start": iso(window[0]), "end": iso(window[1]),
+                    "granularity": gran}, timeout=30).json()["buckets"]
+                assert buckets, (scope, gran)
+                for bucket in buckets:
+                    want = cal_truth.oee(ids, *((a, b) if gran == "shift" else (
+                        parse_ns(bucket["start"]), parse_ns(bucket["end"]))))
+                    print(scope, gran, bucket["label"], f"perf {bucket['performance']:.4f}/"
+                          f"{want['performance']:.4f}")
+                    for key in ("availability", "performance", "quality", "oee"):
+                        assert bucket[key] == pytest.approx(want[key], abs=0.01), (
+                            scope, gran, key)
+                    assert bucket["counts"] == want["counts"], (scope, gran)
     finally:
         sup.stop_all()
