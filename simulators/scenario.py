@@ -50,8 +50,8 @@ class Durations(Strict):
 class Product(Strict):
     """A product the machine makes; its id is served as an 8-character string."""
 
-    id: Annotated[str, Field(pattern=r"^[!-~]{1,8}$")]  # printable ASCII, no spaces
-    ideal_cycle_time_s: Annotated[float, Field(gt=0)]
+    id: str = Field(pattern=r"^[!-~]{1,8}$", description="1-8 printable ASCII characters")
+    ideal_cycle_time_s: float = Field(gt=0, description="seconds per part at rated speed")
 
 
 class Params(Strict):
@@ -63,8 +63,9 @@ class Params(Strict):
     durations_s: Durations | None = None
     # optional: the PLC's counters restart from zero at this time (s since t0)
     counter_reset_at_s: Annotated[float, Field(ge=0)] | None = None
-    # optional: products in changeover order; each SETUP switches to the next (cyclically)
-    products: Annotated[list[Product], Field(min_length=1)] | None = None
+    products: list[Product] | None = Field(
+        None, min_length=1, description="changeover order: each SETUP's end switches to the "
+        "next (cyclically); replaces ideal_cycle_time_s for the cycle")
 
     @field_validator("products")
     @classmethod

@@ -132,3 +132,31 @@ def test_duplicate_messages_say_what(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_scenario(tmp_path / "nope.yaml")
+
+
+def test_edge_and_registry_configs_map_the_products(tmp_path):
+    from shopfloor.edge.config import EdgeConfig
+    from shopfloor.edge.from_scenario import edge_config_from_scenario
+    from shopfloor.server.registry import RegistryModel, registry_from_scenario
+
+    doc = base()
+    machine(doc, 0)["products"] = [{"id": "A", "ideal_cycle_time_s": 0.5},
+                                   {"id": "B", "ideal_cycle_time_s": 0.9}]
+    doc["defaults"]["products"] = [{"id": "P", "ideal_cycle_time_s": 2}]
+    edge = EdgeConfig.model_validate(edge_config_from_scenario(
+        doc, agent_id="e", mqtt={"host": "127.0.0.1"}, outbox_path=str(tmp_path / "o.db")))
+    cnc, press = ({t.name: t for t in d.tags} for d in edge.devices)
+    assert (cnc["product"].signal, cnc["product"].node) == ("product", "ns=2;s=cnc-01.Product")
+    reg = press["product"].reg
+    assert press["product"].signal == "product"
+    assert (reg.address, reg.type, reg.length, reg.word_order) == (7, "string", 4, "ABCD")
+    registry = RegistryModel.model_validate(registry_from_scenario(doc))
+    eqs = registry.enterprises[0].sites[0].workshops[0].lines[0].equipment
+    assert [e.ideal_cycle_times_s for e in eqs] == [{"A": 0.5, "B": 0.9}, {"P": 2.0}]
+    # without products: no product tag, no per-product cycle times
+    plain = base()
+    edge_doc = edge_config_from_scenario(plain, agent_id="e", mqtt={"host": "127.0.0.1"},
+                                         outbox_path="o.db")
+    assert all(t["name"] != "product" for d in edge_doc["devices"] for t in d["tags"])
+    assert all("ideal_cycle_times_s" not in e for e in registry_from_scenario(plain)[
+        "enterprises"][0]["sites"][0]["workshops"][0]["lines"][0]["equipment"])
