@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
+import numpy as np
 
 from shopfloor.config import secret
 from shopfloor.contract import DevicePath, Quality, Sample
@@ -39,6 +40,7 @@ MEASUREMENT = "samples"
 PATH_TAGS = ("enterprise", "site", "area", "line", "device")
 LINES_PER_REQUEST = 5000  # InfluxDB's recommended batch size
 GZIP_MIN_BYTES = 16 * 1024
+_COLUMNS = ["time", "value", "value_str"]
 READ_PAGE = 10_000  # rows per /query round trip when reading a window
 
 
@@ -274,20 +276,23 @@ class InfluxReader:
         where = f"{_device_where(device)} AND {quote_ident('tag')}={quote_literal(tag)}"
         select = (f"SELECT {quote_ident('value')},{quote_ident('value_str')} "  # noqa: S608
                   f"FROM {quote_ident(MEASUREMENT)} WHERE {where}")
-        rows: list[tuple[int, float | None, str | None]] = []
+        rows: list[list[Any]] = []  # [time, value, value_str] as InfluxDB sends them
         for s in self.query(f"{select} AND time < {int(start_ns)} ORDER BY time DESC LIMIT 1"):
-            rows.extend(_rows(s))
+            rows.extend(_values(s))
         cursor = int(start_ns)
         while cursor < end_ns:  # page through the window by time
-            page: list[tuple[int, float | None, str | None]] = []
+            page: list[list[Any]] = []
             for s in self.query(f"{select} AND time >= {cursor} AND time < {int(end_ns)} "
                                 f"ORDER BY time ASC LIMIT {READ_PAGE}"):
-                page.extend(_rows(s))
+                page.extend(_values(s))
             rows.extend(page)
             if len(page) < READ_PAGE:
                 break
-            cursor = page[-1][0] + 1
-        return Series.from_rows(rows)
+            cursor = int(page[-1][0]) + 1
+        if not rows:
+            return Series.empty()
+        a = np.array(rows, dtype=object)  # columns at C speed, no loop over the rows
+        return Series(a[:, 0].astype(np.int64), a[:, 1].astype(np.float64), a[:, 2].tolist())
 
     def count(self, device: DevicePath | None = None) -> int:
         where = f" WHERE {_device_where(device)}" if device is not None else ""
@@ -314,11 +319,7 @@ class InfluxReader:
         self._http.close()
 
 
-def _rows(series: dict[str, Any]) -> list[tuple[int, float | None, str | None]]:
-    cols = series["columns"]
-    i_time, i_val, i_str = cols.index("time"), cols.index("value"), cols.index("value_str")
-    out = []
-    for v in series.get("values") or []:
-        val = v[i_val]
-        out.append((int(v[i_time]), None if val is None else float(val), v[i_str]))
-    return out
+def _values(series: dict[str, Any]) -> list[list[Any]]:
+    if series.get("columns") != _COLUMNS:
+        raise InfluxError(f"unexpected InfluxQL columns {series.get('columns')!r}")
+    return series.get("values") or []

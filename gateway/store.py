@@ -43,11 +43,13 @@ class Series:
 
     @classmethod
     def from_rows(cls, rows: list[tuple[int, float | None, str | None]]) -> Series:
-        """From ``(ts, value, text)`` tuples in ascending ts order."""
-        n = len(rows)
-        ts = np.fromiter((r[0] for r in rows), np.int64, n)
-        value = np.fromiter((np.nan if r[1] is None else r[1] for r in rows), np.float64, n)
-        return cls(ts, value, [r[2] for r in rows])
+        """From ``(ts, value, text)`` tuples in ascending ts order, column by column in
+        numpy (no Python loop over the rows); a None value becomes NaN."""
+        a = np.fromiter(rows, dtype=_ROW, count=len(rows))
+        return cls(a["ts"].copy(), a["value"].astype(np.float64), a["text"].tolist())
+
+
+_ROW = np.dtype([("ts", np.int64), ("value", object), ("text", object)])
 
 
 @runtime_checkable

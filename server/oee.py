@@ -70,8 +70,13 @@ class Totals:
 
 def state_codes(series: Series) -> np.ndarray:
     """State names (strings) to kernel codes; anything unknown is OFFLINE."""
-    return np.fromiter((_CODE_BY_NAME.get(t or "", _OFFLINE) for t in series.text),
-                       dtype=np.int64, count=len(series.text))
+    if not series.text:
+        return np.empty(0, np.int64)
+    # a state series has a handful of distinct names: look up each once
+    names, index = np.unique(np.array(series.text, dtype=object).astype(str),
+                             return_inverse=True)
+    table = np.array([_CODE_BY_NAME.get(n, _OFFLINE) for n in names], dtype=np.int64)
+    return table[index.reshape(-1)]
 
 
 def equipment_totals(reader: SampleReader, asset: Asset, t0: int, t1: int,

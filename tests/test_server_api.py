@@ -249,3 +249,24 @@ def test_trend_uses_the_ideal_cycle_time_per_product(tmp_path):
         assert oee["ideal_production_time_s"] == pytest.approx(90)
         assert oee["performance"] == pytest.approx(
             (b1["performance"] + b2["performance"]) / 2)
+
+
+def test_requests_compile_no_kernel(client):
+    """The app warms every kernel at start: serving requests adds no compiled signature
+    (a request-time compile would cost seconds, on the first request of the day)."""
+    from numba.core.registry import CPUDispatcher
+
+    from shopfloor.server import kernels
+    dispatchers = {n: k for n, k in vars(kernels).items()  # _helpers are inlined only
+                   if isinstance(k, CPUDispatcher) and not n.startswith("_")}
+    assert len(dispatchers) >= 8
+    before = {n: list(k.signatures) for n, k in dispatchers.items()}
+    assert all(before.values()), before  # warmed: every kernel has a signature already
+    window = {"start": iso(T0 - 10 * S), "end": iso(T0 + 200 * S)}
+    for path, extra in [("oee", {}), ("losses", {"small_stop_s": 5, "startup_s": 3}),
+                        ("trend", {"granularity": "1h"}),
+                        ("trend", {"granularity": "day"}), ("timeline", {})]:
+        for scope in ("acme/plant1/machining/line1/cnc-01", "acme"):
+            r = client.get(f"/api/v1/{path}", params={"scope": scope, **window, **extra})
+            assert r.status_code == 200, (path, r.text)
+    assert {n: list(k.signatures) for n, k in dispatchers.items()} == before
