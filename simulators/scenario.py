@@ -47,6 +47,17 @@ class Durations(Strict):
         return v
 
 
+class Outage(Strict):
+    """A network outage of the device: its server is down, the machine keeps running."""
+
+    at_s: Seconds
+    duration_s: Annotated[float, Field(gt=0)]
+
+    @property
+    def end_s(self) -> float:
+        return self.at_s + self.duration_s
+
+
 class Params(Strict):
     """Machine parameters; every one may be set in ``defaults`` or per machine."""
 
@@ -56,6 +67,8 @@ class Params(Strict):
     durations_s: Durations | None = None
     # optional: the PLC's counters restart from zero at this time (s since t0)
     counter_reset_at_s: Annotated[float, Field(ge=0)] | None = None
+    # optional: the device stops answering on the network for this window (s since t0)
+    outage: Outage | None = None
 
 
 class Machine(Params):
@@ -107,6 +120,7 @@ class MachineSpec:
     durations_s: dict[State, Range]
     counter_reset_at_s: float | None = None
     serial_port: str | None = None  # modbus: serve RTU on this serial device, not TCP
+    outage: Outage | None = None
 
     @property
     def id(self) -> str:
@@ -176,6 +190,7 @@ class Scenario(Strict):
                         durations_s=durations,
                         counter_reset_at_s=(m.counter_reset_at_s if m.counter_reset_at_s
                                             is not None else d.counter_reset_at_s),
+                        outage=m.outage or d.outage,
                     ))
         return out
 

@@ -2,7 +2,9 @@
 
 Definitions (ARCHITECTURE.md, ISO 22400-2), per window [start_ns, end_ns):
 PBT = window - PLANNED_STOP - NO_SHIFT (- OFFLINE: window time the log does not
-cover, e.g. before t0 or after the run); A = PRODUCING / PBT;
+cover, e.g. before t0 or after the run, and a device's network outages: the machine
+ran on, but no data could be read, so that time is OFFLINE while the parts made in it
+still count); A = PRODUCING / PBT;
 P = ICT x total / PRODUCING; Q = good / total; OEE = A x P x Q. Several machines:
 times, counts and ideal production time are summed first, then the ratios are
 taken (never an average of ratios). A ratio with a zero denominator is None.
@@ -37,6 +39,7 @@ class MachineTruth:
     intervals: list[Interval] = field(default_factory=list)  # sorted by start
     part_ts: list[int] = field(default_factory=list)  # sorted
     reject_ts: list[int] = field(default_factory=list)  # sorted
+    outages: list[tuple[int, int]] = field(default_factory=list)  # [start, end) ns
 
     def state_at(self, ts_ns: int) -> State | None:
         """The state served at ``ts_ns``, None outside the logged intervals."""
@@ -87,7 +90,8 @@ class MachineTruth:
             else:
                 cuts.append((a, b, None))
         out = MachineTruth(self.asset_id, self.ideal_cycle_time_s, self.info,
-                           part_ts=self.part_ts, reject_ts=self.reject_ts)
+                           part_ts=self.part_ts, reject_ts=self.reject_ts,
+                           outages=self.outages)
         for a, b, override in cuts:
             state = override or self.state_at(a) or State.OFFLINE  # unlogged: OFFLINE
             last = out.intervals[-1] if out.intervals else None
@@ -137,6 +141,24 @@ class MachineTruth:
                     q["startup_reject"] += (bisect.bisect_left(self.reject_ts, hi)
                                             - bisect.bisect_left(self.reject_ts, lo))
         return q
+
+
+def cut_outages(intervals: list[Interval], outages: list[tuple[int, int]]) -> list[Interval]:
+    """The state intervals (sorted) with each outage [start, end) made OFFLINE."""
+    out = intervals
+    for o0, o1 in sorted(outages):
+        cut: list[Interval] = []
+        for iv in out:
+            if iv.end <= o0 or iv.start >= o1:
+                cut.append(iv)
+                continue
+            if iv.start < o0:
+                cut.append(Interval(iv.state, iv.start, o0))
+            if iv.end > o1:
+                cut.append(Interval(iv.state, o1, iv.end))
+        cut.append(Interval(State.OFFLINE, o0, o1))
+        out = sorted(cut, key=lambda iv: iv.start)
+    return out
 
 
 class Truth:
@@ -276,12 +298,15 @@ def load_truth(path: Path | str) -> Truth:
             m.part_ts.append(int(rec["ts"]))
             if rec["reject"]:
                 m.reject_ts.append(int(rec["ts"]))
+        elif kind == "outage":
+            machines[rec["machine"]].outages.append((int(rec["start"]), int(rec["end"])))
         else:
             raise ValueError(f"{path}:{no}: unknown record type {kind!r}")
     if header is None:
         raise ValueError(f"{path}: no scenario record")
     for m in machines.values():
         m.intervals.sort(key=lambda iv: iv.start)
+        m.intervals = cut_outages(m.intervals, m.outages)
         m.part_ts.sort()
         m.reject_ts.sort()
     return Truth(header, machines)

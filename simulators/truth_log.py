@@ -7,6 +7,10 @@ Records (timestamps are integer ns since the epoch, the ones the servers serve):
 - ``{"type":"state","machine":ASSET_ID,"state":NAME,"start":ns,"end":ns}`` when an
   interval ends
 - ``{"type":"part","machine":ASSET_ID,"ts":ns,"reject":bool}`` per part
+- ``{"type":"outage","machine":ASSET_ID,"start":ns,"end":ns}`` when a device's network
+  outage ends: its server did not answer from start (stopped) to end (listening again);
+  the machine ran on, so the state records still cover the window (the reader makes it
+  OFFLINE) and the parts made in it are logged
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ class TruthWriter:
 
     def part(self, machine: str, ts: int, reject: bool) -> None:
         self._write({"type": "part", "machine": machine, "ts": ts, "reject": reject})
+
+    def outage(self, machine: str, start: int, end: int) -> None:
+        self._write({"type": "outage", "machine": machine, "start": start, "end": end})
 
     def close(self) -> None:
         if self._file is not None:

@@ -111,3 +111,15 @@ def test_duplicate_messages_say_what(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_scenario(tmp_path / "nope.yaml")
+
+
+def test_outage_key_per_machine_or_default(tmp_path):
+    doc = base()
+    doc["defaults"] = {"outage": {"at_s": 20, "duration_s": 8}}
+    machine(doc, 1)["outage"] = {"at_s": 5.5, "duration_s": 2}
+    specs = load_scenario(write(tmp_path, doc)).machines()
+    assert (specs[0].outage.at_s, specs[0].outage.end_s) == (20, 28)
+    assert (specs[1].outage.at_s, specs[1].outage.end_s) == (5.5, 7.5)
+    machine(doc, 0)["outage"] = {"at_s": 1, "duration_s": 0}
+    with pytest.raises(ConfigError, match="duration_s"):
+        load_scenario(write(tmp_path, doc))
