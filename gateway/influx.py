@@ -272,14 +272,15 @@ class InfluxReader:
 
     def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int) -> Series:
         where = f"{_device_where(device)} AND {quote_ident('tag')}={quote_literal(tag)}"
-        select = (f"SELECT {quote_ident('value')},{quote_ident('value_str')} "  # noqa: S608
+        select = (f"SELECT {quote_ident('value')},{quote_ident('value_str')},"  # noqa: S608
+                  f"{quote_ident('quality')} "
                   f"FROM {quote_ident(MEASUREMENT)} WHERE {where}")
-        rows: list[tuple[int, float | None, str | None]] = []
+        rows: list[tuple[int, float | None, str | None, str]] = []
         for s in self.query(f"{select} AND time < {int(start_ns)} ORDER BY time DESC LIMIT 1"):
             rows.extend(_rows(s))
         cursor = int(start_ns)
         while cursor < end_ns:  # page through the window by time
-            page: list[tuple[int, float | None, str | None]] = []
+            page: list[tuple[int, float | None, str | None, str]] = []
             for s in self.query(f"{select} AND time >= {cursor} AND time < {int(end_ns)} "
                                 f"ORDER BY time ASC LIMIT {READ_PAGE}"):
                 page.extend(_rows(s))
@@ -314,11 +315,12 @@ class InfluxReader:
         self._http.close()
 
 
-def _rows(series: dict[str, Any]) -> list[tuple[int, float | None, str | None]]:
+def _rows(series: dict[str, Any]) -> list[tuple[int, float | None, str | None, str]]:
     cols = series["columns"]
     i_time, i_val, i_str = cols.index("time"), cols.index("value"), cols.index("value_str")
+    i_q = cols.index("quality")
     out = []
     for v in series.get("values") or []:
         val = v[i_val]
-        out.append((int(v[i_time]), None if val is None else float(val), v[i_str]))
+        out.append((int(v[i_time]), None if val is None else float(val), v[i_str], v[i_q]))
     return out

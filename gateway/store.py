@@ -33,21 +33,35 @@ class Series:
     ts: np.ndarray  # int64 ns since epoch, UTC
     value: np.ndarray  # float64; NaN for string samples
     text: list[str | None] = field(default_factory=list)  # the string value, else None
+    good: np.ndarray | None = None  # bool: the sample's quality is good; None: all good
 
     def __len__(self) -> int:
         return len(self.ts)
+
+    def good_values(self) -> np.ndarray:
+        """``value`` with NaN where the quality is bad or uncertain: a counter value the
+        device could not vouch for (e.g. a restarted server's placeholder) is skipped by
+        the counter kernels, never read as a reset or an increase."""
+        if self.good is None or self.good.all():
+            return self.value
+        return np.where(self.good, self.value, np.nan)
 
     @classmethod
     def empty(cls) -> Series:
         return cls(np.empty(0, np.int64), np.empty(0, np.float64), [])
 
     @classmethod
-    def from_rows(cls, rows: list[tuple[int, float | None, str | None]]) -> Series:
-        """From ``(ts, value, text)`` tuples in ascending ts order."""
+    def from_rows(cls, rows: list[tuple[int, float | None, str | None]]
+                  | list[tuple[int, float | None, str | None, str]]) -> Series:
+        """From ``(ts, value, text)`` or ``(ts, value, text, quality)`` tuples in
+        ascending ts order."""
         n = len(rows)
         ts = np.fromiter((r[0] for r in rows), np.int64, n)
         value = np.fromiter((np.nan if r[1] is None else r[1] for r in rows), np.float64, n)
-        return cls(ts, value, [r[2] for r in rows])
+        good = None
+        if n and len(rows[0]) > 3:
+            good = np.fromiter((r[3] in (None, "good") for r in rows), np.bool_, n)
+        return cls(ts, value, [r[2] for r in rows], good)
 
 
 @runtime_checkable

@@ -101,8 +101,8 @@ def equipment_totals(reader: SampleReader, asset: Asset, t0: int, t1: int,
     out.failure_ns = int(stats[kernels.FAILURE_NS])
     out.failure_count = int(stats[kernels.FAILURE_COUNT])
     out.setup_count = int(stats[kernels.SETUP_COUNT])
-    out.total = kernels.counter_increase(parts.value, bits)
-    deltas = kernels.counter_deltas(rejects.value, bits)
+    out.total = kernels.counter_increase(parts.good_values(), bits)
+    deltas = kernels.counter_deltas(rejects.good_values(), bits)
     out.reject = min(float(deltas.sum()), out.total)
     out.startup_reject = min(in_windows(rejects.ts, deltas, windows), out.reject)
     eq = asset.equipment
@@ -119,7 +119,7 @@ def equipment_totals(reader: SampleReader, asset: Asset, t0: int, t1: int,
         p_ict = cycle_times(parts.ts, product, eq.ideal_cycle_times_s, eq.ideal_cycle_time_s)
         r_ict = cycle_times(rejects.ts, product, eq.ideal_cycle_times_s,
                             eq.ideal_cycle_time_s)
-        p_deltas = kernels.counter_deltas(parts.value, bits)
+        p_deltas = kernels.counter_deltas(parts.good_values(), bits)
         if np.isnan(p_ict[p_deltas > 0]).any() or np.isnan(r_ict[deltas > 0]).any():
             out.without_cycle_time.append(asset.id)
         out.ideal_s = float(np.nansum(p_ict * p_deltas))

@@ -86,9 +86,10 @@ def trend(reader: SampleReader, equipment: list[Asset], t0: int, t1: int, stale_
         bits = a.equipment.counter_bits
         p = reader.read(a.device, SIGNAL_PART_COUNT, t0, t1)
         r = reader.read(a.device, SIGNAL_REJECT_COUNT, t0, t1)
-        n = _per_bucket(p.ts, kernels.counter_deltas(p.value, bits), starts, ends)
+        n = _per_bucket(p.ts, kernels.counter_deltas(p.good_values(), bits), starts, ends)
         total += n
-        reject += _per_bucket(r.ts, kernels.counter_deltas(r.value, bits), starts, ends)
+        r_deltas = kernels.counter_deltas(r.good_values(), bits)
+        reject += _per_bucket(r.ts, r_deltas, starts, ends)
         ideal += (a.equipment.ideal_cycle_time_s or 0.0) * n
     out = []
     for j in range(nb):
