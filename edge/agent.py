@@ -69,8 +69,10 @@ class Agent:
     def connected(self, device: str, up: bool, detail: str) -> None:
         if up:
             log.info("%s: device connected (%s)", device, detail)
-            if device in self._offline_ns:
-                self._resumed_ns[device] = now_ns()
+            if device in self._offline_ns:  # back since its successful connect began
+                since = getattr(self.drivers.get(device), "connecting_ns", 0)
+                self._resumed_ns[device] = since if since > self._offline_ns[device] \
+                    else now_ns()
         elif self._device_up.get(device, True):  # log the first failure, not every retry
             log.warning("%s: device disconnected (%s)", device, detail)
             self._offline(device)

@@ -1,8 +1,9 @@
 """End to end on real services: simulated plant -> edge -> Mosquitto -> gateway ->
 embedded store -> /losses and /trend with a shift calendar (a break, no-shift time),
-with counter resets on two machines and an 8 s outage of one OPC UA device, checked against the simulators' ground truth:
-ratios within 1 percentage point, loss times within 1 % of planned busy time; part,
-reject, failure and small-stop counts exact."""
+with counter resets on two machines and an 8 s outage of one OPC UA device, checked
+against the simulators' ground truth: ratios within 1 percentage point, loss times (and
+the outage's OFFLINE time) within 1 % of planned busy time; part, reject, failure and
+small-stop counts exact."""
 
 from __future__ import annotations
 
