@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shopfloor.contract import MAX_PAYLOAD_BYTES, Sample
+from shopfloor.contract import MAX_PAYLOAD_BYTES, SIGNAL_STATE, Quality, Sample
 from shopfloor.mqtt import describe
 
 from .config import EdgeConfig, ModbusDevice, OpcUaDevice, load_edge_config
+from .driver import now_ns
 from .mapping import meta_payload
 from .metrics import AgentMetrics
 from .modbus_driver import ModbusDriver
@@ -42,11 +43,24 @@ class Agent:
         self._buffers: dict[str, list[dict[str, Any]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._device_up: dict[str, bool] = {}
+        # connection loss -> the state signal is published as OFFLINE (see ``connected``)
+        self._state_tag = {d.id: next((t.published_name for t in d.tags
+                                       if t.signal == SIGNAL_STATE), None)
+                           for d in config.devices}
+        self._offline_ns: dict[str, int] = {}  # devices lost: when the loss was seen
+        self._resumed_ns: dict[str, int] = {}  # ... and when the connection came back
         self.metrics: AgentMetrics | None = None
 
     # --- Sink (called by drivers on the event loop) ---
     def sample(self, device: str, sample: Sample) -> None:
         self.samples_read += 1
+        if device in self._offline_ns and sample.tag == self._state_tag[device]:
+            # the first state after a loss: not before the connection came back (a value
+            # kept by the device or changed in the gap would shorten the OFFLINE time)
+            del self._offline_ns[device]
+            since = self._resumed_ns.pop(device, None) or now_ns()
+            if sample.ts < since:
+                sample = Sample(sample.tag, since, sample.value, sample.quality)
         buf = self._buffers[device]
         buf.append(sample.to_json())
         if len(buf) >= self.config.publish.max_batch_samples:
@@ -55,9 +69,27 @@ class Agent:
     def connected(self, device: str, up: bool, detail: str) -> None:
         if up:
             log.info("%s: device connected (%s)", device, detail)
+            if device in self._offline_ns:  # back since its successful connect began
+                since = getattr(self.drivers.get(device), "connecting_ns", 0)
+                self._resumed_ns[device] = since if since > self._offline_ns[device] \
+                    else now_ns()
         elif self._device_up.get(device, True):  # log the first failure, not every retry
             log.warning("%s: device disconnected (%s)", device, detail)
+            self._offline(device)
         self._device_up[device] = up
+
+    def _offline(self, device: str) -> None:
+        """The device is unreachable: its state is OFFLINE from now (quality bad: the value
+        is the agent's, not the device's) until a state is read from it again."""
+        tag = self._state_tag.get(device)
+        if tag is None or device not in self._buffers:
+            return
+        self._offline_ns.pop(device, None)
+        self._resumed_ns.pop(device, None)
+        ts = now_ns()
+        self.sample(device, Sample(tag, ts, "OFFLINE", Quality.BAD))
+        self._offline_ns[device] = ts
+        self._flush(device)
 
     # --- lifecycle ---
     async def start(self) -> None:

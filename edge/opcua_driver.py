@@ -89,6 +89,7 @@ class OpcUaDriver:
         self.reads = 0  # monitored items created / nodes read (metrics)
         self.errors = 0
         self.calls: list[int] = []  # items per CreateMonitoredItems / Read call, last session
+        self.connecting_ns = 0  # when the latest connection attempt began
 
     def on_change(self, tag: OpcUaTag, val: Any, dv: ua.DataValue) -> None:
         quality = quality_of(dv.StatusCode)
@@ -112,6 +113,7 @@ class OpcUaDriver:
             try:
                 client = await make_client(dev)
                 client.connection_lost_callback = on_lost
+                self.connecting_ns = now_ns()
                 await asyncio.wait_for(client.connect(), dev.timeout_s * 2)
                 connected = True
                 if dev.mode == "poll":

@@ -31,6 +31,7 @@ from .store import (
     Row,
     SampleWriter,
     Series,
+    good_quality,
     sample_value,
 )
 
@@ -40,7 +41,7 @@ MEASUREMENT = "samples"
 PATH_TAGS = ("enterprise", "site", "area", "line", "device")
 LINES_PER_REQUEST = 5000  # InfluxDB's recommended batch size
 GZIP_MIN_BYTES = 16 * 1024
-_COLUMNS = ["time", "value", "value_str"]
+_COLUMNS = ["time", "value", "value_str", "quality"]
 READ_PAGE = 10_000  # rows per /query round trip when reading a window
 
 
@@ -274,9 +275,10 @@ class InfluxReader:
 
     def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int) -> Series:
         where = f"{_device_where(device)} AND {quote_ident('tag')}={quote_literal(tag)}"
-        select = (f"SELECT {quote_ident('value')},{quote_ident('value_str')} "  # noqa: S608
+        select = (f"SELECT {quote_ident('value')},{quote_ident('value_str')},"  # noqa: S608
+                  f"{quote_ident('quality')} "
                   f"FROM {quote_ident(MEASUREMENT)} WHERE {where}")
-        rows: list[list[Any]] = []  # [time, value, value_str] as InfluxDB sends them
+        rows: list[list[Any]] = []  # [time, value, value_str, quality] as InfluxDB sends them
         for s in self.query(f"{select} AND time < {int(start_ns)} ORDER BY time DESC LIMIT 1"):
             rows.extend(_values(s))
         cursor = int(start_ns)
@@ -292,7 +294,8 @@ class InfluxReader:
         if not rows:
             return Series.empty()
         a = np.array(rows, dtype=object)  # columns at C speed, no loop over the rows
-        return Series(a[:, 0].astype(np.int64), a[:, 1].astype(np.float64), a[:, 2].tolist())
+        return Series(a[:, 0].astype(np.int64), a[:, 1].astype(np.float64), a[:, 2].tolist(),
+                      good_quality(a[:, 3]))
 
     def count(self, device: DevicePath | None = None) -> int:
         where = f" WHERE {_device_where(device)}" if device is not None else ""

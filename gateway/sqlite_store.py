@@ -203,10 +203,11 @@ class SqliteStore:
         conn.execute("BEGIN")
         try:
             prev = conn.execute(
-                "SELECT ts, value, value_str FROM samples WHERE series_id=? AND ts<? "
+                "SELECT ts, value, value_str, quality FROM samples WHERE series_id=? AND ts<? "
                 "ORDER BY ts DESC LIMIT 1", (sid, start_ns)).fetchall()
             window = conn.execute(
-                "SELECT ts, value, value_str FROM samples WHERE series_id=? AND ts>=? AND ts<? "
+                "SELECT ts, value, value_str, quality FROM samples WHERE series_id=? "
+                "AND ts>=? AND ts<? "
                 "ORDER BY ts", (sid, start_ns, end_ns)).fetchall() if start_ns < end_ns else []
         finally:
             conn.execute("COMMIT")

@@ -33,23 +33,38 @@ class Series:
     ts: np.ndarray  # int64 ns since epoch, UTC
     value: np.ndarray  # float64; NaN for string samples
     text: list[str | None] = field(default_factory=list)  # the string value, else None
+    good: np.ndarray | None = None  # bool: the sample's quality is good; None: all good
 
     def __len__(self) -> int:
         return len(self.ts)
+
+    def good_values(self) -> np.ndarray:
+        """``value`` with NaN where the quality is bad or uncertain: a counter value the
+        device could not vouch for (e.g. a restarted server's placeholder) is skipped by
+        the counter kernels, never read as a reset or an increase."""
+        if self.good is None or self.good.all():
+            return self.value
+        return np.where(self.good, self.value, np.nan)
 
     @classmethod
     def empty(cls) -> Series:
         return cls(np.empty(0, np.int64), np.empty(0, np.float64), [])
 
     @classmethod
-    def from_rows(cls, rows: list[tuple[int, float | None, str | None]]) -> Series:
-        """From ``(ts, value, text)`` tuples in ascending ts order, column by column in
-        numpy (no Python loop over the rows); a None value becomes NaN."""
+    def from_rows(cls, rows: list[tuple[int, float | None, str | None, str | None]]) -> Series:
+        """From ``(ts, value, text, quality)`` tuples in ascending ts order, column by
+        column in numpy (no Python loop over the rows); a None value becomes NaN."""
         a = np.fromiter(rows, dtype=_ROW, count=len(rows))
-        return cls(a["ts"].copy(), a["value"].astype(np.float64), a["text"].tolist())
+        return cls(a["ts"].copy(), a["value"].astype(np.float64), a["text"].tolist(),
+                   good_quality(a["quality"]))
 
 
-_ROW = np.dtype([("ts", np.int64), ("value", object), ("text", object)])
+_ROW = np.dtype([("ts", np.int64), ("value", object), ("text", object), ("quality", object)])
+
+
+def good_quality(quality: np.ndarray) -> np.ndarray:
+    """bool per sample: its quality is good (None, from before qualities were kept, too)."""
+    return (quality == "good") | (quality == None)  # noqa: E711 (elementwise)
 
 
 @runtime_checkable

@@ -106,8 +106,8 @@ def equipment_totals(reader: SampleReader, asset: Asset, t0: int, t1: int,
     out.failure_ns = int(stats[kernels.FAILURE_NS])
     out.failure_count = int(stats[kernels.FAILURE_COUNT])
     out.setup_count = int(stats[kernels.SETUP_COUNT])
-    out.total = kernels.counter_increase(parts.value, bits)
-    deltas = kernels.counter_deltas(rejects.value, bits)
+    out.total = kernels.counter_increase(parts.good_values(), bits)
+    deltas = kernels.counter_deltas(rejects.good_values(), bits)
     out.reject = min(float(deltas.sum()), out.total)
     out.startup_reject = min(in_windows(rejects.ts, deltas, windows), out.reject)
     eq = asset.equipment
@@ -121,7 +121,7 @@ def equipment_totals(reader: SampleReader, asset: Asset, t0: int, t1: int,
             out.startup_reject_ideal_s = ict * out.startup_reject
     else:  # per product: each counter increase at the ICT of the product then running
         p_ict, r_ict = sample_cycle_times(reader, asset, t0, t1, parts.ts, rejects.ts)
-        p_deltas = kernels.counter_deltas(parts.value, bits)
+        p_deltas = kernels.counter_deltas(parts.good_values(), bits)
         if np.isnan(p_ict[p_deltas > 0]).any() or np.isnan(r_ict[deltas > 0]).any():
             out.without_cycle_time.append(asset.id)
         out.ideal_s = float(np.nansum(p_ict * p_deltas))

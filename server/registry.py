@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 
 from shopfloor.config import ConfigError, Strict, load_config, parse_config
 from shopfloor.contract import SEGMENT_RE, DevicePath
+from shopfloor.simulators.scenario import DEFAULT_IDEAL_CYCLE_TIME_S
 
 LEVELS = ("cluster", "enterprise", "site", "workshop", "line", "equipment")
 
@@ -215,7 +216,8 @@ def registry_from_scenario(scenario: dict[str, Any], cluster_id: str = "demo-clu
             equipment = [
                 {"id": m["id"], "name": m.get("name", m["id"]),
                  "ideal_cycle_time_s": m.get("ideal_cycle_time_s",
-                                             defaults.get("ideal_cycle_time_s", 1.0)),
+                                             defaults.get("ideal_cycle_time_s",
+                                                          DEFAULT_IDEAL_CYCLE_TIME_S)),
                  **cycle_times(m),
                  "counter_bits": 32, "digital": True,
                  "numerically_controlled": m["protocol"] == "opcua", "key_process": True}

@@ -87,9 +87,9 @@ def trend(reader: SampleReader, equipment: list[Asset], t0: int, t1: int, stale_
         bits = a.equipment.counter_bits
         p = reader.read(a.device, SIGNAL_PART_COUNT, t0, t1)
         r = reader.read(a.device, SIGNAL_REJECT_COUNT, t0, t1)
-        deltas = kernels.counter_deltas(p.value, bits)
+        deltas = kernels.counter_deltas(p.good_values(), bits)
         total += _per_bucket(p.ts, deltas, starts, ends)
-        reject += _per_bucket(r.ts, kernels.counter_deltas(r.value, bits), starts, ends)
+        reject += _per_bucket(r.ts, kernels.counter_deltas(r.good_values(), bits), starts, ends)
         # each part at the ideal cycle time of the product then running (as /oee)
         (ict,) = sample_cycle_times(reader, a, t0, t1, p.ts)
         ideal += _per_bucket(p.ts, np.nan_to_num(ict * deltas), starts, ends)

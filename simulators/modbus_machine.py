@@ -182,14 +182,16 @@ def _bits(table: str) -> list[SimData]:
     return [SimData(start, values=values, datatype=DataType.BITS)]
 
 
-def sim_device() -> SimDevice:
-    """The PLC's four tables (coils, discrete inputs, holding and input registers)."""
+def sim_device(machine: list[int] | None = None) -> SimDevice:
+    """The PLC's four tables (coils, discrete inputs, holding and input registers);
+    ``machine``: the holding registers 0.. (default all zero)."""
     def regs(address: int, values: list[int]) -> SimData:
         return SimData(address, values=values, datatype=DataType.REGISTERS)
 
     return SimDevice(id=UNIT_ID, simdata=(
         _bits("coil"), _bits("discrete"),
-        [regs(0, [0] * REGISTER_COUNT), regs(BANK_START, bank_registers("holding"))],
+        [regs(0, list(machine or [0] * REGISTER_COUNT)),
+         regs(BANK_START, bank_registers("holding"))],
         [regs(BANK_START, bank_registers("input"))]))
 
 
@@ -206,6 +208,7 @@ class ModbusMachine:
                     else f"modbus://{spec.host}:{spec.port}")
         self.requests: Counter[str] = Counter()
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
+        self._image = [0] * REGISTER_COUNT  # the machine's registers, kept during an outage
 
     def _count(self, sending: bool, pdu: Any) -> Any:
         if not sending:
@@ -216,16 +219,18 @@ class ModbusMachine:
         """Listen (TCP) or open the serial port; returns once clients can be answered."""
         spec = self.spec
         if spec.serial_port:
-            self._server = ModbusSerialServer(sim_device(), framer=FramerType.RTU,
+            self._server = ModbusSerialServer(sim_device(self._image), framer=FramerType.RTU,
                                               port=spec.serial_port, trace_pdu=self._count,
                                               **SERIAL_LINE)  # type: ignore[arg-type]
         else:
-            self._server = ModbusTcpServer(sim_device(), address=(spec.host, spec.port),
+            self._server = ModbusTcpServer(sim_device(self._image), address=(spec.host, spec.port),
                                            trace_pdu=self._count)
         await self._server.serve_forever(background=True)
 
     async def _set(self, address: int, values: list[int]) -> None:
-        assert self._server is not None, "start() first"
+        self._image[address:address + len(values)] = values
+        if self._server is None:  # outage: the next server starts with the image
+            return
         err = await self._server.context.async_setValues(
             UNIT_ID, _WRITE_MULTIPLE, address, values)
         if err is not None:
@@ -249,3 +254,11 @@ class ModbusMachine:
         if self._server is not None:
             await self._server.shutdown()
             self._server = None
+
+    async def go_offline(self) -> None:
+        """Outage: close the listener and connections; ``apply`` keeps the registers."""
+        await self.stop()
+
+    async def go_online(self) -> None:
+        """After an outage: listen again, serving the current registers from the start."""
+        await self.start()

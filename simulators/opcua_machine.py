@@ -118,13 +118,27 @@ class OpcUaMachine:
         self.spec = spec
         self.url = f"opc.tcp://{spec.host}:{spec.port}"
         self.options = options or ServerOptions()
-        opts = self.options
-        self._server = (Server(user_manager=_Users(opts.users, opts.user_certificates))
-                        if opts.users or opts.user_certificates else Server())
+        self._server = self._new_server()
         self._nodes: dict[str, ua.NodeId] = {}
+        # the machine's current values, kept while the server is down (outage)
+        self._values: dict[str, ua.DataValue] = {}
+        self._built = False  # self._server has the address space (it may not listen yet)
+        self._up = False  # ... and listens
+
+    def _new_server(self) -> Server:
+        opts = self.options
+        return (Server(user_manager=_Users(opts.users, opts.user_certificates))
+                if opts.users or opts.user_certificates else Server())
 
     async def start(self) -> None:
-        """Build the address space and listen; returns once the port accepts clients."""
+        """Build the address space (unless built) and listen; returns once the port accepts
+        clients. The variables hold the machine's current values from the first read on."""
+        if not self._built:
+            await self._build()
+        await self._server.start()
+        self._up = True
+
+    async def _build(self) -> None:
         server = self._server
         await server.init()
         server.set_endpoint(self.url + "/")
@@ -153,7 +167,9 @@ class OpcUaMachine:
                                          ua.QualifiedName(f"Var{i}", idx), float(i))
             if self.options.extra_eu_range is not None:
                 await _add_eu_range(var, self.options.extra_eu_range)
-        await server.start()
+        self._built = True
+        for name, dv in self._values.items():  # after an outage: what the machine has now
+            await server.write_attribute_value(self._nodes[name], dv)
 
     async def _configure(self, server: Server) -> None:
         opts = self.options
@@ -203,7 +219,9 @@ class OpcUaMachine:
         vtype = ua.VariantType.String if name == PRODUCT else VARIABLES[name]
         dv = ua.DataValue(ua.Variant(value, vtype),
                           SourceTimestamp=when, ServerTimestamp=when)
-        await self._server.write_attribute_value(self._nodes[name], dv)
+        self._values[name] = dv
+        if self._built:
+            await self._server.write_attribute_value(self._nodes[name], dv)
 
     async def apply(self, ev: Event, ts_ns: int) -> None:
         when = ns_to_datetime(ts_ns)
@@ -228,4 +246,18 @@ class OpcUaMachine:
             ua.NodeId(f"{self.spec.id}.Var{i}", NAMESPACE_INDEX), dv)
 
     async def stop(self) -> None:
-        await self._server.stop()
+        if self._up:
+            self._up = False
+            self._built = False
+            await self._server.stop()
+
+    async def go_offline(self) -> None:
+        """Outage: stop answering (clients lose their sessions), then build the next server
+        (slow: seconds) with the machine's values, kept current by ``apply``."""
+        await self.stop()
+        self._server = self._new_server()
+        await self._build()
+
+    async def go_online(self) -> None:
+        """After an outage: the server built in ``go_offline`` listens."""
+        await self.start()

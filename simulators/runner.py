@@ -34,6 +34,8 @@ class MachineServer(Protocol):
     async def start(self) -> None: ...
     async def apply(self, ev: Event, ts_ns: int) -> None: ...
     async def stop(self) -> None: ...
+    async def go_offline(self) -> None: ...
+    async def go_online(self) -> None: ...
 
 
 def make_server(spec: MachineSpec) -> MachineServer:
@@ -51,6 +53,7 @@ class _Running:
     server: MachineServer
     state: State | None = None  # the state being served and since when
     since_ns: int = 0
+    offline_ns: int | None = None  # in an outage since (truth log)
 
 
 class Simulation:
@@ -139,10 +142,29 @@ class Simulation:
                                  m.spec.ideal_cycle_time(ev.product) if ev.product else None)
         await self._sleep_until(self.end_s)
 
+    def _now_ns(self) -> int:
+        return self.ts_ns(asyncio.get_running_loop().time() - self._t0_mono)
+
+    async def _outage(self, m: _Running) -> None:
+        """The device's network outage: its server down, the machine running on."""
+        assert self._truth is not None and m.spec.outage is not None
+        o = m.spec.outage
+        if o.at_s >= self.end_s:
+            return
+        await self._sleep_until(o.at_s)
+        m.offline_ns = self._now_ns()
+        await m.server.go_offline()
+        log.info("%s: outage for %.1f s", m.spec.id, o.duration_s)
+        await self._sleep_until(min(o.end_s, self.end_s))
+        await m.server.go_online()  # listening again from here on
+        self._truth.outage(m.spec.asset_id, m.offline_ns, self._now_ns())
+        m.offline_ns = None
+
     async def run(self) -> None:
         """Drive every machine until the end of the run or ``stop()``."""
         assert self._truth is not None, "start() first"
-        drive = asyncio.gather(*(self._drive(m) for m in self.machines))
+        drive = asyncio.gather(*(self._drive(m) for m in self.machines),
+                               *(self._outage(m) for m in self.machines if m.spec.outage))
         stopper = asyncio.create_task(self._stop.wait())
         error: BaseException | None = None
         try:
@@ -163,6 +185,9 @@ class Simulation:
                     self._truth.state(m.spec.asset_id, m.state, m.since_ns,
                                       max(end_ns, m.since_ns))
                     m.state = None
+                if m.offline_ns is not None:  # stopped in an outage
+                    self._truth.outage(m.spec.asset_id, m.offline_ns, max(end_ns, m.offline_ns))
+                    m.offline_ns = None
             log.info("run finished after %.1f s", min(now_s, self.end_s))
         if error is not None:
             raise error

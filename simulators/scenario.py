@@ -20,6 +20,7 @@ Seconds = Annotated[float, Field(ge=0)]
 Segment = Annotated[str, Field(pattern=SEGMENT_RE.pattern)]
 Range = tuple[float, float]
 
+DEFAULT_IDEAL_CYCLE_TIME_S = 0.5  # where neither the machine nor ``defaults`` sets one
 # Used where neither the machine nor ``defaults`` sets a duration range.
 DEFAULT_DURATIONS: dict[State, Range] = {
     State.PRODUCING: (4.0, 9.0),
@@ -54,6 +55,17 @@ class Product(Strict):
     ideal_cycle_time_s: float = Field(gt=0, description="seconds per part at rated speed")
 
 
+class Outage(Strict):
+    """A network outage of the device: its server is down, the machine keeps running."""
+
+    at_s: Seconds
+    duration_s: Annotated[float, Field(gt=0)]
+
+    @property
+    def end_s(self) -> float:
+        return self.at_s + self.duration_s
+
+
 class Params(Strict):
     """Machine parameters; every one may be set in ``defaults`` or per machine."""
 
@@ -63,6 +75,8 @@ class Params(Strict):
     durations_s: Durations | None = None
     # optional: the PLC's counters restart from zero at this time (s since t0)
     counter_reset_at_s: Annotated[float, Field(ge=0)] | None = None
+    # optional: the device stops answering on the network for this window (s since t0)
+    outage: Outage | None = None
     products: list[Product] | None = Field(
         None, min_length=1, description="changeover order: each SETUP's end switches to the "
         "next (cyclically); replaces ideal_cycle_time_s for the cycle")
@@ -126,6 +140,7 @@ class MachineSpec:
     counter_reset_at_s: float | None = None
     serial_port: str | None = None  # modbus: serve RTU on this serial device, not TCP
     products: tuple[Product, ...] = ()  # empty: one product at ideal_cycle_time_s
+    outage: Outage | None = None
 
     @property
     def id(self) -> str:
@@ -194,13 +209,15 @@ class Scenario(Strict):
                     out.append(MachineSpec(
                         path=self.device_path(area.id, line.id, m.id),
                         protocol=m.protocol, host=m.host, port=m.port,
-                        ideal_cycle_time_s=_pick(m.ideal_cycle_time_s, d.ideal_cycle_time_s, 0.5),
+                        ideal_cycle_time_s=_pick(m.ideal_cycle_time_s, d.ideal_cycle_time_s,
+                                                 DEFAULT_IDEAL_CYCLE_TIME_S),
                         speed_factor=_pick(m.speed_factor, d.speed_factor, 1.0),
                         reject_rate=_pick(m.reject_rate, d.reject_rate, 0.0),
                         durations_s=durations,
                         counter_reset_at_s=(m.counter_reset_at_s if m.counter_reset_at_s
                                             is not None else d.counter_reset_at_s),
                         products=tuple(m.products or d.products or ()),
+                        outage=m.outage or d.outage,
                     ))
         return out
 

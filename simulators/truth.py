@@ -2,7 +2,9 @@
 
 Definitions (ARCHITECTURE.md, ISO 22400-2), per window [start_ns, end_ns):
 PBT = window - PLANNED_STOP - NO_SHIFT (- OFFLINE: window time the log does not
-cover, e.g. before t0 or after the run); A = PRODUCING / PBT;
+cover, e.g. before t0 or after the run, and a device's network outages: the machine
+ran on, but no data could be read, so that time is OFFLINE while the parts made in it
+still count); A = PRODUCING / PBT;
 P = ideal production time (the sum of each part's ICT: its product's, or the
 machine's) / PRODUCING; Q = good / total; OEE = A x P x Q. Several machines:
 times, counts and ideal production time are summed first, then the ratios are
@@ -43,6 +45,7 @@ class MachineTruth:
     # when every part is at ``ideal_cycle_time_s`` (a machine without products)
     part_ict: list[float] = field(default_factory=list)
     reject_ict: list[float] = field(default_factory=list)
+    outages: list[tuple[int, int]] = field(default_factory=list)  # [start, end) ns
 
     def state_at(self, ts_ns: int) -> State | None:
         """The state served at ``ts_ns``, None outside the logged intervals."""
@@ -101,7 +104,8 @@ class MachineTruth:
                 cuts.append((a, b, None))
         out = MachineTruth(self.asset_id, self.ideal_cycle_time_s, self.info,
                            part_ts=self.part_ts, reject_ts=self.reject_ts,
-                           part_ict=self.part_ict, reject_ict=self.reject_ict)
+                           part_ict=self.part_ict, reject_ict=self.reject_ict,
+                           outages=self.outages)
         for a, b, override in cuts:
             state = override or self.state_at(a) or State.OFFLINE  # unlogged: OFFLINE
             last = out.intervals[-1] if out.intervals else None
@@ -153,6 +157,24 @@ class MachineTruth:
                                             - bisect.bisect_left(self.reject_ts, lo))
                     q["startup_reject_ideal_s"] += self.ideal_s(lo, hi, rejects=True)
         return q
+
+
+def cut_outages(intervals: list[Interval], outages: list[tuple[int, int]]) -> list[Interval]:
+    """The state intervals (sorted) with each outage [start, end) made OFFLINE."""
+    out = intervals
+    for o0, o1 in sorted(outages):
+        cut: list[Interval] = []
+        for iv in out:
+            if iv.end <= o0 or iv.start >= o1:
+                cut.append(iv)
+                continue
+            if iv.start < o0:
+                cut.append(Interval(iv.state, iv.start, o0))
+            if iv.end > o1:
+                cut.append(Interval(iv.state, o1, iv.end))
+        cut.append(Interval(State.OFFLINE, o0, o1))
+        out = sorted(cut, key=lambda iv: iv.start)
+    return out
 
 
 class Truth:
@@ -305,6 +327,8 @@ def load_truth(path: Path | str) -> Truth:
                 m.part_ict.append(ict)
                 if rec["reject"]:
                     m.reject_ict.append(ict)
+        elif kind == "outage":
+            machines[rec["machine"]].outages.append((int(rec["start"]), int(rec["end"])))
         else:
             raise ValueError(f"{path}:{no}: unknown record type {kind!r}")
     if header is None:
@@ -313,4 +337,5 @@ def load_truth(path: Path | str) -> Truth:
         m.intervals.sort(key=lambda iv: iv.start)
         m.part_ts, m.part_ict = _sorted(m.part_ts, m.part_ict)
         m.reject_ts, m.reject_ict = _sorted(m.reject_ts, m.reject_ict)
+        m.intervals = cut_outages(m.intervals, m.outages)
     return Truth(header, machines)

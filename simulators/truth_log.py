@@ -9,6 +9,10 @@ Records (timestamps are integer ns since the epoch, the ones the servers serve):
 - ``{"type":"part","machine":ASSET_ID,"ts":ns,"reject":bool}`` per part; on a machine
   with ``products`` (listed with their ideal cycle times in its scenario entry) also
   ``"product":ID,"ideal_cycle_time_s":s``, the product the part is of and its ICT
+- ``{"type":"outage","machine":ASSET_ID,"start":ns,"end":ns}`` when a device's network
+  outage ends: its server did not answer from start (stopped) to end (listening again);
+  the machine ran on, so the state records still cover the window (the reader makes it
+  OFFLINE) and the parts made in it are logged
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ class TruthWriter:
         if product is not None:
             rec.update(product=product, ideal_cycle_time_s=ideal_cycle_time_s)
         self._write(rec)
+
+    def outage(self, machine: str, start: int, end: int) -> None:
+        self._write({"type": "outage", "machine": machine, "start": start, "end": end})
 
     def close(self) -> None:
         if self._file is not None:

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shopfloor.contract import STATE_CODES, State
+from shopfloor.gateway.store import Series
 from shopfloor.server import kernels as k
 
 OFFLINE = STATE_CODES[State.OFFLINE]
@@ -95,3 +96,14 @@ def test_counter_rollover_and_reset():
     # without a bit width a decrease is always a reset
     assert k.counter_increase(np.array([10.0, 3.0]), 0) == 3.0
     assert k.counter_increase(np.array([top - 1, top - 1]), 16) == 0.0
+
+
+def test_bad_quality_counter_values_are_skipped_alike():
+    # 5 -> 6, a bad-quality placeholder 0, then 7: one more part, not a reset (8 parts)
+    s = Series(np.array([1, 2, 3, 4]), np.array([5.0, 6.0, 0.0, 7.0]), [None] * 4,
+               np.array([True, True, False, True]))
+    values = s.good_values()
+    assert k.counter_increase(values, 32) == k.counter_increase_ref(values.tolist(), 32) == 2
+    assert k.counter_deltas(values, 32).tolist() == k.counter_deltas_ref(values.tolist(), 32) \
+        == [0, 1, 0, 1]
+    assert k.counter_increase(s.value, 32) == 8  # what the raw values would say

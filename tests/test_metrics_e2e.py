@@ -1,9 +1,10 @@
 """End to end on real services: simulated plant -> edge -> Mosquitto -> gateway ->
 embedded store -> /losses and /trend with a shift calendar (a break, no-shift time),
-with counter resets on two machines and product changeovers (two products, each with
-its own ideal cycle time) on two others, checked against the simulators' ground truth:
-ratios within 1 percentage point, loss times within 1 % of planned busy time; part,
-reject, failure and small-stop counts exact."""
+with counter resets on two machines, product changeovers (two products, each with its
+own ideal cycle time) on two others and an 8 s outage of one OPC UA device, checked
+against the simulators' ground truth: ratios within 1 percentage point, loss times (and
+the outage's OFFLINE time) within 1 % of planned busy time; part, reject, failure and
+small-stop counts exact."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ for i, m in enumerate(m for a in PLANT["areas"] for ln in a["lines"] for m in ln
         m["products"] = [{"id": "SHAFT", "ideal_cycle_time_s": 0.5},
                          {"id": "FLANGE", "ideal_cycle_time_s": 0.9}]
 PRODUCT_MACHINES = MACHINES[:2]
+OUTAGE = {"at_s": 14.0, "duration_s": 8.0}  # cnc-01's OPC UA server down, mid-shift
+PLANT["areas"][0]["lines"][0]["machines"][0]["outage"] = OUTAGE
 
 
 def hms(ns: int) -> str:
@@ -119,6 +122,12 @@ def test_losses_and_calendar_match_ground_truth(tmp_path, mosquitto):
             print(f"{scope:<40} oee {got['oee']:.4f}/{want['oee']:.4f} " + " ".join(
                 f"{k[:5]} {got['losses_s'][k]:.1f}/{v:.1f}"
                 for k, v in want["losses_s"].items()))
+            if scope == MACHINES[0]:  # the outage: OFFLINE, as long as in the truth
+                off, want_off = got["times_s"]["OFFLINE"], want["times_s"]["OFFLINE"]
+                print(f"outage OFFLINE {off:.3f}/{want_off:.3f} s")
+                assert want_off >= OUTAGE["duration_s"] - 0.1
+                assert abs(off - want_off) <= 0.01 * pbt, (off, want_off)
+                assert "data_gaps" in got["flags"]
             for key in ("availability", "performance", "quality", "oee",
                         "technical_efficiency", "setup_ratio", "scrap_ratio"):
                 assert got[key] == pytest.approx(want[key], abs=0.01), (scope, key)

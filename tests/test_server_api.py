@@ -270,3 +270,37 @@ def test_requests_compile_no_kernel(client):
             r = client.get(f"/api/v1/{path}", params={"scope": scope, **window, **extra})
             assert r.status_code == 200, (path, r.text)
     assert {n: list(k.signatures) for n, k in dispatchers.items()} == before
+
+
+def test_offline_gap_and_bad_quality_counter(tmp_path):
+    """The edge's OFFLINE sample (quality bad) during a device outage counts as OFFLINE in
+    /oee, /losses and /timeline; a bad-quality counter value (a restarted device's
+    placeholder 0) is neither a reset nor an increase."""
+    from shopfloor.contract import Quality
+    store = SqliteStore(tmp_path / "store.db")
+    states = [(0, "PRODUCING", Quality.GOOD), (20, "OFFLINE", Quality.BAD),
+              (30, "PRODUCING", Quality.GOOD), (50, "DOWN", Quality.GOOD)]
+    rows = [(CNC, Sample("state", T0 + t * S, v, q)) for t, v, q in states]
+    parts = [(0, 100, Quality.GOOD), (10, 105, Quality.GOOD), (30, 0, Quality.BAD),
+             (31, 110, Quality.GOOD), (55, 112, Quality.UNCERTAIN), (56, 113, Quality.GOOD)]
+    rows += [(CNC, Sample("part_count", T0 + t * S, v, q)) for t, v, q in parts]
+    store.write(rows)
+    assert store.read(CNC, "part_count", T0, T0 + 60 * S).good.tolist() == [
+        q is Quality.GOOD for _, _, q in parts]
+    store.close()
+    (tmp_path / "registry.yaml").write_text((SAMPLES / "registry.sample.yaml").read_text())
+    cfg = ServerConfig.model_validate({
+        "registry": "registry.yaml", "store": {"embedded": {"path": str(tmp_path / "store.db")}},
+        "oee": {"stale_after_s": 60, "small_stop_s": 0}})
+    scope = "acme/plant1/machining/line1/cnc-01"
+    params = {"scope": scope, "start": iso(T0), "end": iso(T0 + 60 * S)}
+    with TestClient(create_app(cfg, tmp_path)) as c:
+        for path in ("/api/v1/oee", "/api/v1/losses"):
+            doc = c.get(path, params=params).json()
+            assert doc["times_s"]["OFFLINE"] == pytest.approx(10), path
+            assert doc["times_s"]["PRODUCING"] == pytest.approx(40), path
+            assert doc["planned_busy_time_s"] == pytest.approx(50), path
+            assert doc["counts"]["total"] == 13, path  # 100 -> 113, the placeholder skipped
+            assert "data_gaps" in doc["flags"], path
+        tl = c.get("/api/v1/timeline", params=params).json()["equipment"][0]["intervals"]
+        assert [i["state"] for i in tl] == ["PRODUCING", "OFFLINE", "PRODUCING", "DOWN"]

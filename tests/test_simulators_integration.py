@@ -321,3 +321,69 @@ def test_products_are_served_and_logged(tmp_path):
         assert len(logged) == len(parts) == len(truth.machine(asset).part_ict) > 0
         for ev, rec in zip(parts, logged, strict=True):
             assert (rec["product"], rec["ideal_cycle_time_s"]) == (ev.product, ict[ev.product])
+
+
+async def outage_run(tmp_path: Path) -> tuple[list, list, Truth]:
+    """cnc-01 (OPC UA) and press-01 (Modbus) are down 1.5-5.0 s (long enough for asyncua
+    to build the next server): refused in it; right after it the first reads are the
+    machine's current values, as the truth has them."""
+    doc = scenario_doc(free_port(), free_port(), duration_s=5)
+    doc["defaults"]["outage"] = {"at_s": 1.5, "duration_s": 3.5}
+    sim = Simulation(Scenario.model_validate(doc), tmp_path / "truth.jsonl")
+    await sim.start()
+    run = asyncio.create_task(sim.run())
+    opc_url, mb_port = sim.machines[0].server.url, sim.machines[1].spec.port
+    loop = asyncio.get_running_loop()
+    after_opc: list = []
+    after_mb: list = []
+    try:
+        await asyncio.sleep(sim._t0_mono + 2.0 - loop.time())  # in the outage
+        with pytest.raises((OSError, TimeoutError)):
+            await asyncio.wait_for(Client(opc_url).connect(), 1)
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", mb_port)
+        while loop.time() - sim._t0_mono < 6.5:  # connect as soon as each is back
+            if not after_opc:
+                client = Client(opc_url, timeout=1)
+                try:
+                    await client.connect()
+                    before = time.time_ns()
+                    after_opc = [before, await read_opcua(client), time.time_ns()]
+                    await client.disconnect()
+                except (OSError, TimeoutError):
+                    pass
+            if not after_mb:
+                mb = AsyncModbusTcpClient("127.0.0.1", port=mb_port, retries=0,
+                                          reconnect_delay=0, timeout=1)
+                if await mb.connect():
+                    before = time.time_ns()
+                    after_mb = [before, await read_modbus(mb), time.time_ns()]
+                mb.close()
+            await asyncio.sleep(0.02)
+        await run
+    finally:
+        await sim.close()
+    return after_opc, after_mb, load_truth(tmp_path / "truth.jsonl")
+
+
+def test_outage_stops_the_servers_and_they_come_back_with_current_values(tmp_path):
+    after_opc, after_mb, truth = asyncio.run(outage_run(tmp_path))
+    assert after_opc and after_mb
+    for asset, (t_a, _, t_b), parts_of in (
+            (CNC, after_opc, lambda: after_opc[1]["PartCount"].Value.Value),
+            (PRESS, after_mb, lambda: u32(after_mb[1][1], after_mb[1][2]))):
+        m = truth.machine(asset)
+        (o0, o1), = m.outages
+        assert o1 - o0 == pytest.approx(3.5e9, abs=0.3e9)
+        assert o0 - truth.t0 == pytest.approx(1.5e9, abs=0.1e9)
+        assert o1 <= t_b  # read after the server was back
+        # the machine ran on: parts during the outage are served (not zeros)
+        served = parts_of()
+        assert m.counters_at(t_a)[0] <= served <= m.counters_at(t_b)[0]
+        assert m.count(o0, o1)[0] > 0  # parts were made in the outage
+        r = truth.oee(asset, truth.t0, truth.run_window()[1])
+        assert r["times_s"]["OFFLINE"] == pytest.approx((o1 - o0) / 1e9)
+        assert m.state_at(o0 + 1) is State.OFFLINE and m.state_at(o1) is not State.OFFLINE
+    code = after_opc[1]["State"].Value.Value
+    assert DEVICE_STATE_BY_CODE[code] is truth.machine(CNC).state_at(after_opc[0]) or \
+        DEVICE_STATE_BY_CODE[code] is truth.machine(CNC).state_at(after_opc[2])

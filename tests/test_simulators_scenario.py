@@ -160,3 +160,15 @@ def test_edge_and_registry_configs_map_the_products(tmp_path):
     assert all(t["name"] != "product" for d in edge_doc["devices"] for t in d["tags"])
     assert all("ideal_cycle_times_s" not in e for e in registry_from_scenario(plain)[
         "enterprises"][0]["sites"][0]["workshops"][0]["lines"][0]["equipment"])
+
+
+def test_outage_key_per_machine_or_default(tmp_path):
+    doc = base()
+    doc["defaults"] = {"outage": {"at_s": 20, "duration_s": 8}}
+    machine(doc, 1)["outage"] = {"at_s": 5.5, "duration_s": 2}
+    specs = load_scenario(write(tmp_path, doc)).machines()
+    assert (specs[0].outage.at_s, specs[0].outage.end_s) == (20, 28)
+    assert (specs[1].outage.at_s, specs[1].outage.end_s) == (5.5, 7.5)
+    machine(doc, 0)["outage"] = {"at_s": 1, "duration_s": 0}
+    with pytest.raises(ConfigError, match="duration_s"):
+        load_scenario(write(tmp_path, doc))

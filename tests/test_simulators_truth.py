@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shopfloor.contract import State
 from shopfloor.simulators.machine import Kind, MachineModel
 from shopfloor.simulators.scenario import load_scenario
 from shopfloor.simulators.truth import load_truth
@@ -210,3 +211,20 @@ def test_window_sums_are_additive(demo_truth, cuts, n):
         assert whole["oee"] == pytest.approx(
             whole["availability"] * whole["performance"] * whole["quality"])
         assert 0 <= whole["availability"] <= 1 and 0 <= whole["quality"] <= 1
+
+
+def test_outage_is_offline_and_its_parts_count(tmp_path):
+    path = tiny_log(tmp_path / "t.jsonl")
+    with path.open("a") as f:  # A's device unreachable 35..45 s (PRODUCING 35-40, DOWN 40-45)
+        f.write(json.dumps({"type": "outage", "machine": A, "start": s(35), "end": s(45)}) + "\n")
+    truth = load_truth(path)
+    r = truth.oee(A, s(0), s(90))
+    assert r["times_s"]["OFFLINE"] == 10
+    assert r["times_s"]["PRODUCING"] == 45 and r["times_s"]["DOWN"] == 5
+    assert r["planned_busy_time_s"] == 50  # 90 - 10 planned stop - 20 no shift - 10 offline
+    assert r["counts"]["total"] == 8  # the part at 35 s still counts
+    m = truth.machine(A)
+    assert m.state_at(s(35)) is State.OFFLINE and m.state_at(s(45)) is State.DOWN
+    assert [(e.state, e.start, e.end) for e in m.episodes()][1:4] == [
+        (State.PRODUCING, s(10), s(35)), (State.OFFLINE, s(35), s(45)), (State.DOWN, s(45), s(50))]
+    assert truth.oee(B, s(0), s(90))["times_s"]["OFFLINE"] == 0
