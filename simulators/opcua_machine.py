@@ -124,6 +124,8 @@ class OpcUaMachine:
         self._values: dict[str, ua.DataValue] = {}
         self._built = False  # self._server has the address space (it may not listen yet)
         self._up = False  # ... and listens
+        self._spare: Server | None = None  # built, not listening: answers after an outage
+        self._outage_ready = False
 
     def _new_server(self) -> Server:
         opts = self.options
@@ -134,12 +136,17 @@ class OpcUaMachine:
         """Build the address space (unless built) and listen; returns once the port accepts
         clients. The variables hold the machine's current values from the first read on."""
         if not self._built:
-            await self._build()
+            await self._build(self._server)
+            self._built = True
         await self._server.start()
         self._up = True
+        if self.spec.outage is not None and not self._outage_ready:
+            # the server that answers after the outage, built before the clock starts:
+            # building takes seconds of CPU that would stall the other machines mid-run
+            self._spare, self._outage_ready = self._new_server(), True
+            await self._build(self._spare)
 
-    async def _build(self) -> None:
-        server = self._server
+    async def _build(self, server: Server) -> None:
         await server.init()
         server.set_endpoint(self.url + "/")
         server.set_server_name(f"shopfloor simulated machine {self.spec.id}")
@@ -167,9 +174,6 @@ class OpcUaMachine:
                                          ua.QualifiedName(f"Var{i}", idx), float(i))
             if self.options.extra_eu_range is not None:
                 await _add_eu_range(var, self.options.extra_eu_range)
-        self._built = True
-        for name, dv in self._values.items():  # after an outage: what the machine has now
-            await server.write_attribute_value(self._nodes[name], dv)
 
     async def _configure(self, server: Server) -> None:
         opts = self.options
@@ -252,12 +256,18 @@ class OpcUaMachine:
             await self._server.stop()
 
     async def go_offline(self) -> None:
-        """Outage: stop answering (clients lose their sessions), then build the next server
-        (slow: seconds) with the machine's values, kept current by ``apply``."""
+        """Outage: stop answering (clients lose their sessions); the spare server takes
+        the machine's values now and is kept current by ``apply``."""
         await self.stop()
-        self._server = self._new_server()
-        await self._build()
+        server, self._spare = self._spare, None
+        if server is None:  # no spare built at start
+            server = self._new_server()
+            await self._build(server)
+        self._server, self._built = server, True
+        for name, dv in self._values.items():  # what the machine has now
+            await server.write_attribute_value(self._nodes[name], dv)
 
     async def go_online(self) -> None:
-        """After an outage: the server built in ``go_offline`` listens."""
+        """After an outage: the server prepared in ``go_offline`` listens, serving the
+        machine's current values from the first read."""
         await self.start()
