@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -166,3 +167,22 @@ def victoria_metrics(workdir: Path) -> Iterator[VictoriaMetrics]:
     finally:
         stop(proc)
         log.close()
+
+
+def start_plant_stack(sup: Any, files: Any, *, gateway_argv: list[str] | None = None,
+                      edge_argv: list[str] | None = None, outbox: Path | None = None
+                      ) -> tuple[subprocess.Popen, subprocess.Popen, subprocess.Popen]:
+    """Under the ``shopfloor.up.Supervisor`` ``sup``, start the simulated plant (with its
+    truth log), the gateway and the edge of the ``StackFiles`` ``files``, each waited for
+    until it is ready; returns (plant, gateway, edge)."""
+    from shopfloor.up import shopfloor_cmd
+
+    outbox = outbox or files.workdir / "outbox.db"
+    plant = sup.start("plant", shopfloor_cmd(
+        "simulate", "--scenario", str(files.scenario), "--truth", str(files.truth)),
+        files.truth.exists)
+    gateway = sup.start("gateway", gateway_argv or shopfloor_cmd(
+        "gateway", "--config", str(files.gateway)), files.store.exists)
+    edge = sup.start("edge", edge_argv or shopfloor_cmd(
+        "edge", "--config", str(files.edge)), outbox.exists)
+    return plant, gateway, edge

@@ -17,6 +17,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from services import start_plant_stack
 
 from shopfloor import contract
 from shopfloor.simulators.truth import load_truth
@@ -146,13 +147,7 @@ def test_plant_to_oee_matches_ground_truth(tmp_path, mosquitto, influxdb):
     witness = Witness(mosquitto.port)
     sup = Supervisor(tmp_path / "logs")
     try:
-        plant = sup.start("plant", shopfloor_cmd(
-            "simulate", "--scenario", str(files.scenario), "--truth", str(files.truth)),
-            lambda: files.truth.exists())
-        sup.start("gateway", shopfloor_cmd("gateway", "--config", str(files.gateway)),
-                  lambda: files.store.exists())
-        sup.start("edge", shopfloor_cmd("edge", "--config", str(files.edge)),
-                  lambda: (files.workdir / "outbox.db").exists())
+        plant, _, _ = start_plant_stack(sup, files)
         plant.wait(timeout=SHIFT_S + 60)
         assert plant.returncode == 0
 

@@ -15,6 +15,7 @@ holds them.
 
 from __future__ import annotations
 
+import copy
 import json
 import signal
 import threading
@@ -22,9 +23,9 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-import yaml
-from services import free_port
-from test_faults import Key, embedded, last_stats, pending, produced, report
+from services import free_port, start_plant_stack
+from test_faults import SCENARIO as FAULTS_SCENARIO
+from test_faults import Key, embedded, last_stats, pending, produced, report, tune_for_faults
 
 from shopfloor import contract
 from shopfloor.up import Supervisor, shopfloor_cmd, write_configs
@@ -32,22 +33,10 @@ from shopfloor.up import Supervisor, shopfloor_cmd, write_configs
 pytestmark = pytest.mark.e2e
 
 BROKER_DOWN_S = 30
-SCENARIO = {
-    "seed": 7,
-    "enterprise": {"id": "acme", "name": "Acme"},
-    "site": {"id": "plant1", "name": "Plant 1"},
-    "timeline": {"lead_in_s": 2, "duration_s": 50, "lead_out_s": 2},
-    "defaults": {
-        "ideal_cycle_time_s": 0.3, "speed_factor": 1.1, "reject_rate": 0.05,
-        "durations_s": {"PRODUCING": [3, 6], "IDLE": [1, 2], "DOWN": [1, 2],
-                        "SETUP": [1, 2], "PLANNED_STOP": [1, 2]},
-    },
-    "areas": [{"id": "machining", "name": "Machining", "lines": [
-        {"id": "line1", "name": "Line 1", "machines": [
-            {"id": "cnc-01", "protocol": "opcua", "port": 1},
-            {"id": "press-01", "protocol": "modbus", "port": 2},
-        ]}]}],
-}
+# test_faults' plant, shorter and without press-02
+SCENARIO = copy.deepcopy(FAULTS_SCENARIO) | {
+    "seed": 7, "timeline": {"lead_in_s": 2, "duration_s": 50, "lead_out_s": 2}}
+SCENARIO["areas"][0]["lines"][0]["machines"] = SCENARIO["areas"][0]["lines"][0]["machines"][:2]
 
 
 class Witness:
@@ -91,13 +80,7 @@ def test_broker_down_30s_and_edge_sigkilled_meanwhile_loses_nothing(tmp_path, mo
     files = write_configs(tmp_path / "stack", SCENARIO, mqtt_port=mosquitto.port,
                           http_port=free_port())
     outbox = files.workdir / "outbox.db"
-    edge = yaml.safe_load(files.edge.read_text())
-    edge["outbox"]["replay_window"] = 10_000_000  # keeps every batch: the ground truth
-    edge["stats_interval_s"] = 5
-    files.edge.write_text(yaml.safe_dump(edge))
-    gw = yaml.safe_load(files.gateway.read_text())
-    gw.update(retry_max_s=2, stats_interval_s=5, completeness={"timeout_s": 3})
-    files.gateway.write_text(yaml.safe_dump(gw))
+    tune_for_faults(files)
 
     sup = Supervisor(tmp_path / "logs")
     gw_log, edge_log = sup.logdir / "gateway.log", sup.logdir / "edge.log"
@@ -108,12 +91,7 @@ def test_broker_down_30s_and_edge_sigkilled_meanwhile_loses_nothing(tmp_path, mo
 
     witness = Witness(mosquitto.port)
     try:
-        plant = sup.start("plant", shopfloor_cmd(
-            "simulate", "--scenario", str(files.scenario), "--truth", str(files.truth)),
-            lambda: files.truth.exists())
-        sup.start("gateway", shopfloor_cmd("gateway", "--config", str(files.gateway)),
-                  lambda: files.store.exists())
-        edge_proc = sup.start("edge", edge_argv, outbox.exists)
+        plant, _, edge_proc = start_plant_stack(sup, files, edge_argv=edge_argv, outbox=outbox)
         time.sleep(6)
 
         n_kill_broker = count()

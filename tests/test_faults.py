@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from services import free_port, require, stop, wait_for_port
+from services import free_port, require, start_plant_stack, stop, wait_for_port
 
 from shopfloor.up import Supervisor, shopfloor_cmd, write_configs
 
@@ -148,13 +148,9 @@ def report(what: str, want: list[Key], got: list[Key]) -> str:
             f"(distinct {len(g)}), missing {len(w - g)}, extra {len(g - w)}")
 
 
-@pytest.mark.timeout(420)
-def test_stream_survives_broker_gateway_influx_and_edge_faults(tmp_path, mosquitto):
-    influx = Influxd(tmp_path / "influxdb")
-    files = write_configs(tmp_path / "stack", SCENARIO, mqtt_port=mosquitto.port,
-                          http_port=free_port(),
-                          influxdb={"version": 1, "url": influx.url, "database": "shopfloor"})
-    outbox = files.workdir / "outbox.db"
+def tune_for_faults(files) -> None:
+    """The edge keeps every batch in its outbox (the ground truth of what was produced)
+    and both report stats often; the gateway retries and asks for gaps quickly."""
     edge = yaml.safe_load(files.edge.read_text())
     edge["outbox"]["replay_window"] = 10_000_000  # keeps every batch: the ground truth
     edge["stats_interval_s"] = 5
@@ -162,6 +158,16 @@ def test_stream_survives_broker_gateway_influx_and_edge_faults(tmp_path, mosquit
     gw = yaml.safe_load(files.gateway.read_text())
     gw.update(retry_max_s=2, stats_interval_s=5, completeness={"timeout_s": 3})
     files.gateway.write_text(yaml.safe_dump(gw))
+
+
+@pytest.mark.timeout(420)
+def test_stream_survives_broker_gateway_influx_and_edge_faults(tmp_path, mosquitto):
+    influx = Influxd(tmp_path / "influxdb")
+    files = write_configs(tmp_path / "stack", SCENARIO, mqtt_port=mosquitto.port,
+                          http_port=free_port(),
+                          influxdb={"version": 1, "url": influx.url, "database": "shopfloor"})
+    outbox = files.workdir / "outbox.db"
+    tune_for_faults(files)
 
     sup = Supervisor(tmp_path / "logs")
     gw_log, edge_log = sup.logdir / "gateway.log", sup.logdir / "edge.log"
@@ -177,11 +183,8 @@ def test_stream_survives_broker_gateway_influx_and_edge_faults(tmp_path, mosquit
 
     faults: list[str] = []
     try:
-        plant = sup.start("plant", shopfloor_cmd(
-            "simulate", "--scenario", str(files.scenario), "--truth", str(files.truth)),
-            lambda: files.truth.exists())
-        gateway = sup.start("gateway", gateway_argv, lambda: files.store.exists())
-        edge_proc = sup.start("edge", edge_argv, outbox.exists)
+        plant, gateway, edge_proc = start_plant_stack(
+            sup, files, gateway_argv=gateway_argv, edge_argv=edge_argv, outbox=outbox)
         time.sleep(8)
 
         n0 = count()

@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import yaml
+from services import start_plant_stack
 
 from shopfloor.contract import DevicePath
 from shopfloor.gateway.sqlite_store import SqliteStore
 from shopfloor.simulators.machine import Kind, MachineModel
 from shopfloor.simulators.scenario import load_scenario
 from shopfloor.simulators.truth import Truth, load_truth
-from shopfloor.up import StackFiles, Supervisor, free_port, shopfloor_cmd, write_configs
+from shopfloor.up import StackFiles, Supervisor, free_port, write_configs
 from tests.test_e2e import MACHINES, SCENARIO, start_server, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -67,13 +68,7 @@ def test_losses_and_calendar_match_ground_truth(tmp_path, mosquitto):
                                       http_port=free_port())
     sup = Supervisor(tmp_path / "logs")
     try:
-        plant = sup.start("plant", shopfloor_cmd(
-            "simulate", "--scenario", str(files.scenario), "--truth", str(files.truth)),
-            lambda: files.truth.exists())
-        sup.start("gateway", shopfloor_cmd("gateway", "--config", str(files.gateway)),
-                  lambda: files.store.exists())
-        sup.start("edge", shopfloor_cmd("edge", "--config", str(files.edge)),
-                  lambda: (files.workdir / "outbox.db").exists())
+        plant, _, _ = start_plant_stack(sup, files)
         plant.wait(timeout=120)
         assert plant.returncode == 0
         truth = load_truth(files.truth)
