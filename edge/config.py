@@ -326,6 +326,27 @@ class EdgeConfig(Strict):
             seen.add(d.device_path.asset_id)
         return self
 
+    @model_validator(mode="after")
+    def _shared_lines(self) -> EdgeConfig:
+        """Modbus devices on one serial port, or behind one RTU-over-TCP host:port, share
+        the line: the same serial settings, a unit id each."""
+        lines: dict[tuple[str, ...], ModbusDevice] = {}
+        units: set[tuple[tuple[str, ...], int]] = set()
+        for d in self.devices:
+            if not isinstance(d, ModbusDevice) or d.transport == "tcp":
+                continue
+            key = (("rtu", d.serial.port) if d.serial is not None
+                   else ("rtu_over_tcp", str(d.host), str(d.port)))
+            first = lines.setdefault(key, d)
+            if first.serial != d.serial:
+                raise ValueError(f"devices {first.id!r} and {d.id!r} share serial port "
+                                 f"{key[1]} with different line settings")
+            if (key, d.unit) in units:
+                raise ValueError(f"device {d.id!r}: unit {d.unit} is already on its line "
+                                 f"({d.where})")
+            units.add((key, d.unit))
+        return self
+
 
 def load_edge_config(path: Path | str) -> EdgeConfig:
     """Load and validate; raises shopfloor.config.ConfigError naming file and key."""
