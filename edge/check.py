@@ -1,7 +1,8 @@
 """``shopfloor edge check --config FILE``: the commissioning check.
 
 ``run_check(config_path) -> int`` validates the config, tries every device once (connect,
-read every tag) and the MQTT broker once (connect, CONNACK), prints a table
+read every tag; devices sharing a serial line or RTU-over-TCP gateway one after the
+other over one connection) and the MQTT broker once (connect, CONNACK), prints a table
 (device, protocol, reachable, tags read, first error) and returns 1 if anything is
 unreachable or a tag could not be read, else 0. Secrets are never printed.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from shopfloor.mqtt import MqttConfig, describe, make_client
 from .config import EdgeConfig, ModbusDevice, OpcUaDevice, load_edge_config
 from .modbus_driver import BIT_TABLES, plan_reads, value_of
 from .modbus_driver import make_client as modbus_client
+from .modbus_line import ModbusClient, lines_for, set_timeout
 from .opcua_client import connect, operation_limits, read_values, resolve
 
 
@@ -35,18 +38,46 @@ class Row:
 
 
 async def check_modbus(dev: ModbusDevice) -> Row:
-    row = Row(dev.id, f"modbus/{dev.transport}", False, 0, len(dev.tags))
-    client = modbus_client(dev)
+    return (await check_modbus_line([dev]))[0]
+
+
+async def check_modbus_line(devices: list[ModbusDevice]) -> list[Row]:
+    """The devices of one line (serial port or RTU-over-TCP gateway) over one client,
+    one after the other (one request at a time on the line)."""
+    rows = [Row(d.id, f"modbus/{d.transport}", False, 0, len(d.tags)) for d in devices]
+    first = devices[0]
+    client = modbus_client(first)
     try:
-        if not await asyncio.wait_for(client.connect(), dev.timeout_s * 2):
-            raise ConnectionError(f"cannot connect to {dev.where}")
-        row.reachable = True
+        timeout = max(d.timeout_s for d in devices)
+        if not await asyncio.wait_for(client.connect(), timeout * 2):
+            raise ConnectionError(f"cannot connect to {first.where}")
+    except Exception as exc:
+        client.close()
+        for row in rows:
+            row.error = _short(exc)
+        return rows
+    try:
+        for dev, row in zip(devices, rows, strict=True):
+            set_timeout(client, dev.timeout_s)
+            await _check_unit(client, dev, row, shared=len(devices) > 1)
+    finally:
+        client.close()
+    return rows
+
+
+async def _check_unit(client: ModbusClient, dev: ModbusDevice, row: Row,
+                      shared: bool) -> None:
+    """Reads every tag; reachable: the line opened and, on a shared line, the unit
+    answered (with values or an exception response)."""
+    row.reachable = not shared
+    try:
         for read in plan_reads(list(dev.tags), dev.max_gap_registers, dev.max_gap_bits):
             fn = {"holding": client.read_holding_registers,
                   "input": client.read_input_registers, "coil": client.read_coils,
                   "discrete": client.read_discrete_inputs}[read.table]
             rr = await asyncio.wait_for(fn(read.start, count=read.count, device_id=dev.unit),
                                         dev.timeout_s * 1.5)
+            row.reachable = True
             if rr.isError():
                 row.error = row.error or f"{read.table} {read.start}+{read.count}: {rr}"
                 continue
@@ -56,9 +87,6 @@ async def check_modbus(dev: ModbusDevice) -> Row:
                 row.tags_read += 1
     except Exception as exc:  # report, never raise: the table is the output
         row.error = row.error or _short(exc)
-    finally:
-        client.close()
-    return row
 
 
 async def check_opcua(dev: OpcUaDevice) -> Row:
@@ -127,11 +155,17 @@ def _short(exc: BaseException) -> str:
     return " ".join(text.split())[:120]
 
 
+async def _one(row: Awaitable[Row]) -> list[Row]:
+    return [await row]
+
+
 async def check_all(cfg: EdgeConfig) -> list[Row]:
     """Every device at once (each bounded by its own timeouts), then the broker."""
-    coros = [check_modbus(d) if isinstance(d, ModbusDevice) else check_opcua(d)
-             for d in cfg.devices]
-    rows = list(await asyncio.gather(*coros))
+    lines = lines_for(d for d in cfg.devices if isinstance(d, ModbusDevice))
+    coros = [check_modbus_line(line.devices) for line in lines.values()]
+    coros += [_one(check_opcua(d)) for d in cfg.devices if isinstance(d, OpcUaDevice)]
+    by_id = {r.name: r for rows in await asyncio.gather(*coros) for r in rows}
+    rows = [by_id[d.id] for d in cfg.devices]
     rows.append(await asyncio.to_thread(check_broker, cfg.mqtt, f"{cfg.agent_id}-check"))
     return rows
 

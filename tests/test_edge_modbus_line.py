@@ -16,9 +16,12 @@ from typing import Any
 
 import pytest
 from services import free_port
+from test_edge_integration import Collector, wait_for
 from test_edge_modbus_sim import linked_ptys  # noqa: F401 (fixture)
 
 from shopfloor.contract import Sample, State
+from shopfloor.edge.agent import Agent
+from shopfloor.edge.check import check_all, format_table
 from shopfloor.edge.config import EdgeConfig, ModbusDevice
 from shopfloor.edge.modbus_driver import ModbusDriver
 from shopfloor.edge.modbus_line import ModbusLine, line_key, lines_for
@@ -235,3 +238,78 @@ async def _gateway() -> None:
                                             [("plc-2", True), ("plc-1", True)])
     finally:
         await server.stop()
+
+
+def test_edge_check_tries_every_unit_of_a_shared_line_over_one_connection(tmp_path):
+    asyncio.run(_check(tmp_path))
+
+
+async def _check(tmp_path: Path) -> None:
+    port = free_port()
+    server = ModbusLineServer([1, 2, 3], port=port)
+    server.silent.add(2)
+    await server.start()
+    try:
+        await load(server)
+        cfg = EdgeConfig.model_validate({
+            "agent_id": "a", "outbox": {"path": str(tmp_path / "ob.db")},
+            "mqtt": {"host": "127.0.0.1", "port": free_port()},  # no broker: its row fails
+            "devices": [gateway_device(u, port, timeout_s=0.3).model_dump(by_alias=True)
+                        for u in (3, 2, 1)]})
+        table = await check_all(cfg)
+    finally:
+        await server.stop()
+    print("\n" + format_table(table))
+    got = {r.name: (r.reachable, r.tags_read, bool(r.error)) for r in table}
+    assert [r.name for r in table] == ["plc-3", "plc-2", "plc-1", "broker"]  # config order
+    assert got["plc-1"] == got["plc-3"] == (True, 2, False)
+    assert got["plc-2"] == (False, 0, True)  # the silent unit: no answer
+    assert server.connections == 1 and server.requests[2] >= 1
+
+
+def test_agent_line_loss_is_offline_for_every_device_a_silent_unit_only_for_itself(
+        tmp_path, mosquitto):
+    asyncio.run(_agent(tmp_path, mosquitto.port))
+
+
+async def _agent(tmp_path: Path, mqtt_port: int) -> None:
+    port = free_port()
+    server = ModbusLineServer([1, 2, 3], port=port)
+    await server.start()
+    await load(server)
+    collector = Collector(mqtt_port, "collector-line")
+    cfg = EdgeConfig.model_validate({
+        "agent_id": "edge-l", "outbox": {"path": str(tmp_path / "ob.db")},
+        "mqtt": {"port": mqtt_port}, "publish": {"max_batch_interval_s": 0.05},
+        "devices": [gateway_device(u, port, poll_s=0.05, timeout_s=0.3, reconnect_max_s=0.5)
+                    .model_dump(by_alias=True) for u in (1, 2, 3)]})
+    paths = {d.id: d.device_path for d in cfg.devices}
+
+    def states(dev: str) -> list[str]:
+        return [s.value for s in collector.samples(paths[dev]) if s.tag == "state"]
+
+    try:
+        async with Agent(cfg):
+            await wait_for(lambda: all(states(f"plc-{u}") == [STATES[u].value]
+                                       for u in (1, 2, 3)), what="every unit's state")
+            server.silent.add(3)  # one unit silent: OFFLINE for it alone
+            await wait_for(lambda: "OFFLINE" in states("plc-3"), what="plc-3 OFFLINE")
+            await asyncio.sleep(0.5)
+            assert states("plc-1") == [STATES[1].value] and states("plc-2") == [
+                STATES[2].value]
+            await server.stop()  # the gateway gone: OFFLINE for every device on it
+            await wait_for(lambda: all("OFFLINE" in states(f"plc-{u}") for u in (1, 2)),
+                           what="plc-1 and plc-2 OFFLINE")
+            server = ModbusLineServer([1, 2, 3], port=port)
+            await server.start()
+            await load(server)
+            await wait_for(lambda: all(states(f"plc-{u}")[-1] == STATES[u].value
+                                       for u in (1, 2, 3)), what="states after the outage")
+            assert server.connections == 1
+    finally:
+        collector.stop()
+        await server.stop()
+    print({d: states(d) for d in paths})
+    assert states("plc-3") == [STATES[3].value, "OFFLINE", STATES[3].value]
+    for u in (1, 2):
+        assert states(f"plc-{u}") == [STATES[u].value, "OFFLINE", STATES[u].value]
