@@ -208,7 +208,7 @@ class ModbusDriver:
                   "coil": c.read_coils, "discrete": c.read_discrete_inputs}[read.table]
             return fn(read.start, count=read.count, device_id=dev.unit)
 
-        rr = await self.line.request(client, dev.timeout_s, call)
+        rr = await self.line.request(client, dev.unit, dev.timeout_s, call)
         ts = now_ns()
         if rr.isError():
             self.errors += 1

@@ -9,7 +9,8 @@ devices each get a line of their own, as does any device alone on its line.
 ``lines_for(devices)`` builds the lines of a config, keyed by ``line_key``. A broken line
 (port gone, TCP closed) is closed once by whichever driver sees it first (``fail``) and
 re-opened once for all its devices (``open``), no sooner than the line's capped backoff
-allows, however many drivers are waiting.
+allows, however many drivers are waiting. On a shared line one unit not answering is
+that unit's failure; every unit not answering is the line's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TypeVar
 
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusIOException
 
 from .config import ModbusDevice
 from .driver import Backoff
@@ -87,6 +89,7 @@ class ModbusLine:
         self.opens = 0  # successful (re)opens (tests, metrics)
         self.backoff = Backoff(0.2, min(d.reconnect_max_s for d in devices))
         self._open_lock = asyncio.Lock()
+        self._unanswered: set[int] = set()  # units that timed out since the last answer
         self._not_before = 0.0  # monotonic time of the next allowed open attempt
 
     @property
@@ -120,6 +123,7 @@ class ModbusLine:
                 raise ConnectionError("connect failed")
             _set_nodelay(client)
             self.client = client
+            self._unanswered.clear()
             self.opens += 1
             self.backoff.reset()
             return client
@@ -136,15 +140,31 @@ class ModbusLine:
             self.client.close()
             self.client = None
 
-    async def request(self, client: ModbusClient, timeout_s: float,
+    async def request(self, client: ModbusClient, unit: int, timeout_s: float,
                       call: Callable[[ModbusClient], Awaitable[T]]) -> T:
         """``call(client)`` alone on the line, bounded by the device's timeout; LineDown
-        if the line was closed or re-opened since ``client`` was handed out."""
+        if the line was closed or re-opened since ``client`` was handed out.
+
+        Shared line: a unit not answering is that unit's failure (pymodbus's own rule,
+        closing a TCP connection after a few unanswered requests in a row, is reset on
+        every request); when every unit on the line has timed out since the last answer,
+        the line is taken for broken (a half-open gateway) and closed."""
         async with self.lock:
             if client is not self.client or not client.connected:
                 raise LineDown(f"line {self.key} is down")
             set_timeout(client, timeout_s)
-            return await asyncio.wait_for(call(client), timeout_s * 1.5)
+            if self.shared:
+                with contextlib.suppress(AttributeError):
+                    client.ctx.count_until_disconnect = client.ctx.max_until_disconnect
+            try:
+                result = await asyncio.wait_for(call(client), timeout_s * 1.5)
+            except (TimeoutError, ModbusIOException):
+                self._unanswered.add(unit)
+                if self.shared and len(self._unanswered) >= len(self.devices):
+                    self.fail(client)
+                raise
+            self._unanswered.clear()
+            return result
 
 
 def lines_for(devices: Iterable[ModbusDevice]) -> dict[str, ModbusLine]:

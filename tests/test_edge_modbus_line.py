@@ -313,3 +313,31 @@ async def _agent(tmp_path: Path, mqtt_port: int) -> None:
     assert states("plc-3") == [STATES[3].value, "OFFLINE", STATES[3].value]
     for u in (1, 2):
         assert states(f"plc-{u}") == [STATES[u].value, "OFFLINE", STATES[u].value]
+
+
+def test_gateway_a_long_silent_unit_does_not_close_the_line_all_silent_does():
+    asyncio.run(_long_silence())
+
+
+async def _long_silence() -> None:
+    port = free_port()
+    server = ModbusLineServer([1, 2], port=port)
+    await server.start()
+    try:
+        await load(server)
+        # unit 1 polled rarely: unit 2's timeouts follow each other with no answer between
+        devices = [gateway_device(1, port, poll_s=3, timeout_s=0.1, reconnect_max_s=0.2),
+                   gateway_device(2, port, poll_s=0.05, timeout_s=0.1, reconnect_max_s=0.2)]
+        async with Drivers(devices) as drv:
+            line = drv.lines[f"rtu_over_tcp:127.0.0.1:{port}"]
+            await drv.until(lambda: min(drv.polls().values()) >= 1)
+            server.silent.add(2)
+            await drv.until(lambda: drv.by_id["plc-2"].errors >= 10)
+            assert line.opens == 1 and server.connections == 1
+            assert ("plc-1", False) not in drv.sink.events
+            # every unit silent (a half-open gateway): the line is re-opened
+            server.silent.add(1)
+            await drv.until(lambda: line.opens >= 2)
+            assert server.connections >= 2
+    finally:
+        await server.stop()
