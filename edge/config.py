@@ -273,7 +273,8 @@ class ModbusDevice(DeviceBase):
     host: str | None = Field(None, description="tcp and rtu_over_tcp")
     port: int = Field(502, ge=1, le=65535)
     serial: SerialLine | None = Field(None, description="rtu: the serial line")
-    unit: int = Field(1, ge=0, le=255)
+    unit: int = Field(1, ge=0, le=255, description="unit id; devices on one serial port or "
+                      "one rtu_over_tcp host:port share that line's connection")
     poll_s: float = Field(0.1, gt=0, description="poll period of this device")
     timeout_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
