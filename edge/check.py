@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,17 +154,22 @@ def _short(exc: BaseException) -> str:
     return " ".join(text.split())[:120]
 
 
-async def _one(row: Awaitable[Row]) -> list[Row]:
-    return [await row]
+async def _check_group(group: list[ModbusDevice] | list[OpcUaDevice]) -> list[Row]:
+    if isinstance(group[0], OpcUaDevice):
+        return [await check_opcua(group[0])]
+    return await check_modbus_line(group)  # type: ignore[arg-type]
 
 
 async def check_all(cfg: EdgeConfig) -> list[Row]:
-    """Every device at once (each bounded by its own timeouts), then the broker."""
+    """Every line and OPC UA device at once (each bounded by its own timeouts; a shared
+    Modbus line's devices one after the other), then the broker; rows in config order."""
     lines = lines_for(d for d in cfg.devices if isinstance(d, ModbusDevice))
-    coros = [check_modbus_line(line.devices) for line in lines.values()]
-    coros += [_one(check_opcua(d)) for d in cfg.devices if isinstance(d, OpcUaDevice)]
-    by_id = {r.name: r for rows in await asyncio.gather(*coros) for r in rows}
-    rows = [by_id[d.id] for d in cfg.devices]
+    groups: list[list[ModbusDevice] | list[OpcUaDevice]] = [ln.devices for ln in lines.values()]
+    groups += [[d] for d in cfg.devices if isinstance(d, OpcUaDevice)]
+    results = await asyncio.gather(*(_check_group(g) for g in groups))
+    found = {id(d): r for g, rs in zip(groups, results, strict=True)
+             for d, r in zip(g, rs, strict=True)}
+    rows = [found[id(d)] for d in cfg.devices]
     rows.append(await asyncio.to_thread(check_broker, cfg.mqtt, f"{cfg.agent_id}-check"))
     return rows
 
