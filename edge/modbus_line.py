@@ -159,9 +159,10 @@ class ModbusLine:
             try:
                 result = await asyncio.wait_for(call(client), timeout_s * 1.5)
             except (TimeoutError, ModbusIOException):
-                self._unanswered.add(unit)
-                if self.shared and len(self._unanswered) >= len(self.devices):
-                    self.fail(client)
+                if client is self.client:  # not a line closed meanwhile
+                    self._unanswered.add(unit)
+                    if self.shared and len(self._unanswered) >= len(self.devices):
+                        self.fail(client)
                 raise
             self._unanswered.clear()
             return result
