@@ -321,10 +321,11 @@ class EdgeConfig(Strict):
     @model_validator(mode="after")
     def _unique_devices(self) -> EdgeConfig:
         seen: set[str] = set()
-        for d in self.devices:
-            if d.device_path.asset_id in seen:
-                raise ValueError(f"device {d.device_path.asset_id!r} is configured twice")
-            seen.add(d.device_path.asset_id)
+        for d in self.devices:  # ids key the agent's buffers, metrics and logs
+            if d.id in seen:
+                raise ValueError(f"device id {d.id!r} is used twice in this agent "
+                                 f"(again at {d.device_path.asset_id!r})")
+            seen.add(d.id)
         return self
 
     @model_validator(mode="after")
@@ -333,7 +334,13 @@ class EdgeConfig(Strict):
         the line: the same serial settings, a unit id each."""
         lines: dict[tuple[str, ...], ModbusDevice] = {}
         units: set[tuple[tuple[str, ...], int]] = set()
+        tcp: dict[tuple[str, str], str] = {}  # host:port -> transport
         for d in self.devices:
+            if isinstance(d, ModbusDevice) and d.host is not None:
+                other = tcp.setdefault((str(d.host), str(d.port)), d.transport)
+                if other != d.transport:
+                    raise ValueError(f"device {d.id!r}: {d.host}:{d.port} is used with "
+                                     f"transports {other} and {d.transport}")
             if not isinstance(d, ModbusDevice) or d.transport == "tcp":
                 continue
             key = (("rtu", d.serial.port) if d.serial is not None

@@ -3,6 +3,7 @@ report by exception, OPC UA timestamp/quality conversion, the durable outbox."""
 
 from __future__ import annotations
 
+import copy
 import json
 import struct
 from datetime import UTC, datetime
@@ -83,7 +84,20 @@ def test_config_errors_name_file_and_key(tmp_path):
     assert "two tags publish as 'state'" in msg
 
     msg = _broken(tmp_path, lambda d: d["devices"].append(d["devices"][1]))
-    assert "configured twice" in msg
+    assert "is used twice in this agent" in msg
+
+    def same_id_elsewhere(d):  # same id on another line: the agent's keys would collide
+        d["devices"].append(copy.deepcopy(d["devices"][1]))
+        d["devices"][-1]["path"]["line"] = "other-line"
+        d["devices"][-1]["port"] = 15020
+    msg = _broken(tmp_path, same_id_elsewhere)
+    assert "is used twice in this agent" in msg
+
+    def tcp_and_rtu_over_tcp(d):  # one host:port, two transports
+        d["devices"].append(copy.deepcopy(d["devices"][1]) | {"id": "press-09", "unit": 9})
+        d["devices"][-1]["transport"] = "rtu_over_tcp"
+    msg = _broken(tmp_path, tcp_and_rtu_over_tcp)
+    assert "is used with transports" in msg
 
 
 def test_config_never_shows_password(tmp_path):
