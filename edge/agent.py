@@ -26,7 +26,6 @@ from .driver import now_ns
 from .mapping import meta_payload
 from .metrics import AgentMetrics
 from .modbus_driver import ModbusDriver
-from .modbus_line import line_key, lines_for
 from .opcua_driver import OpcUaDriver
 from .outbox import Outbox
 from .publisher import DevicePublisher
@@ -100,7 +99,6 @@ class Agent:
                              cfg.outbox.replay_window)
         log.info("edge agent %s: %d devices, MQTT %s, outbox %s", cfg.agent_id,
                  len(cfg.devices), describe(cfg.mqtt), cfg.outbox.path)
-        lines = lines_for(d for d in cfg.devices if isinstance(d, ModbusDevice))
         for dev in cfg.devices:
             self._buffers[dev.id] = []
             pub = DevicePublisher(
@@ -112,8 +110,7 @@ class Agent:
             pub.start()
             driver: ModbusDriver | OpcUaDriver
             if isinstance(dev, ModbusDevice):
-                driver = ModbusDriver(dev, self, cfg.publish.heartbeat_s,
-                                      lines[line_key(dev)])
+                driver = ModbusDriver(dev, self, cfg.publish.heartbeat_s)
             else:
                 assert isinstance(dev, OpcUaDevice)
                 driver = OpcUaDriver(dev, self, cfg.publish.heartbeat_s)

@@ -1,8 +1,7 @@
 """``shopfloor edge check --config FILE``: the commissioning check.
 
 ``run_check(config_path) -> int`` validates the config, tries every device once (connect,
-read every tag; devices sharing a serial line or RTU-over-TCP gateway one after the
-other over one connection) and the MQTT broker once (connect, CONNACK), prints a table
+read every tag) and the MQTT broker once (connect, CONNACK), prints a table
 (device, protocol, reachable, tags read, first error) and returns 1 if anything is
 unreachable or a tag could not be read, else 0. Secrets are never printed.
 """
@@ -22,7 +21,6 @@ from shopfloor.mqtt import MqttConfig, describe, make_client
 from .config import EdgeConfig, ModbusDevice, OpcUaDevice, load_edge_config
 from .modbus_driver import BIT_TABLES, plan_reads, value_of
 from .modbus_driver import make_client as modbus_client
-from .modbus_line import ModbusClient, lines_for, set_timeout
 from .opcua_client import connect, operation_limits, read_values, resolve
 
 
@@ -37,46 +35,18 @@ class Row:
 
 
 async def check_modbus(dev: ModbusDevice) -> Row:
-    return (await check_modbus_line([dev]))[0]
-
-
-async def check_modbus_line(devices: list[ModbusDevice]) -> list[Row]:
-    """The devices of one line (serial port or RTU-over-TCP gateway) over one client,
-    one after the other (one request at a time on the line)."""
-    rows = [Row(d.id, f"modbus/{d.transport}", False, 0, len(d.tags)) for d in devices]
-    first = devices[0]
-    client = modbus_client(first)
+    row = Row(dev.id, f"modbus/{dev.transport}", False, 0, len(dev.tags))
+    client = modbus_client(dev)
     try:
-        timeout = max(d.timeout_s for d in devices)
-        if not await asyncio.wait_for(client.connect(), timeout * 2):
-            raise ConnectionError(f"cannot connect to {first.where}")
-    except Exception as exc:
-        client.close()
-        for row in rows:
-            row.error = _short(exc)
-        return rows
-    try:
-        for dev, row in zip(devices, rows, strict=True):
-            set_timeout(client, dev.timeout_s)
-            await _check_unit(client, dev, row, shared=len(devices) > 1)
-    finally:
-        client.close()
-    return rows
-
-
-async def _check_unit(client: ModbusClient, dev: ModbusDevice, row: Row,
-                      shared: bool) -> None:
-    """Reads every tag; reachable: the line opened and, on a shared line, the unit
-    answered (with values or an exception response)."""
-    row.reachable = not shared
-    try:
+        if not await asyncio.wait_for(client.connect(), dev.timeout_s * 2):
+            raise ConnectionError(f"cannot connect to {dev.where}")
+        row.reachable = True
         for read in plan_reads(list(dev.tags), dev.max_gap_registers, dev.max_gap_bits):
             fn = {"holding": client.read_holding_registers,
                   "input": client.read_input_registers, "coil": client.read_coils,
                   "discrete": client.read_discrete_inputs}[read.table]
             rr = await asyncio.wait_for(fn(read.start, count=read.count, device_id=dev.unit),
                                         dev.timeout_s * 1.5)
-            row.reachable = True
             if rr.isError():
                 row.error = row.error or f"{read.table} {read.start}+{read.count}: {rr}"
                 continue
@@ -86,6 +56,9 @@ async def _check_unit(client: ModbusClient, dev: ModbusDevice, row: Row,
                 row.tags_read += 1
     except Exception as exc:  # report, never raise: the table is the output
         row.error = row.error or _short(exc)
+    finally:
+        client.close()
+    return row
 
 
 async def check_opcua(dev: OpcUaDevice) -> Row:
@@ -154,22 +127,11 @@ def _short(exc: BaseException) -> str:
     return " ".join(text.split())[:120]
 
 
-async def _check_group(group: list[ModbusDevice] | list[OpcUaDevice]) -> list[Row]:
-    if isinstance(group[0], OpcUaDevice):
-        return [await check_opcua(group[0])]
-    return await check_modbus_line(group)  # type: ignore[arg-type]
-
-
 async def check_all(cfg: EdgeConfig) -> list[Row]:
-    """Every line and OPC UA device at once (each bounded by its own timeouts; a shared
-    Modbus line's devices one after the other), then the broker; rows in config order."""
-    lines = lines_for(d for d in cfg.devices if isinstance(d, ModbusDevice))
-    groups: list[list[ModbusDevice] | list[OpcUaDevice]] = [ln.devices for ln in lines.values()]
-    groups += [[d] for d in cfg.devices if isinstance(d, OpcUaDevice)]
-    results = await asyncio.gather(*(_check_group(g) for g in groups))
-    found = {id(d): r for g, rs in zip(groups, results, strict=True)
-             for d, r in zip(g, rs, strict=True)}
-    rows = [found[id(d)] for d in cfg.devices]
+    """Every device at once (each bounded by its own timeouts), then the broker."""
+    coros = [check_modbus(d) if isinstance(d, ModbusDevice) else check_opcua(d)
+             for d in cfg.devices]
+    rows = list(await asyncio.gather(*coros))
     rows.append(await asyncio.to_thread(check_broker, cfg.mqtt, f"{cfg.agent_id}-check"))
     return rows
 

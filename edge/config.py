@@ -273,8 +273,7 @@ class ModbusDevice(DeviceBase):
     host: str | None = Field(None, description="tcp and rtu_over_tcp")
     port: int = Field(502, ge=1, le=65535)
     serial: SerialLine | None = Field(None, description="rtu: the serial line")
-    unit: int = Field(1, ge=0, le=255, description="unit id; devices on one serial port or "
-                      "one rtu_over_tcp host:port share that line's connection")
+    unit: int = Field(1, ge=0, le=255)
     poll_s: float = Field(0.1, gt=0, description="poll period of this device")
     timeout_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
@@ -326,33 +325,6 @@ class EdgeConfig(Strict):
                 raise ValueError(f"device id {d.id!r} is used twice in this agent "
                                  f"(again at {d.device_path.asset_id!r})")
             seen.add(d.id)
-        return self
-
-    @model_validator(mode="after")
-    def _shared_lines(self) -> EdgeConfig:
-        """Modbus devices on one serial port, or behind one RTU-over-TCP host:port, share
-        the line: the same serial settings, a unit id each."""
-        lines: dict[tuple[str, ...], ModbusDevice] = {}
-        units: set[tuple[tuple[str, ...], int]] = set()
-        tcp: dict[tuple[str, str], str] = {}  # host:port -> transport
-        for d in self.devices:
-            if isinstance(d, ModbusDevice) and d.host is not None:
-                other = tcp.setdefault((str(d.host), str(d.port)), d.transport)
-                if other != d.transport:
-                    raise ValueError(f"device {d.id!r}: {d.host}:{d.port} is used with "
-                                     f"transports {other} and {d.transport}")
-            if not isinstance(d, ModbusDevice) or d.transport == "tcp":
-                continue
-            key = (("rtu", d.serial.port) if d.serial is not None
-                   else ("rtu_over_tcp", str(d.host), str(d.port)))
-            first = lines.setdefault(key, d)
-            if first.serial != d.serial:
-                raise ValueError(f"devices {first.id!r} and {d.id!r} share serial port "
-                                 f"{key[1]} with different line settings")
-            if (key, d.unit) in units:
-                raise ValueError(f"device {d.id!r}: unit {d.unit} is already on its line "
-                                 f"({d.where})")
-            units.add((key, d.unit))
         return self
 
 

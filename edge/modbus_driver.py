@@ -3,33 +3,30 @@
 ``ModbusDriver(device, sink, heartbeat_s).run()`` polls every ``poll_s`` until cancelled.
 ``plan_reads`` sorts each table's tags and merges them into requests of at most 125
 registers / 2000 bits, reading through gaps up to ``max_gap_*``; ``decode`` turns the
-registers into values by type and byte order. Each device runs in its own task with its
-own poll period and timeouts; devices on one serial line or RTU-over-TCP gateway share
-its connection (``modbus_line.ModbusLine``), one request at a time, so a silent unit
-costs the line only its own timeout. A broken connection is re-opened with capped
-exponential backoff.
+registers into values by type and byte order. A broken connection is re-opened with
+capped exponential backoff; each device runs in its own task with its own timeouts, so
+a silent device never stalls the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import struct
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
-from pymodbus.pdu import ModbusPDU
 
 from shopfloor.contract import Quality, Sample
 
 from .config import BIT_TABLES, ModbusDevice, ModbusTag, Register
 from .driver import Backoff, Sink, now_ns
 from .mapping import ReportByException, to_sample
-from .modbus_line import LineDown, ModbusClient, ModbusLine, line_key, make_client
-
-__all__ = ["ModbusDriver", "decode", "make_client", "plan_reads", "value_of"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +37,7 @@ _FORMATS = {"uint16": "H", "int16": "h", "uint32": "I", "int32": "i", "float32":
             "uint64": "Q", "int64": "q", "float64": "d"}
 
 Value = int | float | bool | str
+ModbusClient = AsyncModbusTcpClient | AsyncModbusSerialClient
 
 
 def _bytes(registers: list[int], word_order: str) -> bytes:
@@ -120,15 +118,33 @@ def value_of(reg: Register, values: list[int] | list[bool], start: int) -> Value
     return value
 
 
-class ModbusDriver:
-    """Polls one device (unit) over its line; ``line`` is shared with the other devices on
-    the same serial port / RTU-over-TCP gateway (default: a line of its own)."""
+def make_client(dev: ModbusDevice) -> ModbusClient:
+    """The pymodbus client of a device's transport (no retries: the driver retries)."""
+    if dev.transport == "rtu":
+        assert dev.serial is not None
+        s = dev.serial
+        return AsyncModbusSerialClient(
+            s.port, framer=FramerType.RTU, baudrate=s.baudrate, parity=s.parity,
+            bytesize=s.bytesize, stopbits=s.stopbits, timeout=dev.timeout_s, retries=0,
+            reconnect_delay=0)
+    assert dev.host is not None
+    framer = FramerType.SOCKET if dev.transport == "tcp" else FramerType.RTU
+    return AsyncModbusTcpClient(dev.host, port=dev.port, framer=framer,
+                                timeout=dev.timeout_s, retries=0, reconnect_delay=0)
 
-    def __init__(self, device: ModbusDevice, sink: Sink, heartbeat_s: float,
-                 line: ModbusLine | None = None):
+
+def _set_nodelay(client: ModbusClient) -> None:
+    """TCP_NODELAY: a poll is a small request waiting for its answer (no Nagle delay)."""
+    with contextlib.suppress(Exception):
+        sock = client.ctx.transport.get_extra_info("socket")  # type: ignore[union-attr]
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class ModbusDriver:
+    def __init__(self, device: ModbusDevice, sink: Sink, heartbeat_s: float):
         self.device = device
         self.sink = sink
-        self.line = line or ModbusLine(line_key(device), [device])
         self.rbe = ReportByException(heartbeat_s)
         self.reads = plan_reads(list(device.tags), device.max_gap_registers,
                                 device.max_gap_bits)
@@ -141,48 +157,33 @@ class ModbusDriver:
         return self.device.where
 
     async def run(self) -> None:
-        """Alone on its line: connect, poll; any failure closes the line, which re-opens
-        after the backoff. On a shared line a failure closes the line only if the line
-        itself broke (transport lost); a unit that does not answer is retried after its
-        own backoff, the line stays open for the others."""
-        dev, line = self.device, self.line
+        dev = self.device
         while True:
-            client: ModbusClient | None = None
+            client = make_client(dev)
             try:
-                client = await line.open()
-                if not line.shared:
-                    self.sink.connected(dev.id, True, self._where())
+                if not await asyncio.wait_for(client.connect(), dev.timeout_s * 2):
+                    raise ConnectionError("connect failed")
+                _set_nodelay(client)
+                self.sink.connected(dev.id, True, self._where())
                 self.rbe.forget()
+                self.backoff.reset()
                 await self._poll(client)
             except (ModbusException, OSError, TimeoutError) as exc:
                 self.errors += 1
                 self.sink.connected(dev.id, False, f"{self._where()}: {exc!r}")
-                if self._unit_failed(client, exc):
-                    await asyncio.sleep(self.backoff.next_delay())
-                    continue
             except Exception as exc:  # a driver must never die: log, back off, retry
                 log.exception("%s: unexpected Modbus error", dev.id)
                 self.sink.connected(dev.id, False, f"{self._where()}: {exc!r}")
-            if client is not None:
-                line.fail(client)
-
-    def _unit_failed(self, client: ModbusClient | None, exc: BaseException) -> bool:
-        """On a shared line that is still up, a timeout or an unanswered request is this
-        unit's failure, not the line's."""
-        return (self.line.shared and client is not None and client is self.line.client
-                and client.connected and not isinstance(exc, LineDown))
+            finally:
+                client.close()
+            await asyncio.sleep(self.backoff.next_delay())
 
     async def _poll(self, client: ModbusClient) -> None:
         dev = self.device
         next_t = time.monotonic()
-        answered = not self.line.shared  # shared line: "connected" once the unit answers
         while True:
             for read in self.reads:
                 await self._read(client, read)
-            if not answered:
-                answered = True
-                self.backoff.reset()
-                self.sink.connected(dev.id, True, self._where())
             self.polls += 1
             next_t += dev.poll_s
             delay = next_t - time.monotonic()
@@ -190,6 +191,7 @@ class ModbusDriver:
                 next_t = time.monotonic()
                 delay = 0
             await asyncio.sleep(delay)
+
     def _mark_bad(self, read: Read, ts: int) -> None:
         """An exception response: the tags keep their last value, now with quality bad."""
         mono = time.monotonic_ns()
@@ -202,13 +204,10 @@ class ModbusDriver:
 
     async def _read(self, client: ModbusClient, read: Read) -> None:
         dev = self.device
-
-        def call(c: ModbusClient) -> Awaitable[ModbusPDU]:
-            fn = {"holding": c.read_holding_registers, "input": c.read_input_registers,
-                  "coil": c.read_coils, "discrete": c.read_discrete_inputs}[read.table]
-            return fn(read.start, count=read.count, device_id=dev.unit)
-
-        rr = await self.line.request(client, dev.unit, dev.timeout_s, call)
+        fn = {"holding": client.read_holding_registers, "input": client.read_input_registers,
+              "coil": client.read_coils, "discrete": client.read_discrete_inputs}[read.table]
+        rr = await asyncio.wait_for(fn(read.start, count=read.count, device_id=dev.unit),
+                                    dev.timeout_s * 1.5)
         ts = now_ns()
         if rr.isError():
             self.errors += 1

@@ -93,12 +93,6 @@ def test_config_errors_name_file_and_key(tmp_path):
     msg = _broken(tmp_path, same_id_elsewhere)
     assert "is used twice in this agent" in msg
 
-    def tcp_and_rtu_over_tcp(d):  # one host:port, two transports
-        d["devices"].append(copy.deepcopy(d["devices"][1]) | {"id": "press-09", "unit": 9})
-        d["devices"][-1]["transport"] = "rtu_over_tcp"
-    msg = _broken(tmp_path, tcp_and_rtu_over_tcp)
-    assert "is used with transports" in msg
-
 
 def test_config_never_shows_password(tmp_path):
     data = yaml.safe_load(SAMPLE.read_text())
