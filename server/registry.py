@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 
 from shopfloor.config import ConfigError, Strict, load_config, parse_config
 from shopfloor.contract import SEGMENT_RE, DevicePath
-from shopfloor.simulators.scenario import DEFAULT_IDEAL_CYCLE_TIME_S
+from shopfloor.simulators.scenario import Machine, Scenario
 
 LEVELS = ("cluster", "enterprise", "site", "workshop", "line", "equipment")
 
@@ -200,38 +200,30 @@ def registry_from_csv(path: Path | str) -> dict[str, Any]:
 
 
 def registry_from_scenario(scenario: dict[str, Any], cluster_id: str = "demo-cluster") -> dict:
-    """A registry document for the plant a simulator scenario describes."""
-    defaults = scenario.get("defaults", {})
+    """A registry document for the plant a simulator scenario describes (each machine's
+    parameters as the simulator resolves them: machine keys over ``defaults``)."""
+    sc = Scenario.model_validate(scenario)
+    specs = {m.id: m for m in sc.machines()}
 
-    def cycle_times(m: dict[str, Any]) -> dict[str, Any]:  # per product, if it has any
-        products = m.get("products") or defaults.get("products") or []
-        return {"ideal_cycle_times_s": {str(p["id"]): float(p["ideal_cycle_time_s"])
-                                        for p in products}} if products else {}
+    def equipment(m: Machine) -> dict[str, Any]:
+        spec = specs[m.id]
+        products = {"ideal_cycle_times_s": {p.id: p.ideal_cycle_time_s for p in spec.products}
+                    } if spec.products else {}
+        return {"id": m.id, "name": m.name or m.id,
+                "ideal_cycle_time_s": spec.ideal_cycle_time_s, **products,
+                "counter_bits": 32, "digital": True,
+                "numerically_controlled": m.protocol == "opcua", "key_process": True}
 
-    ent, site = scenario["enterprise"], scenario["site"]
-    workshops = []
-    for area in scenario["areas"]:
-        lines = []
-        for line in area["lines"]:
-            equipment = [
-                {"id": m["id"], "name": m.get("name", m["id"]),
-                 "ideal_cycle_time_s": m.get("ideal_cycle_time_s",
-                                             defaults.get("ideal_cycle_time_s",
-                                                          DEFAULT_IDEAL_CYCLE_TIME_S)),
-                 **cycle_times(m),
-                 "counter_bits": 32, "digital": True,
-                 "numerically_controlled": m["protocol"] == "opcua", "key_process": True}
-                for m in line["machines"]
-            ]
-            lines.append({"id": line["id"], "name": line.get("name", line["id"]),
-                          "equipment": equipment})
-        workshops.append({"id": area["id"], "name": area.get("name", area["id"]),
-                          "lines": lines})
+    workshops = [{"id": area.id, "name": area.name or area.id, "lines": [
+        {"id": line.id, "name": line.name or line.id,
+         "equipment": [equipment(m) for m in line.machines]} for line in area.lines]}
+        for area in sc.areas]
+    ent, site = sc.enterprise, sc.site
     return {
         "cluster": {"id": cluster_id, "name": "Demo cluster"},
         "enterprises": [{
-            "id": ent["id"], "name": ent.get("name", ent["id"]),
-            "sites": [{"id": site["id"], "name": site.get("name", site["id"]),
+            "id": ent.id, "name": ent.name or ent.id,
+            "sites": [{"id": site.id, "name": site.name or site.id,
                        "workshops": workshops}],
         }],
     }
