@@ -25,6 +25,13 @@ def iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / S, UTC).isoformat()
 
 
+def server_config(tmp_path: Path, oee: dict) -> ServerConfig:
+    """The server on tmp_path's registry.yaml and embedded store.db."""
+    return ServerConfig.model_validate({
+        "registry": "registry.yaml", "store": {"embedded": {"path": str(tmp_path / "store.db")}},
+        "oee": oee})
+
+
 @pytest.fixture
 def client(tmp_path):
     store = SqliteStore(tmp_path / "store.db")
@@ -40,9 +47,7 @@ def client(tmp_path):
     store.close()
     registry = yaml.safe_load((SAMPLES / "registry.sample.yaml").read_text())
     (tmp_path / "registry.yaml").write_text(yaml.safe_dump(registry))
-    cfg = ServerConfig.model_validate({
-        "registry": "registry.yaml", "store": {"embedded": {"path": str(tmp_path / "store.db")}},
-        "oee": {"stale_after_s": 60}})
+    cfg = server_config(tmp_path, {"stale_after_s": 60})
     with TestClient(create_app(cfg, tmp_path)) as c:
         yield c
 
@@ -179,9 +184,7 @@ def test_ideal_cycle_time_per_product(tmp_path):
     eq = reg["enterprises"][0]["sites"][0]["workshops"][0]["lines"][0]["equipment"][0]
     eq.update(ideal_cycle_time_s=1.0, ideal_cycle_times_s={"A": 0.5, "B": 2.0})
     (tmp_path / "registry.yaml").write_text(yaml.safe_dump(reg))
-    cfg = ServerConfig.model_validate({
-        "registry": "registry.yaml", "store": {"embedded": {"path": str(tmp_path / "store.db")}},
-        "oee": {"stale_after_s": 1000, "small_stop_s": 0}})
+    cfg = server_config(tmp_path, {"stale_after_s": 1000, "small_stop_s": 0})
     with TestClient(create_app(cfg, tmp_path)) as c:
         doc = c.get("/api/v1/losses", params={
             "scope": "acme/plant1/machining/line1/cnc-01", "start": iso(T0),
@@ -222,9 +225,7 @@ def test_trend_uses_the_ideal_cycle_time_per_product(tmp_path):
     reg = yaml.safe_load((SAMPLES / "registry.sample.yaml").read_text())
     eq = reg["enterprises"][0]["sites"][0]["workshops"][0]["lines"][0]["equipment"][0]
     eq.update(ideal_cycle_time_s=1.0, ideal_cycle_times_s={"A": 0.5, "B": 2.0})
-    cfg = ServerConfig.model_validate({
-        "registry": "registry.yaml", "store": {"embedded": {"path": str(tmp_path / "store.db")}},
-        "oee": {"stale_after_s": 1000}})
+    cfg = server_config(tmp_path, {"stale_after_s": 1000})
     window = {"scope": "acme/plant1/machining/line1/cnc-01", "start": iso(h - 100 * S),
               "end": iso(h + 100 * S)}
     for default in (1.0, None):
@@ -289,9 +290,7 @@ def test_offline_gap_and_bad_quality_counter(tmp_path):
         q is Quality.GOOD for _, _, q in parts]
     store.close()
     (tmp_path / "registry.yaml").write_text((SAMPLES / "registry.sample.yaml").read_text())
-    cfg = ServerConfig.model_validate({
-        "registry": "registry.yaml", "store": {"embedded": {"path": str(tmp_path / "store.db")}},
-        "oee": {"stale_after_s": 60, "small_stop_s": 0}})
+    cfg = server_config(tmp_path, {"stale_after_s": 60, "small_stop_s": 0})
     scope = "acme/plant1/machining/line1/cnc-01"
     params = {"scope": scope, "start": iso(T0), "end": iso(T0 + 60 * S)}
     with TestClient(create_app(cfg, tmp_path)) as c:
