@@ -35,10 +35,10 @@ import services  # noqa: E402
 from shopfloor.config import parse_config  # noqa: E402
 from shopfloor.contract import Batch, DevicePath, Quality, Sample  # noqa: E402
 from shopfloor.gateway.config import GatewayConfig  # noqa: E402
-from shopfloor.gateway.influx import InfluxV1Writer  # noqa: E402
 from shopfloor.gateway.service import Gateway  # noqa: E402
-from shopfloor.gateway.sqlite_store import SqliteStore  # noqa: E402
-from shopfloor.gateway.store import InfluxConfig, Row  # noqa: E402
+from shopfloor.storage import InfluxConfig, Row  # noqa: E402
+from shopfloor.storage.influx import InfluxV1Writer  # noqa: E402
+from shopfloor.storage.sqlite import SqliteStore  # noqa: E402
 
 DEVICES = [DevicePath("acme", "plant1", f"area{i % 4}", f"line{i % 8}", f"m{i:03d}")
            for i in range(100)]

@@ -8,7 +8,7 @@ through the bucket's DBRP mapping, as the server reads it; token and bucket from
 environment), ``provisioning/dashboards/shopfloor.yaml`` (the file provider) and three
 dashboards in ``json/``: plant overview, line and machine, cluster.
 
-Every query reads what the gateway writes (``shopfloor.gateway.influx``): measurement
+Every query reads what the gateway writes (``shopfloor.storage.influx``): measurement
 ``samples``, tags ``enterprise, site, area, line, device, tag``, fields ``value``,
 ``value_str`` (the state name) and ``quality``. Counts come from the cumulative counters
 as the sum of ``non_negative_difference`` per interval, so a reset or a wrap loses at most
@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from shopfloor.contract import SIGNAL_PART_COUNT, SIGNAL_REJECT_COUNT, SIGNAL_STATE, State
-from shopfloor.gateway.influx import MEASUREMENT, PATH_TAGS, quote_ident, quote_literal
+from shopfloor.storage.influx import MEASUREMENT, PATH_TAGS, quote_ident, quote_literal
 
 HERE = Path(__file__).resolve().parent
 DS_UID = "shopfloor-influxdb"

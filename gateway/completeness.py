@@ -14,27 +14,9 @@ given up (counted as lost, closed so that it is not asked for again).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-Ranges = list[tuple[int, int]]
-
-
-def add_seqs(ranges: Ranges, seqs: Iterable[int]) -> Ranges:
-    """``ranges`` with ``seqs`` added, merged (adjacent ranges join)."""
-    return merge([*ranges, *((s, s) for s in seqs)])
-
-
-def merge(ranges: Iterable[tuple[int, int]]) -> Ranges:
-    pts = sorted(ranges)
-    out: Ranges = []
-    for lo, hi in pts:
-        if out and lo <= out[-1][1] + 1:
-            if hi > out[-1][1]:
-                out[-1] = (out[-1][0], hi)
-        else:
-            out.append((lo, hi))
-    return out
+from shopfloor.storage.ledger import Ranges
 
 
 def gaps(ranges: Ranges) -> Ranges:

@@ -10,9 +10,9 @@ from pydantic import Field, field_validator
 from shopfloor.config import Strict
 from shopfloor.contract import MAX_CLOCK_SKEW_NS, DevicePath
 from shopfloor.mqtt import MqttConfig
+from shopfloor.storage import StoreConfig
 
 from .metrics import MetricsConfig
-from .store import StoreConfig
 
 
 class BatchConfig(Strict):

@@ -51,12 +51,13 @@ from shopfloor.contract import (
     subscription,
 )
 from shopfloor.mqtt import describe, make_client
+from shopfloor.storage import PermanentWriteError, Row, SampleWriter, open_writers
+from shopfloor.storage.ledger import Ranges, add_seqs, merge
+from shopfloor.storage.sqlite import SqliteStore
 
-from .completeness import GapTracker, Ranges, add_seqs, merge
+from .completeness import GapTracker
 from .config import GatewayConfig
 from .metrics import GatewayMetrics
-from .sqlite_store import SqliteStore
-from .store import PermanentWriteError, Row, SampleWriter, open_writers
 
 log = logging.getLogger(__name__)
 

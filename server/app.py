@@ -19,7 +19,6 @@ from fastapi.staticfiles import StaticFiles
 
 from shopfloor import __version__
 from shopfloor.config import ConfigError, load_config
-from shopfloor.gateway.store import open_reader
 from shopfloor.server import (
     auth,
     calendar,
@@ -32,6 +31,7 @@ from shopfloor.server import (
 )
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.registry import Asset, Registry
+from shopfloor.storage import open_reader
 
 log = logging.getLogger("shopfloor.server")
 STATIC = Path(__file__).parent / "static"

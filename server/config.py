@@ -7,9 +7,9 @@ from pathlib import Path
 from pydantic import Field
 
 from shopfloor.config import Strict
-from shopfloor.gateway.store import StoreConfig
 from shopfloor.server.auth import AuthConfig
 from shopfloor.server.calendar import CalendarConfig
+from shopfloor.storage import StoreConfig
 
 
 class HttpConfig(Strict):

@@ -20,9 +20,9 @@ from shopfloor.contract import (
     STATE_CODES,
     State,
 )
-from shopfloor.gateway.store import SampleReader, Series
 from shopfloor.server import kernels
 from shopfloor.server.registry import Asset
+from shopfloor.storage import SampleReader, Series
 
 NS = 1_000_000_000
 NEVER_STALE = 2**61

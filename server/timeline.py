@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from shopfloor.contract import SIGNAL_STATE, STATE_CODES
-from shopfloor.gateway.store import SampleReader
 from shopfloor.server import kernels
 from shopfloor.server.oee import Steps, state_codes
 from shopfloor.server.registry import Asset
+from shopfloor.storage import SampleReader
 
 STATE_NAMES = {c: s.value for s, c in STATE_CODES.items()}
 

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from shopfloor.contract import SIGNAL_PART_COUNT, SIGNAL_REJECT_COUNT, SIGNAL_STATE
-from shopfloor.gateway.store import SampleReader
 from shopfloor.server import calendar, kernels
 from shopfloor.server.calendar import CalendarConfig
 from shopfloor.server.oee import NEVER_STALE, Totals, report, sample_cycle_times, state_codes
 from shopfloor.server.registry import Asset
+from shopfloor.storage import SampleReader
 
 HOUR_NS = 3600 * 10**9
 MAX_BUCKETS = 2000

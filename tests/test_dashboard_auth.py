@@ -15,7 +15,7 @@ import yaml
 from playwright.sync_api import sync_playwright
 
 from shopfloor.contract import DevicePath, Sample
-from shopfloor.gateway.sqlite_store import SqliteStore
+from shopfloor.storage.sqlite import SqliteStore
 from shopfloor.up import free_port
 
 CHROMIUM = "/usr/bin/chromium"

@@ -20,9 +20,9 @@ from test_store_influx import parse_line
 from shopfloor.config import parse_config
 from shopfloor.contract import MAX_PAYLOAD_BYTES, TAG_RE, DevicePath
 from shopfloor.gateway.config import GatewayConfig
-from shopfloor.gateway.influx import PATH_TAGS, InfluxV1Writer, to_lines
 from shopfloor.gateway.service import Gateway
-from shopfloor.gateway.store import InfluxConfig, Row
+from shopfloor.storage import InfluxConfig, Row
+from shopfloor.storage.influx import PATH_TAGS, InfluxV1Writer, to_lines
 
 PER_EXAMPLE = 25
 EXAMPLES = 420  # x 25 = 10,500 messages

@@ -21,8 +21,8 @@ from shopfloor.config import ConfigError, load_config, parse_config
 from shopfloor.contract import DEAD_LETTER_TOPIC, Batch, ContractError, DevicePath, Sample
 from shopfloor.gateway.config import GatewayConfig
 from shopfloor.gateway.service import Gateway, decode_message
-from shopfloor.gateway.sqlite_store import SqliteStore
-from shopfloor.gateway.store import PermanentWriteError, Row
+from shopfloor.storage import PermanentWriteError, Row
+from shopfloor.storage.sqlite import SqliteStore
 
 SAMPLE_YAML = Path(__file__).parent.parent / "gateway" / "gateway.sample.yaml"
 DEVICES = [DevicePath("acme", "plant1", "machining", "line1", f"m{i}") for i in range(3)]

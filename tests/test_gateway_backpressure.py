@@ -10,7 +10,7 @@ import time
 from test_gateway import FlakyWriter, Publisher, batches, gateway_cfg, wait_until
 
 from shopfloor.gateway.service import Gateway
-from shopfloor.gateway.sqlite_store import SqliteStore
+from shopfloor.storage.sqlite import SqliteStore
 
 QUEUE = 5
 MESSAGES = 300

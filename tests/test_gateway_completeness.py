@@ -20,10 +20,11 @@ from shopfloor.contract import (
 )
 from shopfloor.edge.outbox import Outbox
 from shopfloor.edge.publisher import DevicePublisher
-from shopfloor.gateway.completeness import GapTracker, add_seqs, gaps
+from shopfloor.gateway.completeness import GapTracker, gaps
 from shopfloor.gateway.service import Gateway
-from shopfloor.gateway.sqlite_store import SqliteStore
 from shopfloor.mqtt import MqttConfig
+from shopfloor.storage.ledger import add_seqs
+from shopfloor.storage.sqlite import SqliteStore
 
 
 @given(st.lists(st.integers(0, 200), max_size=100), st.lists(st.integers(0, 200), max_size=50))

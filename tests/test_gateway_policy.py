@@ -15,7 +15,7 @@ from shopfloor.config import ConfigError, load_config, parse_config
 from shopfloor.contract import DEAD_LETTER_TOPIC, Batch, ContractError, DevicePath, Sample
 from shopfloor.gateway.config import GatewayConfig, device_matches
 from shopfloor.gateway.service import BatchRejected, Gateway, decode_data
-from shopfloor.gateway.sqlite_store import SqliteStore
+from shopfloor.storage.sqlite import SqliteStore
 
 S = 10**9
 DAY = 86_400 * S

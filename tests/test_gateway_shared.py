@@ -9,7 +9,7 @@ import time
 from test_gateway import Publisher, batches, gateway_cfg, wait_until
 
 from shopfloor.gateway.service import Gateway
-from shopfloor.gateway.sqlite_store import SqliteStore
+from shopfloor.storage.sqlite import SqliteStore
 
 
 def test_two_gateways_split_one_stream_and_store_each_sample_once(mosquitto, tmp_path):

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shopfloor.contract import STATE_CODES, State
-from shopfloor.gateway.store import Series
 from shopfloor.server import kernels as k
+from shopfloor.storage import Series
 
 OFFLINE = STATE_CODES[State.OFFLINE]
 PRODUCING = STATE_CODES[State.PRODUCING]

@@ -17,10 +17,10 @@ import yaml
 from services import start_plant_stack
 
 from shopfloor.contract import DevicePath
-from shopfloor.gateway.sqlite_store import SqliteStore
 from shopfloor.simulators.machine import Kind, MachineModel
 from shopfloor.simulators.scenario import load_scenario
 from shopfloor.simulators.truth import Truth, load_truth
+from shopfloor.storage.sqlite import SqliteStore
 from shopfloor.up import StackFiles, Supervisor, free_port, write_configs
 from tests.test_e2e import MACHINES, SCENARIO, start_server, wait_until
 

@@ -12,13 +12,13 @@ import yaml
 from fastapi.testclient import TestClient
 
 from shopfloor.contract import Sample
-from shopfloor.gateway.sqlite_store import SqliteStore
 from shopfloor.server.app import create_app
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.registry import registry_from_scenario
 from shopfloor.simulators.machine import Kind, MachineModel
 from shopfloor.simulators.scenario import Scenario
 from shopfloor.simulators.truth import Interval, MachineTruth, Truth
+from shopfloor.storage.sqlite import SqliteStore
 
 NS = 1_000_000_000
 T0 = 1_763_800_000 * NS

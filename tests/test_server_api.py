@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from shopfloor.config import ConfigError, load_config
 from shopfloor.contract import DevicePath, Sample
-from shopfloor.gateway.sqlite_store import SqliteStore
 from shopfloor.server.app import create_app
 from shopfloor.server.config import ServerConfig
+from shopfloor.storage.sqlite import SqliteStore
 
 SAMPLES = Path(__file__).parents[1] / "server"
 S = 1_000_000_000

@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 
 from shopfloor.config import ConfigError
 from shopfloor.contract import DevicePath, Sample
-from shopfloor.gateway.sqlite_store import SqliteStore
 from shopfloor.server.app import create_app
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.registry import Registry, registry_from_csv
+from shopfloor.storage.sqlite import SqliteStore
 
 DAY_NS = 86400 * 10**9
 # enterprise, equipment, digital, NC, key process, last data (days ago; None = never)

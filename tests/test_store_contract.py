@@ -10,10 +10,9 @@ import pytest
 import services
 
 from shopfloor.contract import DevicePath, Quality, Sample
-from shopfloor.gateway import influx
-from shopfloor.gateway.influx import InfluxReader, InfluxV1Writer
-from shopfloor.gateway.sqlite_store import SqliteStore
-from shopfloor.gateway.store import InfluxConfig, SampleReader, SampleWriter
+from shopfloor.storage import InfluxConfig, SampleReader, SampleWriter, influx
+from shopfloor.storage.influx import InfluxReader, InfluxV1Writer
+from shopfloor.storage.sqlite import SqliteStore
 
 T0 = 1_763_779_200_000_000_000
 S = 10**9

@@ -22,7 +22,14 @@ from hypothesis import strategies as st
 
 from shopfloor.config import ConfigError, parse_config
 from shopfloor.contract import DevicePath, Quality, Sample
-from shopfloor.gateway.influx import (
+from shopfloor.storage import (
+    InfluxConfig,
+    PermanentWriteError,
+    StoreConfig,
+    open_reader,
+    open_writers,
+)
+from shopfloor.storage.influx import (
     InfluxError,
     InfluxReader,
     InfluxV1Writer,
@@ -34,13 +41,6 @@ from shopfloor.gateway.influx import (
     quote_ident,
     quote_literal,
     to_line,
-)
-from shopfloor.gateway.store import (
-    InfluxConfig,
-    PermanentWriteError,
-    StoreConfig,
-    open_reader,
-    open_writers,
 )
 
 T0 = 1_763_779_200_000_000_000

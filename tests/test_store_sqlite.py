@@ -13,14 +13,14 @@ import pytest
 
 from shopfloor.config import ConfigError, parse_config
 from shopfloor.contract import DevicePath, Sample
-from shopfloor.gateway.sqlite_store import SqliteStore
-from shopfloor.gateway.store import (
+from shopfloor.storage import (
     SampleReader,
     SampleWriter,
     StoreConfig,
     open_reader,
     open_writers,
 )
+from shopfloor.storage.sqlite import SqliteStore
 
 M1 = DevicePath("acme", "plant1", "machining", "line1", "cnc-01")
 M2 = DevicePath("acme", "plant1", "machining", "line1", "press-01")
@@ -89,7 +89,7 @@ def test_durable_when_write_returns(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         from shopfloor.contract import DevicePath, Sample
-        from shopfloor.gateway.sqlite_store import SqliteStore
+        from shopfloor.storage.sqlite import SqliteStore
         store = SqliteStore({str(path)!r})
         d = DevicePath(*{tuple(M1.asset_id.split('/'))!r})
         for b in range(5):

@@ -1,10 +1,4 @@
-"""The sample store: read/write interface shared by gateway, server and tests, and its config.
-
-Two backends implement it: the embedded SQLite store (``sqlite_store.py``) and
-InfluxDB 1.x/2.x (``influx.py``). Writing the same sample twice (same series and
-timestamp) is a no-op, so MQTT's at-least-once delivery becomes exactly-once here.
-
-Config (YAML, under ``store:`` in the gateway and server configs)::
+"""The store config (``store:`` in the gateway and server configs) and opening a store::
 
     store:
       embedded: {path: .shopfloor/store.db}
@@ -13,98 +7,14 @@ Config (YAML, under ``store:`` in the gateway and server configs)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
-import numpy as np
 from pydantic import Field, SecretStr, model_validator
 
 from shopfloor.config import Strict
-from shopfloor.contract import DevicePath, Sample
 
-Row = tuple[DevicePath, Sample]
-
-
-@dataclass
-class Series:
-    """One tag's samples, ascending by ts."""
-
-    ts: np.ndarray  # int64 ns since epoch, UTC
-    value: np.ndarray  # float64; NaN for string samples
-    text: list[str | None] = field(default_factory=list)  # the string value, else None
-    good: np.ndarray | None = None  # bool: the sample's quality is good; None: all good
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-    def good_values(self) -> np.ndarray:
-        """``value`` with NaN where the quality is bad or uncertain: a counter value the
-        device could not vouch for (e.g. a restarted server's placeholder) is skipped by
-        the counter kernels, never read as a reset or an increase."""
-        if self.good is None or self.good.all():
-            return self.value
-        return np.where(self.good, self.value, np.nan)
-
-    @classmethod
-    def empty(cls) -> Series:
-        return cls(np.empty(0, np.int64), np.empty(0, np.float64), [])
-
-    @classmethod
-    def from_rows(cls, rows: list[tuple[int, float | None, str | None, str | None]]) -> Series:
-        """From ``(ts, value, text, quality)`` tuples in ascending ts order, column by
-        column in numpy (no Python loop over the rows); a None value becomes NaN."""
-        a = np.fromiter(rows, dtype=_ROW, count=len(rows))
-        return cls(a["ts"].copy(), a["value"].astype(np.float64), a["text"].tolist(),
-                   good_quality(a["quality"]))
-
-
-_ROW = np.dtype([("ts", np.int64), ("value", object), ("text", object), ("quality", object)])
-
-
-def good_quality(quality: np.ndarray) -> np.ndarray:
-    """bool per sample: its quality is good (None, from before qualities were kept, too)."""
-    return (quality == "good") | (quality == None)  # noqa: E711 (elementwise)
-
-
-@runtime_checkable
-class SampleReader(Protocol):
-    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int) -> Series:
-        """Samples with start_ns <= ts < end_ns, preceded by the latest sample with
-        ts < start_ns if there is one (the value carried into the window)."""
-        ...
-
-    def count(self, device: DevicePath | None = None) -> int:
-        """Number of stored samples (of one device, or all)."""
-        ...
-
-    def last_seen(self) -> dict[str, int]:
-        """Asset id (``DevicePath.asset_id``) -> newest sample ts (ns)."""
-        ...
-
-
-@runtime_checkable
-class SampleWriter(Protocol):
-    def write(self, rows: list[Row]) -> None:
-        """Store the rows; durable when this returns, raises on failure."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class PermanentWriteError(Exception):
-    """The store refuses these rows for good (bad data, not an outage): retrying won't help."""
-
-
-def sample_value(sample: Sample) -> tuple[float | None, str | None]:
-    """The stored ``(value, value_str)`` of a sample: numbers and bools as float."""
-    v = sample.value
-    if isinstance(v, str):
-        return None, v
-    return float(v), None
-
-
-# --- config ---------------------------------------------------------------------------
+from .base import SampleReader, SampleWriter
 
 
 class EmbeddedStoreConfig(Strict):
@@ -178,11 +88,11 @@ class StoreConfig(Strict):
 def open_reader(cfg: StoreConfig) -> SampleReader:
     """The reader for this config: InfluxDB if configured, else the embedded store."""
     if cfg.influxdb is not None:
-        from shopfloor.gateway.influx import InfluxReader
+        from shopfloor.storage.influx import InfluxReader
 
         return InfluxReader(cfg.influxdb)
     assert cfg.embedded is not None
-    from shopfloor.gateway.sqlite_store import SqliteStore
+    from shopfloor.storage.sqlite import SqliteStore
 
     return SqliteStore(cfg.embedded.path)
 
@@ -191,11 +101,11 @@ def open_writers(cfg: StoreConfig) -> list[SampleWriter]:
     """One writer per configured store (embedded first)."""
     writers: list[SampleWriter] = []
     if cfg.embedded is not None:
-        from shopfloor.gateway.sqlite_store import SqliteStore
+        from shopfloor.storage.sqlite import SqliteStore
 
         writers.append(SqliteStore(cfg.embedded.path))
     if cfg.influxdb is not None:
-        from shopfloor.gateway.influx import open_influx_writer
+        from shopfloor.storage.influx import open_influx_writer
 
         writers.append(open_influx_writer(cfg.influxdb))
     return writers

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from shopfloor.contract import DevicePath
 
-from .completeness import Ranges, merge
-from .store import Row, Series, sample_value
+from .base import Row, Series, sample_value
+from .ledger import Ranges, merge
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (

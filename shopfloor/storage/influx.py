@@ -25,8 +25,7 @@ import numpy as np
 from shopfloor.config import secret
 from shopfloor.contract import DevicePath, Quality, Sample
 
-from .store import (
-    InfluxConfig,
+from .base import (
     PermanentWriteError,
     Row,
     SampleWriter,
@@ -34,6 +33,7 @@ from .store import (
     good_quality,
     sample_value,
 )
+from .config import InfluxConfig
 
 log = logging.getLogger(__name__)
 

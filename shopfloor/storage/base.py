@@ -1,0 +1,95 @@
+"""The sample store's interface: ``Series``, ``SampleReader``, ``SampleWriter``.
+
+Two backends implement it: the embedded SQLite store (``sqlite.py``) and InfluxDB
+1.x/2.x (``influx.py``). Writing the same sample twice (same series and timestamp) is
+a no-op, so MQTT's at-least-once delivery becomes exactly-once here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from shopfloor.contract import DevicePath, Sample
+
+Row = tuple[DevicePath, Sample]
+
+
+@dataclass
+class Series:
+    """One tag's samples, ascending by ts."""
+
+    ts: np.ndarray  # int64 ns since epoch, UTC
+    value: np.ndarray  # float64; NaN for string samples
+    text: list[str | None] = field(default_factory=list)  # the string value, else None
+    good: np.ndarray | None = None  # bool: the sample's quality is good; None: all good
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def good_values(self) -> np.ndarray:
+        """``value`` with NaN where the quality is bad or uncertain: a counter value the
+        device could not vouch for (e.g. a restarted server's placeholder) is skipped by
+        the counter kernels, never read as a reset or an increase."""
+        if self.good is None or self.good.all():
+            return self.value
+        return np.where(self.good, self.value, np.nan)
+
+    @classmethod
+    def empty(cls) -> Series:
+        return cls(np.empty(0, np.int64), np.empty(0, np.float64), [])
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[int, float | None, str | None, str | None]]) -> Series:
+        """From ``(ts, value, text, quality)`` tuples in ascending ts order, column by
+        column in numpy (no Python loop over the rows); a None value becomes NaN."""
+        a = np.fromiter(rows, dtype=_ROW, count=len(rows))
+        return cls(a["ts"].copy(), a["value"].astype(np.float64), a["text"].tolist(),
+                   good_quality(a["quality"]))
+
+
+_ROW = np.dtype([("ts", np.int64), ("value", object), ("text", object), ("quality", object)])
+
+
+def good_quality(quality: np.ndarray) -> np.ndarray:
+    """bool per sample: its quality is good (None, from before qualities were kept, too)."""
+    return (quality == "good") | (quality == None)  # noqa: E711 (elementwise)
+
+
+@runtime_checkable
+class SampleReader(Protocol):
+    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int) -> Series:
+        """Samples with start_ns <= ts < end_ns, preceded by the latest sample with
+        ts < start_ns if there is one (the value carried into the window)."""
+        ...
+
+    def count(self, device: DevicePath | None = None) -> int:
+        """Number of stored samples (of one device, or all)."""
+        ...
+
+    def last_seen(self) -> dict[str, int]:
+        """Asset id (``DevicePath.asset_id``) -> newest sample ts (ns)."""
+        ...
+
+
+@runtime_checkable
+class SampleWriter(Protocol):
+    def write(self, rows: list[Row]) -> None:
+        """Store the rows; durable when this returns, raises on failure."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class PermanentWriteError(Exception):
+    """The store refuses these rows for good (bad data, not an outage): retrying won't help."""
+
+
+def sample_value(sample: Sample) -> tuple[float | None, str | None]:
+    """The stored ``(value, value_str)`` of a sample: numbers and bools as float."""
+    v = sample.value
+    if isinstance(v, str):
+        return None, v
+    return float(v), None
