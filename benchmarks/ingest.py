@@ -32,6 +32,7 @@ from tqdm import tqdm  # progress on stderr, off when it is not a terminal
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import services  # noqa: E402
 
+from shopfloor.cli import HelpFormatter
 from shopfloor.config import parse_config  # noqa: E402
 from shopfloor.contract import Batch, DevicePath, Quality, Sample  # noqa: E402
 from shopfloor.gateway.config import GatewayConfig  # noqa: E402
@@ -169,7 +170,7 @@ def through_gateway(tmp: Path, port: int, influx: services.InfluxDB1, n_msgs: in
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--samples", type=int, default=200_000, help="samples per throughput run")
     ap.add_argument("--naive", type=int, default=2_000, help="samples for the naive writer")
     args = ap.parse_args()

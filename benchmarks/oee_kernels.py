@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm  # progress on stderr, off when it is not a terminal
 
+from shopfloor.cli import HelpFormatter
 from shopfloor.server import kernels as k
 
 NS = 1_000_000_000
@@ -135,7 +136,7 @@ def rollup(per_machine: np.ndarray, ent: np.ndarray, n_ent: int) -> dict[str, np
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--machines", type=int, default=1000, help="machines to simulate")
     ap.add_argument("--hours", type=float, default=8.0, help="shift length")
     args = ap.parse_args()

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from shopfloor.cli import HelpFormatter
 from shopfloor.contract import SIGNAL_PART_COUNT, SIGNAL_REJECT_COUNT, SIGNAL_STATE, State
 from shopfloor.storage.influx import MEASUREMENT, PATH_TAGS, quote_ident, quote_literal
 
@@ -356,7 +357,7 @@ def render() -> dict[Path, str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python dashboards/generate.py",
                                  description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--check", action="store_true",
                     help="only compare with the files on disk; exit 1 if any differs")
     ap.add_argument("--out", type=Path, default=HERE, help="directory to write into")

@@ -22,6 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from shopfloor.cli import HelpFormatter
 from shopfloor.contract import Sample
 
 from .config import ModbusDevice, OpcUaDevice
@@ -204,14 +205,9 @@ def report(name: str, rate: float, cpu: float) -> str:
             f"{cpu:.4f} CPU-s per 1,000 tags ({cpu / NEURON_CPU_S_PER_1000:.2f}x Neuron)")
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
-                     argparse.ArgumentDefaultsHelpFormatter):
-    """The module text as written, and every option's default."""
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m shopfloor.edge.bench", description=__doc__,
-                                formatter_class=_HelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--seconds", type=float, default=10, help="measured window per protocol")
     p.add_argument("--devices", type=int, default=50, help="simulated PLCs")
     p.add_argument("--tags", type=int, default=30, help="tags per PLC (at most 112)")

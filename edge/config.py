@@ -10,11 +10,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from shopfloor.config import Strict, load_config
-from shopfloor.contract import SEGMENT_RE, SIGNALS, TAG_RE, DevicePath
+from shopfloor.config import Segment, Strict, load_config
+from shopfloor.contract import SIGNALS, TAG_RE, DevicePath
 from shopfloor.mqtt import MqttConfig
-
-Segment = Annotated[str, Field(pattern=SEGMENT_RE.pattern)]
 
 # Register types and how many 16-bit registers each takes ("string" takes ``length``).
 REGISTER_WORDS: dict[str, int] = {

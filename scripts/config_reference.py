@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from shopfloor.cli import HelpFormatter
 from shopfloor.edge.config import EdgeConfig
 from shopfloor.gateway.config import GatewayConfig
 from shopfloor.server.config import ServerConfig
@@ -124,7 +125,7 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python scripts/config_reference.py",
                                  description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
     ap.add_argument("--out", type=Path, default=OUT, help="file to write")
     args = ap.parse_args(argv)

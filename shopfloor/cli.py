@@ -11,8 +11,10 @@ from shopfloor import __version__
 from shopfloor.config import ConfigError
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option says its default, or that it is required; flags say nothing."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                    argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions as written; every option says its default, or that it is required;
+    flags say nothing. Used by every command and script of the project."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
@@ -83,7 +85,7 @@ def _up(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    fmt = _HelpFormatter
+    fmt = HelpFormatter
     parser = argparse.ArgumentParser(
         prog="shopfloor", formatter_class=fmt,
         description="Shop-floor data collection (OPC UA, Modbus -> MQTT -> store) "

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from shopfloor.contract import SEGMENT_RE
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -23,6 +25,10 @@ _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 class ConfigError(Exception):
     """A config file that cannot be used; the message names file, key and expectation."""
+
+
+# A topic segment / asset id in a config: letters, digits, '-', '_', '.' (contract.SEGMENT_RE).
+Segment = Annotated[str, Field(pattern=SEGMENT_RE.pattern)]
 
 
 class Strict(BaseModel):

@@ -13,11 +13,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from shopfloor.config import Strict, load_config
-from shopfloor.contract import SEGMENT_RE, DevicePath, State
+from shopfloor.config import Segment, Strict, load_config
+from shopfloor.contract import DevicePath, State
 
 Seconds = Annotated[float, Field(ge=0)]
-Segment = Annotated[str, Field(pattern=SEGMENT_RE.pattern)]
 Range = tuple[float, float]
 
 DEFAULT_IDEAL_CYCLE_TIME_S = 0.5  # where neither the machine nor ``defaults`` sets one
