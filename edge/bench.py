@@ -96,11 +96,10 @@ async def _opcua_server(port: int, tags: int, change_s: float, written: Any, rea
 
 def modbus_tags(n: int) -> list[dict[str, Any]]:
     """The first ``n`` tags of a simulated PLC: machine tags, bank values, bank bits."""
+    from shopfloor.demo.configs import modbus_tags as scenario_modbus_tags
     from shopfloor.simulators.modbus_machine import BANK, BANK_BITS
 
-    from .from_scenario import _modbus_tags
-
-    tags = _modbus_tags()
+    tags = scenario_modbus_tags()
     for e in BANK:
         reg = {"table": e.table, "address": e.address, "type": e.type, "word_order": e.order}
         tags.append({"name": e.name, "register": reg | ({"length": e.length} if e.length

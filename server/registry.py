@@ -19,7 +19,6 @@ from pydantic import Field, field_validator
 
 from shopfloor.config import ConfigError, Strict, load_config, parse_config
 from shopfloor.contract import SEGMENT_RE, DevicePath
-from shopfloor.simulators.scenario import Machine, Scenario
 
 LEVELS = ("cluster", "enterprise", "site", "workshop", "line", "equipment")
 
@@ -197,33 +196,3 @@ def registry_from_csv(path: Path | str) -> dict[str, Any]:
                 for w, lines in wss.items()]}
             for s, wss in sites.items()]}
         for e, sites in tree.items()]}
-
-
-def registry_from_scenario(scenario: dict[str, Any], cluster_id: str = "demo-cluster") -> dict:
-    """A registry document for the plant a simulator scenario describes (each machine's
-    parameters as the simulator resolves them: machine keys over ``defaults``)."""
-    sc = Scenario.model_validate(scenario)
-    specs = {m.id: m for m in sc.machines()}
-
-    def equipment(m: Machine) -> dict[str, Any]:
-        spec = specs[m.id]
-        products = {"ideal_cycle_times_s": {p.id: p.ideal_cycle_time_s for p in spec.products}
-                    } if spec.products else {}
-        return {"id": m.id, "name": m.name or m.id,
-                "ideal_cycle_time_s": spec.ideal_cycle_time_s, **products,
-                "counter_bits": 32, "digital": True,
-                "numerically_controlled": m.protocol == "opcua", "key_process": True}
-
-    workshops = [{"id": area.id, "name": area.name or area.id, "lines": [
-        {"id": line.id, "name": line.name or line.id,
-         "equipment": [equipment(m) for m in line.machines]} for line in area.lines]}
-        for area in sc.areas]
-    ent, site = sc.enterprise, sc.site
-    return {
-        "cluster": {"id": cluster_id, "name": "Demo cluster"},
-        "enterprises": [{
-            "id": ent.id, "name": ent.name or ent.id,
-            "sites": [{"id": site.id, "name": site.name or site.id,
-                       "workshops": workshops}],
-        }],
-    }

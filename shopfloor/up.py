@@ -69,8 +69,7 @@ def write_configs(workdir: Path, scenario: dict[str, Any], *, mqtt_port: int, ht
 
     Machine ports in the scenario are replaced by free loopback ports.
     """
-    from shopfloor.edge.from_scenario import edge_config_from_scenario
-    from shopfloor.server.registry import registry_from_scenario
+    from shopfloor.demo.configs import edge_config_from_scenario, registry_from_scenario
 
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import yaml
 from services import free_port
 
 from shopfloor.contract import DevicePath
-from shopfloor.edge.from_scenario import edge_config_from_scenario
+from shopfloor.demo.configs import edge_config_from_scenario
 from shopfloor.simulators.modbus_machine import ModbusMachine
 from shopfloor.simulators.opcua_machine import OpcUaMachine
 from shopfloor.simulators.scenario import MachineSpec

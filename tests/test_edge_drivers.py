@@ -20,8 +20,8 @@ from services import free_port
 from test_edge_integration import ModbusMachine, OpcUaMachine, wait_for
 
 from shopfloor.contract import DevicePath, Sample
+from shopfloor.demo.configs import edge_config_from_scenario
 from shopfloor.edge.config import EdgeConfig
-from shopfloor.edge.from_scenario import edge_config_from_scenario
 from shopfloor.edge.modbus_driver import ModbusDriver
 from shopfloor.edge.opcua_driver import OpcUaDriver
 

@@ -20,9 +20,9 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from services import free_port
 
 from shopfloor.contract import DevicePath, decode_batch, subscription
+from shopfloor.demo.configs import edge_config_from_scenario
 from shopfloor.edge.agent import Agent
 from shopfloor.edge.config import EdgeConfig
-from shopfloor.edge.from_scenario import edge_config_from_scenario
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from services import free_port
 
 from shopfloor.contract import DevicePath
+from shopfloor.demo.configs import edge_config_from_scenario
 from shopfloor.edge.agent import Agent
 from shopfloor.edge.config import EdgeConfig
-from shopfloor.edge.from_scenario import edge_config_from_scenario
 from shopfloor.simulators.modbus_machine import ModbusMachine
 from shopfloor.simulators.scenario import MachineSpec
 

@@ -16,8 +16,8 @@ from services import free_port, require, stop
 from test_edge_modbus import SPELT_64, one_poll
 
 from shopfloor.contract import DevicePath, State
+from shopfloor.demo.configs import modbus_tags as scenario_modbus_tags
 from shopfloor.edge.config import ModbusDevice
-from shopfloor.edge.from_scenario import _modbus_tags
 from shopfloor.edge.modbus_driver import decode
 from shopfloor.simulators.machine import Event, Kind
 from shopfloor.simulators.modbus_machine import (
@@ -136,7 +136,7 @@ async def _rtu(plc_port: str, edge_port: str) -> None:
         await sim.apply(Event(0, Kind.STATE, State.PRODUCING, 0, 0, 61.5, product="FLANGE-2"), 0)
         await sim.apply(Event(1, Kind.PART, State.PRODUCING, 70_000, 3, 61.5, True), 0)
         picks = [e for e in BANK if e.order == "CDAB" and e.type in ("int32", "float64")]
-        tags = _modbus_tags(product=True) + [
+        tags = scenario_modbus_tags(product=True) + [
             {"name": e.name, "register": {"table": e.table, "address": e.address,
                                           "type": e.type, "word_order": e.order}}
             for e in picks]

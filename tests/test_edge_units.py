@@ -15,8 +15,8 @@ from asyncua import ua
 
 from shopfloor.config import ConfigError, load_config
 from shopfloor.contract import Quality, Sample, decode_batch
+from shopfloor.demo.configs import edge_config_from_scenario
 from shopfloor.edge.config import EdgeConfig, ModbusTag, OpcUaTag, load_edge_config
-from shopfloor.edge.from_scenario import edge_config_from_scenario
 from shopfloor.edge.mapping import ReportByException, map_value, meta_payload, to_sample
 from shopfloor.edge.modbus_driver import decode, plan_reads
 from shopfloor.edge.opcua_driver import datetime_ns, quality_of, source_ts_ns

@@ -12,9 +12,9 @@ import yaml
 from fastapi.testclient import TestClient
 
 from shopfloor.contract import Sample
+from shopfloor.demo.configs import registry_from_scenario
 from shopfloor.server.app import create_app
 from shopfloor.server.config import ServerConfig
-from shopfloor.server.registry import registry_from_scenario
 from shopfloor.simulators.machine import Kind, MachineModel
 from shopfloor.simulators.scenario import Scenario
 from shopfloor.simulators.truth import Interval, MachineTruth, Truth

@@ -135,9 +135,9 @@ def test_missing_file(tmp_path):
 
 
 def test_edge_and_registry_configs_map_the_products(tmp_path):
+    from shopfloor.demo.configs import edge_config_from_scenario, registry_from_scenario
     from shopfloor.edge.config import EdgeConfig
-    from shopfloor.edge.from_scenario import edge_config_from_scenario
-    from shopfloor.server.registry import RegistryModel, registry_from_scenario
+    from shopfloor.server.registry import RegistryModel
 
     doc = base()
     machine(doc, 0)["products"] = [{"id": "A", "ideal_cycle_time_s": 0.5},
