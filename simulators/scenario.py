@@ -160,13 +160,20 @@ class MachineSpec:
         return f"{scheme}://{self.host}:{self.port}"
 
 
-class Scenario(Strict):
-    seed: int = 0
+class Plant(Strict):
+    """The plant part of a scenario: where each machine is and how it behaves."""
+
     enterprise: Named
     site: Named
-    timeline: Timeline
     defaults: Params = Params()
     areas: list[Area]
+
+    @classmethod
+    def of(cls, scenario: Plant | dict) -> Plant:
+        """The plant of a scenario (a model, or a document with or without a timeline)."""
+        if isinstance(scenario, Plant):
+            return scenario
+        return cls.model_validate({k: v for k, v in scenario.items() if k in cls.model_fields})
 
     @field_validator("areas")
     @classmethod
@@ -219,6 +226,13 @@ class Scenario(Strict):
                         outage=m.outage or d.outage,
                     ))
         return out
+
+
+class Scenario(Plant):
+    """A plant and the run: seed and timeline (DESIGN.md "Scenario file")."""
+
+    seed: int = 0
+    timeline: Timeline
 
 
 def _pick(*values: float | None) -> float:

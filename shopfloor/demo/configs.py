@@ -2,9 +2,9 @@
 machines (``edge_config_from_scenario``) and the registry that lists them
 (``registry_from_scenario``), for ``shopfloor up``, the tests and the benchmarks.
 
-Both read ``Scenario.machines()``, so each machine is seen as the simulator resolves it
-(machine keys over ``defaults``); the tags are the simulators' (DESIGN.md "Simulated
-machines"), with the simulators' own state codes as the value map.
+Both read ``Plant.machines()`` (a scenario's plant), so each machine is seen as the
+simulator resolves it (machine keys over ``defaults``); the tags are the simulators'
+(DESIGN.md "Simulated machines"), with the simulators' own state codes as value map.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from shopfloor.simulators.codes import DEVICE_STATE_CODES
-from shopfloor.simulators.scenario import MachineSpec, Scenario
+from shopfloor.simulators.scenario import MachineSpec, Plant
 
 # Device state code -> state name, as the simulated machines serve them.
 STATE_MAP = {code: state.value for state, code in DEVICE_STATE_CODES.items()}
@@ -49,10 +49,6 @@ def modbus_tags(product: bool = False) -> list[dict[str, Any]]:
            "register": {**reg(7, "string"), "length": 4}}] if product else [])
 
 
-def _scenario(scenario: Scenario | dict[str, Any]) -> Scenario:
-    return scenario if isinstance(scenario, Scenario) else Scenario.model_validate(scenario)
-
-
 def _device(m: MachineSpec) -> dict[str, Any]:
     p = m.path
     device: dict[str, Any] = {
@@ -71,18 +67,18 @@ def _device(m: MachineSpec) -> dict[str, Any]:
     return device
 
 
-def edge_config_from_scenario(scenario: Scenario | dict[str, Any], *, agent_id: str,
+def edge_config_from_scenario(scenario: Plant | dict[str, Any], *, agent_id: str,
                               mqtt: dict[str, Any], outbox_path: str) -> dict[str, Any]:
     """Every machine of the scenario becomes a device of one edge agent (a plain dict that
     ``EdgeConfig.model_validate`` accepts and that can be dumped as YAML)."""
     return {"agent_id": agent_id, "mqtt": dict(mqtt), "outbox": {"path": str(outbox_path)},
-            "devices": [_device(m) for m in _scenario(scenario).machines()]}
+            "devices": [_device(m) for m in Plant.of(scenario).machines()]}
 
 
-def registry_from_scenario(scenario: Scenario | dict[str, Any],
+def registry_from_scenario(scenario: Plant | dict[str, Any],
                            cluster_id: str = "demo-cluster") -> dict[str, Any]:
     """A registry document for the plant a scenario describes."""
-    sc = _scenario(scenario)
+    sc = Plant.of(scenario)
     specs = {m.id: m for m in sc.machines()}
 
     def equipment(machine_id: str, name: str | None) -> dict[str, Any]:
