@@ -34,10 +34,10 @@ import services  # noqa: E402
 
 from shopfloor.cli import HelpFormatter
 from shopfloor.config import parse_config  # noqa: E402
-from shopfloor.contract import Batch, DevicePath, Quality, Sample  # noqa: E402
+from shopfloor.contract import Batch, DevicePath, DeviceSample, Quality, Sample  # noqa: E402
 from shopfloor.gateway.config import GatewayConfig  # noqa: E402
 from shopfloor.gateway.service import Gateway  # noqa: E402
-from shopfloor.storage import InfluxConfig, Row  # noqa: E402
+from shopfloor.storage import InfluxConfig  # noqa: E402
 from shopfloor.storage.influx import InfluxV1Writer  # noqa: E402
 from shopfloor.storage.sqlite import SqliteStore  # noqa: E402
 
@@ -46,7 +46,7 @@ DEVICES = [DevicePath("acme", "plant1", f"area{i % 4}", f"line{i % 8}", f"m{i:03
 TAGS = ["state", "part_count", "reject_count", "spindle_load", "temp", "program"]
 
 
-def make_rows(n: int, t0: int) -> list[Row]:
+def make_rows(n: int, t0: int) -> list[DeviceSample]:
     rows = []
     for i in range(n):
         tag = TAGS[i % len(TAGS)]
@@ -56,7 +56,7 @@ def make_rows(n: int, t0: int) -> list[Row]:
     return rows
 
 
-def rate(fn, rows: list[Row], batch: int, desc: str) -> float:
+def rate(fn, rows: list[DeviceSample], batch: int, desc: str) -> float:
     t = time.perf_counter()
     for i in tqdm(range(0, len(rows), batch), desc=desc, unit="batch", disable=None,
                   leave=False):
@@ -64,7 +64,7 @@ def rate(fn, rows: list[Row], batch: int, desc: str) -> float:
     return len(rows) / (time.perf_counter() - t)
 
 
-def naive(url: str, db: str, rows: list[Row]) -> float:
+def naive(url: str, db: str, rows: list[DeviceSample]) -> float:
     from influxdb_client import Point, WritePrecision
 
     http = httpx.Client(base_url=url)
@@ -139,8 +139,10 @@ def through_gateway(tmp: Path, port: int, influx: services.InfluxDB1, n_msgs: in
     store = TimedStore(path)
     store.latencies_ns = []
     influx_w = InfluxV1Writer(InfluxConfig(version=1, url=influx.url, database=influx.database))
-    writers = {"both": [influx_w, store], "influx": [influx_w], "embedded": [store]}[stores]
-    gw = Gateway(cfg, writers=writers)
+    # the embedded store, when used, is the seq ledger: written last, as open_stores does
+    writers, ledger = {"both": ([influx_w], store), "influx": ([influx_w], None),
+                       "embedded": ([], store)}[stores]
+    gw = Gateway(cfg, writers=writers, ledger=ledger)
     gw.start()
     assert gw.wait_ready(10)
     # The publisher is another process (as an edge agent is): it must not share our GIL.
