@@ -15,7 +15,6 @@ Starts its own Mosquitto and InfluxDB 1.x (Debian's influxd) on loopback ports, 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import multiprocessing as mp
 import statistics
@@ -31,8 +30,8 @@ from tqdm import tqdm  # progress on stderr, off when it is not a terminal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import services  # noqa: E402
+from command_line import parse_args  # noqa: E402
 
-from shopfloor.cli import HelpFormatter
 from shopfloor.config import parse_config  # noqa: E402
 from shopfloor.contract import Batch, DevicePath, DeviceSample, Quality, Sample  # noqa: E402
 from shopfloor.gateway.config import GatewayConfig  # noqa: E402
@@ -171,11 +170,8 @@ def through_gateway(tmp: Path, port: int, influx: services.InfluxDB1, n_msgs: in
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=HelpFormatter)
-    ap.add_argument("--samples", type=int, default=200_000, help="samples per throughput run")
-    ap.add_argument("--naive", type=int, default=2_000, help="samples for the naive writer")
-    args = ap.parse_args()
+    args = parse_args(__doc__, samples=(200_000, "samples per throughput run"),
+                      naive=(2_000, "samples for the naive writer"))
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
