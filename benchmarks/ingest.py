@@ -15,7 +15,6 @@ Starts its own Mosquitto and InfluxDB 1.x (Debian's influxd) on loopback ports, 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import multiprocessing as mp
 import statistics
@@ -31,13 +30,13 @@ from tqdm import tqdm  # progress on stderr, off when it is not a terminal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import services  # noqa: E402
+from command_line import parse_args  # noqa: E402
 
-from shopfloor.cli import HelpFormatter
 from shopfloor.config import parse_config  # noqa: E402
-from shopfloor.contract import Batch, DevicePath, Quality, Sample  # noqa: E402
+from shopfloor.contract import Batch, DevicePath, DeviceSample, Quality, Sample  # noqa: E402
 from shopfloor.gateway.config import GatewayConfig  # noqa: E402
 from shopfloor.gateway.service import Gateway  # noqa: E402
-from shopfloor.storage import InfluxConfig, Row  # noqa: E402
+from shopfloor.storage import InfluxConfig  # noqa: E402
 from shopfloor.storage.influx import InfluxV1Writer  # noqa: E402
 from shopfloor.storage.sqlite import SqliteStore  # noqa: E402
 
@@ -46,7 +45,7 @@ DEVICES = [DevicePath("acme", "plant1", f"area{i % 4}", f"line{i % 8}", f"m{i:03
 TAGS = ["state", "part_count", "reject_count", "spindle_load", "temp", "program"]
 
 
-def make_rows(n: int, t0: int) -> list[Row]:
+def make_rows(n: int, t0: int) -> list[DeviceSample]:
     rows = []
     for i in range(n):
         tag = TAGS[i % len(TAGS)]
@@ -56,7 +55,7 @@ def make_rows(n: int, t0: int) -> list[Row]:
     return rows
 
 
-def rate(fn, rows: list[Row], batch: int, desc: str) -> float:
+def rate(fn, rows: list[DeviceSample], batch: int, desc: str) -> float:
     t = time.perf_counter()
     for i in tqdm(range(0, len(rows), batch), desc=desc, unit="batch", disable=None,
                   leave=False):
@@ -64,7 +63,7 @@ def rate(fn, rows: list[Row], batch: int, desc: str) -> float:
     return len(rows) / (time.perf_counter() - t)
 
 
-def naive(url: str, db: str, rows: list[Row]) -> float:
+def naive(url: str, db: str, rows: list[DeviceSample]) -> float:
     from influxdb_client import Point, WritePrecision
 
     http = httpx.Client(base_url=url)
@@ -139,8 +138,10 @@ def through_gateway(tmp: Path, port: int, influx: services.InfluxDB1, n_msgs: in
     store = TimedStore(path)
     store.latencies_ns = []
     influx_w = InfluxV1Writer(InfluxConfig(version=1, url=influx.url, database=influx.database))
-    writers = {"both": [influx_w, store], "influx": [influx_w], "embedded": [store]}[stores]
-    gw = Gateway(cfg, writers=writers)
+    # the embedded store, when used, is the seq ledger: written last, as open_stores does
+    writers, ledger = {"both": ([influx_w], store), "influx": ([influx_w], None),
+                       "embedded": ([], store)}[stores]
+    gw = Gateway(cfg, writers=writers, ledger=ledger)
     gw.start()
     assert gw.wait_ready(10)
     # The publisher is another process (as an edge agent is): it must not share our GIL.
@@ -169,11 +170,8 @@ def through_gateway(tmp: Path, port: int, influx: services.InfluxDB1, n_msgs: in
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=HelpFormatter)
-    ap.add_argument("--samples", type=int, default=200_000, help="samples per throughput run")
-    ap.add_argument("--naive", type=int, default=2_000, help="samples for the naive writer")
-    args = ap.parse_args()
+    args = parse_args(__doc__, samples=(200_000, "samples per throughput run"),
+                      naive=(2_000, "samples for the naive writer"))
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

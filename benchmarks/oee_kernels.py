@@ -13,14 +13,13 @@ the general case; tests/test_kernels*.py hold them to their references).
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import pandas as pd
+from command_line import parse_args
 from tqdm import tqdm  # progress on stderr, off when it is not a terminal
 
-from shopfloor.cli import HelpFormatter
 from shopfloor.server import kernels as k
 
 NS = 1_000_000_000
@@ -135,11 +134,8 @@ def rollup(per_machine: np.ndarray, ent: np.ndarray, n_ent: int) -> dict[str, np
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=HelpFormatter)
-    ap.add_argument("--machines", type=int, default=1000, help="machines to simulate")
-    ap.add_argument("--hours", type=float, default=8.0, help="shift length")
-    args = ap.parse_args()
+    args = parse_args(__doc__, machines=(1000, "machines to simulate"),
+                      hours=(8.0, "shift length"))
     steps = tqdm(total=6, desc="compiling kernels", unit="step", disable=None, leave=False)
 
     def step(next_desc: str) -> None:

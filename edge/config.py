@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from shopfloor.config import Segment, Strict, load_config
+from shopfloor.config import MetricsEndpoint, Segment, Strict, load_config
 from shopfloor.contract import SIGNALS, TAG_RE, DevicePath
 from shopfloor.mqtt import MqttConfig
 
@@ -39,11 +39,9 @@ class OutboxConfig(Strict):
                                                          "a gateway's replay request")
 
 
-class MetricsConfig(Strict):
+class MetricsConfig(MetricsEndpoint):
     """Prometheus ``/metrics`` endpoint (off unless configured)."""
 
-    host: str = Field("127.0.0.1", description="listen address; 0.0.0.0 for a scraper elsewhere")
-    port: int = Field(9464, ge=0, le=65535, description="0: any free port")
     refresh_s: float = Field(1.0, gt=0, le=60, description="snapshot period")
 
 

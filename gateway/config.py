@@ -7,12 +7,10 @@ from fnmatch import fnmatchcase
 
 from pydantic import Field, field_validator
 
-from shopfloor.config import Strict
+from shopfloor.config import MetricsEndpoint, Strict
 from shopfloor.contract import MAX_CLOCK_SKEW_NS, DevicePath
 from shopfloor.mqtt import MqttConfig
 from shopfloor.storage import StoreConfig
-
-from .metrics import MetricsConfig
 
 
 class BatchConfig(Strict):
@@ -64,7 +62,7 @@ class GatewayConfig(Strict):
     drain_timeout_s: float = Field(10.0, ge=0, description="on stop: time to flush what is queued")
     stats_interval_s: float = Field(60.0, gt=0, description="how often to log counters")
     completeness: CompletenessConfig = CompletenessConfig()
-    metrics: MetricsConfig | None = Field(None, description="Prometheus endpoint; off if unset")
+    metrics: MetricsEndpoint | None = Field(None, description="Prometheus endpoint; off if unset")
     accept: list[str] | None = Field(
         None, min_length=1, max_length=10_000,
         description="device allowlist: patterns over enterprise/site/area/line/device, e.g. "

@@ -13,18 +13,15 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shopfloor.config import Strict
+from shopfloor.config import MetricsEndpoint
+
+from .stats import GatewayStats
 
 P = "shopfloor_gateway_"
 
 
-class MetricsConfig(Strict):
-    host: str = "127.0.0.1"
-    port: int = 9464
-
-
 class _StatsCollector(Collector):
-    def __init__(self, stats: Callable[[], Any]):
+    def __init__(self, stats: Callable[[], GatewayStats]):
         self._stats = stats
 
     def collect(self) -> Iterator[Any]:
@@ -55,7 +52,7 @@ class _StatsCollector(Collector):
 
 
 class GatewayMetrics:
-    def __init__(self, cfg: MetricsConfig, stats: Callable[[], Any]):
+    def __init__(self, cfg: MetricsEndpoint, stats: Callable[[], GatewayStats]):
         self.cfg = cfg
         self.registry = CollectorRegistry()
         self.registry.register(_StatsCollector(stats))
@@ -63,10 +60,12 @@ class GatewayMetrics:
             P + "batch_latency_seconds", "oldest message's arrival -> batch acknowledged",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=self.registry)
         self._server: Any = None
+        self.port = cfg.port  # the bound port once started (``port: 0``: any free one)
 
     def start(self) -> None:
         self._server, _thread = start_http_server(self.cfg.port, self.cfg.host,
                                                   registry=self.registry)
+        self.port = self._server.server_port
 
     def stop(self) -> None:
         if self._server is not None:

@@ -1,7 +1,8 @@
 """Loading YAML config files into pydantic models with errors a person can act on.
 
 Every service has one typed config model; ``load_config(path, Model)`` returns it
-or raises ``ConfigError`` naming the file, the key and what was expected.
+or raises ``ConfigError`` naming the file, the key and what was expected. The models
+several services share live here too (``Strict``, ``Segment``, ``MetricsEndpoint``).
 Values of the form ``${NAME}`` or ``${NAME:-default}`` are taken from the
 environment, so secrets need not live in the file.
 """
@@ -35,6 +36,13 @@ class Strict(BaseModel):
     """Base for config models: unknown keys are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MetricsEndpoint(Strict):
+    """A Prometheus ``/metrics`` endpoint (``metrics:`` of the edge and gateway configs)."""
+
+    host: str = Field("127.0.0.1", description="listen address; 0.0.0.0 for a scraper elsewhere")
+    port: int = Field(9464, ge=0, le=65535, description="0: any free port")
 
 
 def _expand_env(node: Any, path: Path) -> Any:

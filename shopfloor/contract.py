@@ -12,7 +12,8 @@ A data message is one JSON batch from one edge agent for one device::
 ``ts`` is the source timestamp in integer nanoseconds since the Unix epoch (UTC),
 ``v`` a number, bool or short string, ``q`` the OPC UA status class. ``seq``
 increases by one per batch and per agent, across all of its devices, so a
-receiver can detect gaps and duplicates.
+receiver can detect gaps and duplicates. ``decode_data`` is the receiver's whole check
+of one data message (topic and payload): its ``DeviceSample`` list is what a store writes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import enum
 import json
 import math
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,6 +249,56 @@ def decode_batch(payload: bytes, now_ns: int | None = None) -> Batch:
             raise ContractError("bad_value", "sample without v")
         samples.append(Sample(tag, ts, _check_value(item["v"]), quality))
     return Batch(agent, seq, tuple(samples))
+
+
+DeviceSample = tuple[DevicePath, Sample]  # one sample of one device, as stores write it
+
+
+class BatchRejected(ContractError):
+    """A well-formed batch (``agent``, ``seq`` known) rejected as a whole: its seq counts as
+    handled, so the gateway does not ask for a replay that would be rejected again."""
+
+    def __init__(self, reason: str, detail: str, agent: str, seq: int):
+        super().__init__(reason, detail)
+        self.agent = agent
+        self.seq = seq
+
+
+def decode_data(topic: str, payload: bytes, *, now_ns: int | None = None,
+                max_skew_ns: int = MAX_CLOCK_SKEW_NS,
+                accept: Callable[[DevicePath], bool] | None = None,
+                ) -> tuple[str, int, list[DeviceSample]]:
+    """``(agent, seq, samples)`` of one data message; raises ContractError with a reason.
+
+    Samples further than ``max_skew_ns`` from ``now_ns`` (default: the clock) are
+    ``bad_timestamp``; a device that ``accept`` refuses is ``unknown_device``. Both raise
+    ``BatchRejected`` (the batch decoded, so its agent and seq are known)."""
+    device, kind = DevicePath.from_topic(topic)
+    if kind != "data":
+        raise ContractError("bad_topic", f"kind {kind!r} where data was expected: {topic!r}")
+    if topic.endswith("\n") or "\n/" in topic:  # the contract's `$` lets one "\n" through
+        raise ContractError("bad_topic", f"line break in topic {topic[:200]!r}")
+    batch = decode_batch(payload, now_ns=None)  # the skew limit is checked below
+    for s in batch.samples:
+        if s.tag.endswith("\n"):
+            raise ContractError("bad_tag", f"line break in tag {s.tag[:80]!r}")
+    if batch.agent.endswith("\n"):
+        raise ContractError("bad_schema", "line break in agent")
+    if accept is not None and not accept(device):
+        raise BatchRejected("unknown_device", f"device {device.asset_id!r} is not in `accept`",
+                            batch.agent, batch.seq)
+    now = time.time_ns() if now_ns is None else now_ns
+    for s in batch.samples:
+        if abs(s.ts - now) > max_skew_ns:
+            raise BatchRejected("bad_timestamp",
+                                f"ts {s.ts} is {(s.ts - now) / 1e9:+.0f}s from the gateway's "
+                                f"clock (limit {max_skew_ns / 1e9:.0f}s)", batch.agent, batch.seq)
+    return batch.agent, batch.seq, [(device, s) for s in batch.samples]
+
+
+def decode_message(topic: str, payload: bytes) -> list[DeviceSample]:
+    """The samples of one data message; raises ContractError with a reason."""
+    return decode_data(topic, payload)[2]
 
 
 # --- agent commands (gateway -> edge agent) -------------------------------------------

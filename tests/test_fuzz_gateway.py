@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from test_store_influx import parse_line
 
 from shopfloor.config import parse_config
-from shopfloor.contract import MAX_PAYLOAD_BYTES, TAG_RE, DevicePath
+from shopfloor.contract import MAX_PAYLOAD_BYTES, TAG_RE, DevicePath, DeviceSample
 from shopfloor.gateway.config import GatewayConfig
 from shopfloor.gateway.service import Gateway
-from shopfloor.storage import InfluxConfig, Row
+from shopfloor.storage import InfluxConfig
 from shopfloor.storage.influx import PATH_TAGS, InfluxV1Writer, to_lines
 
 PER_EXAMPLE = 25
@@ -120,7 +120,7 @@ class CheckingWriter:
         self.tags: set[str] = set()
         self.failures: list[str] = []  # raising here would look like an outage (retried)
 
-    def write(self, rows: list[Row]) -> None:
+    def write(self, rows: list[DeviceSample]) -> None:
         lines = to_lines(rows)  # LineProtocolError = PermanentWriteError: store_rejected
         try:
             self._check(lines, rows)
@@ -128,7 +128,7 @@ class CheckingWriter:
             self.failures.append(f"{exc!r}: {lines}")
         self.lines.extend(lines)
 
-    def _check(self, lines: list[str], rows: list[Row]) -> None:
+    def _check(self, lines: list[str], rows: list[DeviceSample]) -> None:
         for line, (device, sample) in zip(lines, rows, strict=True):
             m, tags, fields, ts = parse_line(line)
             assert m == "samples"

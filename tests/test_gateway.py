@@ -18,10 +18,18 @@ import pytest
 import yaml
 
 from shopfloor.config import ConfigError, load_config, parse_config
-from shopfloor.contract import DEAD_LETTER_TOPIC, Batch, ContractError, DevicePath, Sample
+from shopfloor.contract import (
+    DEAD_LETTER_TOPIC,
+    Batch,
+    ContractError,
+    DevicePath,
+    DeviceSample,
+    Sample,
+    decode_message,
+)
 from shopfloor.gateway.config import GatewayConfig
-from shopfloor.gateway.service import Gateway, decode_message
-from shopfloor.storage import PermanentWriteError, Row
+from shopfloor.gateway.service import Gateway
+from shopfloor.storage import PermanentWriteError
 from shopfloor.storage.sqlite import SqliteStore
 
 SAMPLE_YAML = Path(__file__).parent.parent / "gateway" / "gateway.sample.yaml"
@@ -213,7 +221,7 @@ class FlakyWriter:
         self.calls = 0
         self.broken = False
 
-    def write(self, rows: list[Row]) -> None:
+    def write(self, rows: list[DeviceSample]) -> None:
         self.calls += 1
         time.sleep(self.delay_s)
         if self.broken or self.calls <= self.fail:

@@ -12,9 +12,17 @@ import yaml
 from test_gateway import DEVICES, SAMPLE_YAML, Publisher, batches, gateway_cfg, wait_until
 
 from shopfloor.config import ConfigError, load_config, parse_config
-from shopfloor.contract import DEAD_LETTER_TOPIC, Batch, ContractError, DevicePath, Sample
+from shopfloor.contract import (
+    DEAD_LETTER_TOPIC,
+    Batch,
+    BatchRejected,
+    ContractError,
+    DevicePath,
+    Sample,
+    decode_data,
+)
 from shopfloor.gateway.config import GatewayConfig, device_matches
-from shopfloor.gateway.service import BatchRejected, Gateway, decode_data
+from shopfloor.gateway.service import Gateway
 from shopfloor.storage.sqlite import SqliteStore
 
 S = 10**9

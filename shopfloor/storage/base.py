@@ -1,8 +1,10 @@
-"""The sample store's interface: ``Series``, ``SampleReader``, ``SampleWriter``.
+"""The sample store's interface: ``Series``, ``SampleReader``, ``SampleWriter`` (and
+``ExpiringStore``, the store retention deletes from).
 
 Two backends implement it: the embedded SQLite store (``sqlite.py``) and InfluxDB
 1.x/2.x (``influx.py``). Writing the same sample twice (same series and timestamp) is
-a no-op, so MQTT's at-least-once delivery becomes exactly-once here.
+a no-op, so MQTT's at-least-once delivery becomes exactly-once here. What is written is
+the contract's ``DeviceSample`` (``(DevicePath, Sample)``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from shopfloor.contract import DevicePath, Sample
-
-Row = tuple[DevicePath, Sample]
+from shopfloor.contract import DevicePath, DeviceSample, Sample
 
 
 @dataclass
@@ -76,11 +76,21 @@ class SampleReader(Protocol):
 
 @runtime_checkable
 class SampleWriter(Protocol):
-    def write(self, rows: list[Row]) -> None:
+    def write(self, rows: list[DeviceSample]) -> None:
         """Store the rows; durable when this returns, raises on failure."""
         ...
 
     def close(self) -> None: ...
+
+
+class ExpiringStore(Protocol):
+    """A store that deletes old samples itself (the embedded store; InfluxDB has its own
+    retention policies)."""
+
+    def delete_expired(self, cutoff_ns: int, max_rows: int) -> int:
+        """Delete up to ``max_rows`` samples with ts < ``cutoff_ns``, never a series' newest;
+        fewer than ``max_rows`` deleted means nothing expired is left."""
+        ...
 
 
 class PermanentWriteError(Exception):

@@ -1,20 +1,32 @@
-"""The store config (``store:`` in the gateway and server configs) and opening a store::
+"""The store config (``store:`` in the gateway and server configs) and opening the stores::
 
     store:
       embedded: {path: .shopfloor/store.db}
       influxdb: {version: 1, url: "http://127.0.0.1:8086", database: shopfloor}
+
+``open_reader`` for the server; ``open_stores`` for the gateway: its writers, its seq
+ledger (the embedded store when configured, else in memory) and the store retention
+deletes from, decided here, where the configured backends are known.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
 from shopfloor.config import Strict
 
-from .base import SampleReader, SampleWriter
+from .base import ExpiringStore, SampleReader, SampleWriter
+from .ledger import MemoryLedger, SeqLedger
+
+if TYPE_CHECKING:
+    from .sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddedStoreConfig(Strict):
@@ -91,21 +103,57 @@ def open_reader(cfg: StoreConfig) -> SampleReader:
         from shopfloor.storage.influx import InfluxReader
 
         return InfluxReader(cfg.influxdb)
-    assert cfg.embedded is not None
+    embedded = _open_embedded(cfg)
+    assert embedded is not None  # StoreConfig has at least one store
+    return embedded
+
+
+@dataclass
+class Stores:
+    """Where the gateway writes a batch: every one of ``writers`` in turn, then ``ledger``
+    (last, so a seq it records is in every store)."""
+
+    writers: list[SampleWriter]
+    ledger: SeqLedger
+    expiring: ExpiringStore | None = None  # the store retention deletes from
+
+    def names(self) -> str:
+        return ", ".join(type(w).__name__ for w in [*self.writers, self.ledger])
+
+    def close(self) -> None:
+        for store in [*self.writers, self.ledger]:
+            try:
+                store.close()
+            except Exception:
+                log.exception("closing %s", type(store).__name__)
+
+
+def open_stores(cfg: StoreConfig) -> Stores:
+    """The embedded store, when configured, is the ledger: the seqs go in the transaction of
+    its samples, the last write of a batch. Otherwise the ledger is kept in memory."""
+    embedded, influx = _open_embedded(cfg), _open_influx(cfg)
+    writers = [] if influx is None else [influx]
+    if embedded is None:
+        return Stores(writers, MemoryLedger())
+    return Stores(writers, embedded, expiring=embedded)
+
+
+def open_writers(cfg: StoreConfig) -> list[SampleWriter]:
+    """One plain writer per configured store (embedded first)."""
+    return [w for w in (_open_embedded(cfg), _open_influx(cfg)) if w is not None]
+
+
+def _open_embedded(cfg: StoreConfig) -> SqliteStore | None:
+    if cfg.embedded is None:
+        return None
     from shopfloor.storage.sqlite import SqliteStore
 
     return SqliteStore(cfg.embedded.path)
 
 
-def open_writers(cfg: StoreConfig) -> list[SampleWriter]:
-    """One writer per configured store (embedded first)."""
-    writers: list[SampleWriter] = []
-    if cfg.embedded is not None:
-        from shopfloor.storage.sqlite import SqliteStore
+def _open_influx(cfg: StoreConfig) -> SampleWriter | None:
+    if cfg.influxdb is None:
+        return None
+    from shopfloor.storage.influx import open_influx_writer
 
-        writers.append(SqliteStore(cfg.embedded.path))
-    if cfg.influxdb is not None:
-        from shopfloor.storage.influx import open_influx_writer
-
-        writers.append(open_influx_writer(cfg.influxdb))
-    return writers
+    return open_influx_writer(cfg.influxdb)

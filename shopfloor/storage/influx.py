@@ -23,11 +23,10 @@ import httpx
 import numpy as np
 
 from shopfloor.config import secret
-from shopfloor.contract import DevicePath, Quality, Sample
+from shopfloor.contract import DevicePath, DeviceSample, Quality, Sample
 
 from .base import (
     PermanentWriteError,
-    Row,
     SampleWriter,
     Series,
     good_quality,
@@ -119,7 +118,7 @@ def _series_prefix(device: DevicePath, tag: str) -> str:
 _QUALITY = {q: f',quality="{q}" ' for q in Quality}
 
 
-def to_lines(rows: Iterable[Row]) -> list[str]:
+def to_lines(rows: Iterable[DeviceSample]) -> list[str]:
     """The same lines as ``to_line``, fast: the escaped series part is cached per series
     and each line is one f-string (no per-sample dicts or objects)."""
     out = []
@@ -160,7 +159,7 @@ class InfluxV1Writer:
         if cfg.retention_policy:
             self._params["rp"] = cfg.retention_policy
 
-    def write(self, rows: list[Row]) -> None:
+    def write(self, rows: list[DeviceSample]) -> None:
         for chunk in _chunks(to_lines(rows), LINES_PER_REQUEST):
             body = "\n".join(chunk).encode()
             headers = {"Content-Type": "text/plain; charset=utf-8"}
@@ -189,7 +188,7 @@ class InfluxV2Writer:
                                       timeout=int(cfg.timeout_s * 1000), enable_gzip=True)
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 
-    def write(self, rows: list[Row]) -> None:
+    def write(self, rows: list[DeviceSample]) -> None:
         from influxdb_client.rest import ApiException
 
         for chunk in _chunks(to_lines(rows), LINES_PER_REQUEST):

@@ -4,11 +4,14 @@ Schema (DESIGN.md "Store schema")::
 
     series(id, enterprise, site, area, line, device, tag)   -- unique path + tag
     samples(series_id, ts, value, value_str, quality, PRIMARY KEY(series_id, ts)) WITHOUT ROWID
+    agent_seqs(agent, lo, hi, PRIMARY KEY(agent, lo)) WITHOUT ROWID  -- the seq ledger
 
 ``INSERT OR REPLACE`` on the primary key makes a duplicate delivery a no-op. The
 gateway (writer) and the server (reader) may be different processes; WAL lets
 readers proceed while a write commits. Within a process each thread gets its own
-connection.
+connection. ``SqliteStore`` is a ``SampleWriter``, a ``SampleReader``, the ``SeqLedger``
+(``write(rows, seqs, closed)``: samples and seqs in one transaction) and an
+``ExpiringStore`` (``delete_expired``).
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from shopfloor.contract import DevicePath
+from shopfloor.contract import DevicePath, DeviceSample
 
-from .base import Row, Series, sample_value
-from .ledger import Ranges, merge
+from .base import Series, sample_value
+from .ledger import Ranges, done, merge
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -52,7 +55,7 @@ def _key(device: DevicePath, tag: str) -> _SeriesKey:
 
 
 class SqliteStore:
-    """Both a ``SampleWriter`` and a ``SampleReader`` over one SQLite file."""
+    """Writer, reader, seq ledger and expiring store over one SQLite file."""
 
     def __init__(self, path: Path | str, *, busy_timeout_s: float = 30.0):
         self.path = Path(path)
@@ -83,7 +86,7 @@ class SqliteStore:
 
     # --- writer -------------------------------------------------------------------
 
-    def write(self, rows: list[Row], seqs: dict[str, list[int]] | None = None,
+    def write(self, rows: list[DeviceSample], seqs: dict[str, list[int]] | None = None,
               closed: dict[str, Ranges] | None = None) -> dict[str, Ranges]:
         """Store rows and, in the same transaction, mark ``seqs`` (agent -> batch seqs) and
         ``closed`` (agent -> seq ranges given up) as done; returns those agents' ranges."""
@@ -104,10 +107,8 @@ class SqliteStore:
                 value, text = sample_value(sample)
                 data.append((sid, sample.ts, value, text, str(sample.quality)))
             conn.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?)", data)
-            out = {}
-            for agent in {*(seqs or {}), *(closed or {})}:
-                add = [(s, s) for s in (seqs or {}).get(agent, [])]
-                out[agent] = self._merge_ranges(conn, agent, add + (closed or {}).get(agent, []))
+            out = {agent: self._merge_ranges(conn, agent, add)
+                   for agent, add in done(seqs, closed).items()}
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -159,7 +160,7 @@ class SqliteStore:
         return new
 
     def seq_ranges(self) -> dict[str, Ranges]:
-        """Agent -> stored seq ranges (see completeness.py)."""
+        """Agent -> stored seq ranges (``SeqLedger``; see ledger.py)."""
         out: dict[str, Ranges] = {}
         for agent, lo, hi in self._conn().execute(
                 "SELECT agent, lo, hi FROM agent_seqs ORDER BY agent, lo"):
