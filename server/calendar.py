@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 
 from shopfloor.config import Strict
 from shopfloor.contract import STATE_CODES, State
+from shopfloor.times import NS, datetime_ns
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -54,10 +55,6 @@ class CalendarConfig(Strict):
         return v
 
 
-def _ns(dt: datetime) -> int:
-    return int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
-
-
 def shifts(cal: CalendarConfig, t0: int, t1: int) -> list[tuple[str, int, int, list]]:
     """(name, start, end, [(break_start, break_end)]) of shifts overlapping [t0, t1)."""
     tz = ZoneInfo(cal.timezone)
@@ -70,9 +67,9 @@ def shifts(cal: CalendarConfig, t0: int, t1: int) -> list[tuple[str, int, int, l
         for sh in cal.weekly.get(WEEKDAYS[day.weekday()], []) if day not in holidays else []:
             def at(t: time, sh: Shift = sh, day: date = day) -> int:
                 d = day + timedelta(days=1) if t < sh.start else day
-                return _ns(datetime.combine(d, t, tz))
-            s = _ns(datetime.combine(day, sh.start, tz))
-            e = at(sh.end) if sh.end != sh.start else s + 86400 * 10**9
+                return datetime_ns(datetime.combine(d, t, tz))
+            s = datetime_ns(datetime.combine(day, sh.start, tz))
+            e = at(sh.end) if sh.end != sh.start else s + 86400 * NS
             if e > t0 and s < t1:
                 out.append((sh.name, s, e, [(at(b.start), at(b.end)) for b in sh.breaks]))
         day += timedelta(days=1)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shopfloor.server.rates import mean_of_defined, ratio
 from shopfloor.server.registry import Asset, Registry
 
 RATES = ("equipment_digitalization_rate", "networking_rate", "key_process_nc_rate")
@@ -40,11 +41,9 @@ class Counts:
             setattr(self, k, getattr(self, k) + getattr(o, k))
 
     def rates(self) -> dict[str, float | None]:
-        def r(n: int, d: int) -> float | None:
-            return n / d if d else None
-        return {"equipment_digitalization_rate": r(self.digital, self.equipment),
-                "networking_rate": r(self.networked, self.equipment),
-                "key_process_nc_rate": r(self.key_process_nc, self.key_process)}
+        return {"equipment_digitalization_rate": ratio(self.digital, self.equipment),
+                "networking_rate": ratio(self.networked, self.equipment),
+                "key_process_nc_rate": ratio(self.key_process_nc, self.key_process)}
 
 
 def counts(registry: Registry, scope: Asset, last_seen: dict[str, int], now_ns: int,
@@ -76,16 +75,11 @@ def indicators(registry: Registry, scope: Asset, last_seen: dict[str, int], now_
             per.append({"id": e.id, "name": e.name, "counts": vars(ec), **ec.rates()})
         doc["enterprises"] = per
         doc["mean_of_enterprise_rates"] = {
-            rate: _mean([p[rate] for p in per]) for rate in RATES}
+            rate: mean_of_defined([p[rate] for p in per]) for rate in RATES}
         doc["mean_of_enterprise_rates"]["note"] = (
             "unweighted mean over enterprises with a defined rate (how regional figures "
             "are published); `pooled` divides the summed counts")
     return doc
-
-
-def _mean(xs: list[float | None]) -> float | None:
-    vals = [x for x in xs if x is not None]
-    return sum(vals) / len(vals) if vals else None
 
 
 def reference_path() -> Path:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shopfloor.server.oee import NS, Totals, _ratio, report
+from shopfloor.server.oee import Totals, report
+from shopfloor.server.rates import ratio
+from shopfloor.times import NS
 
 
 def report_losses(t: Totals) -> dict[str, Any]:
@@ -46,8 +48,8 @@ def report_losses(t: Totals) -> dict[str, Any]:
         "startup_reject_count": t.startup_reject,
         "mtbf_s": apt / n_fail if n_fail else None,
         "mttr_s": failures / n_fail if n_fail else None,
-        "technical_efficiency": _ratio(apt, apt + secs["DOWN"]),
-        "setup_ratio": _ratio(secs["SETUP"], apt),
-        "scrap_ratio": _ratio(t.reject, t.total),
+        "technical_efficiency": ratio(apt, apt + secs["DOWN"]),
+        "setup_ratio": ratio(secs["SETUP"], apt),
+        "scrap_ratio": ratio(t.reject, t.total),
         "planned_busy_time_s": pbt,
     }

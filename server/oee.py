@@ -3,12 +3,15 @@
 Per equipment the kernels turn the stored ``state`` series into time per state
 and the ``part_count`` / ``reject_count`` counters into counts. A roll-up sums
 times, counts and ideal production time over the equipment and recomputes the
-ratios from the sums; ratios are never averaged.
+ratios from the sums; ratios are never averaged. A ``MetricsQuery`` says what is
+asked (window, staleness, loss thresholds, shift calendar); ``trend`` and
+``timeline`` read the states through it the same way (``seen_states``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -21,15 +24,48 @@ from shopfloor.contract import (
     State,
 )
 from shopfloor.server import kernels
+from shopfloor.server.calendar import CalendarConfig
+from shopfloor.server.calendar import steps as calendar_steps
+from shopfloor.server.config import OeeConfig
+from shopfloor.server.rates import ratio
 from shopfloor.server.registry import Asset
 from shopfloor.storage import SampleReader, Series
+from shopfloor.times import NS, seconds_ns
 
-NS = 1_000_000_000
 NEVER_STALE = 2**61
 SIGNAL_PRODUCT = "product"  # product or program id, a string or a number
 Steps = tuple[np.ndarray, np.ndarray]  # a calendar step function (calendar.steps)
 _CODE_BY_NAME = {s.value: c for s, c in STATE_CODES.items()}
 _OFFLINE = STATE_CODES[State.OFFLINE]
+
+
+@dataclass(frozen=True)
+class MetricsQuery:
+    """What a metric is asked over: the window [t0, t1); how long a state sample holds
+    (``stale_ns``); the small-stop threshold and the start-up window after setups
+    (0 = none; the state series is read ``small_ns`` past t1 so that a stop starting
+    in the window is classified by its whole length); the shift calendar, if any."""
+
+    t0: int
+    t1: int
+    stale_ns: int
+    small_ns: int = 0
+    startup_ns: int = 0
+    calendar: CalendarConfig | None = None
+
+    @classmethod
+    def of(cls, cfg: OeeConfig, t0: int, t1: int, small_stop_s: float = 0.0,
+           startup_s: float = 0.0) -> MetricsQuery:
+        """The query over [t0, t1) with the config's staleness and calendar."""
+        return cls(t0, t1, seconds_ns(cfg.stale_after_s), seconds_ns(small_stop_s),
+                   seconds_ns(startup_s), cfg.calendar)
+
+    @cached_property
+    def steps(self) -> Steps | None:
+        """The calendar over [t0, t1 + small_ns) as a step function (computed once)."""
+        if self.calendar is None:
+            return None
+        return calendar_steps(self.calendar, self.t0, self.t1 + self.small_ns)
 
 
 @dataclass
@@ -55,17 +91,9 @@ class Totals:
     without_cycle_time: list[str] = field(default_factory=list)
 
     def add(self, other: Totals) -> None:
-        self.state_ns += other.state_ns
-        self.total += other.total
-        self.reject += other.reject
-        self.ideal_s += other.ideal_s
-        for name in ("small_stop_ns", "small_stop_count", "failure_ns", "failure_count",
-                     "setup_count", "startup_reject", "reject_ideal_s",
-                     "startup_reject_ideal_s"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.equipment += other.equipment
-        self.without_data += other.without_data
-        self.without_cycle_time += other.without_cycle_time
+        """Sum ``other`` into this, field by field (all of them are additive)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 def state_codes(series: Series) -> np.ndarray:
@@ -79,25 +107,27 @@ def state_codes(series: Series) -> np.ndarray:
     return table[index.reshape(-1)]
 
 
-def equipment_totals(reader: SampleReader, asset: Asset, t0: int, t1: int,
-                     stale_ns: int, small_ns: int = 0, startup_ns: int = 0,
-                     cal: Steps | None = None) -> Totals:
-    """Times, counts and loss quantities of one machine over [t0, t1).
+def seen_states(states: Series, q: MetricsQuery) -> tuple[np.ndarray, np.ndarray, int]:
+    """A state series as the kernels read it under ``q``: (ts, codes, stale_ns). With a
+    calendar, staleness is made explicit, then the calendar laid over it."""
+    ts, codes = states.ts, state_codes(states)
+    if q.steps is None:
+        return ts, codes, q.stale_ns
+    ts, codes = kernels.materialize_stale(ts, codes, q.stale_ns)
+    ts, codes = kernels.overlay(ts, codes, *q.steps)
+    return ts, codes, NEVER_STALE
 
-    The state series is read ``small_ns`` past t1 so that a stop starting in the
-    window is classified by its whole length.
-    """
+
+def equipment_totals(reader: SampleReader, asset: Asset, q: MetricsQuery) -> Totals:
+    """Times, counts and loss quantities of one machine over [q.t0, q.t1)."""
     assert asset.device is not None and asset.equipment is not None
+    t0, t1, small_ns, startup_ns = q.t0, q.t1, q.small_ns, q.startup_ns
     states = reader.read(asset.device, SIGNAL_STATE, t0, t1 + small_ns)
     parts = reader.read(asset.device, SIGNAL_PART_COUNT, t0, t1)
     rejects = reader.read(asset.device, SIGNAL_REJECT_COUNT, t0, t1)
     bits = asset.equipment.counter_bits
     out = Totals(equipment=1)
-    ts, codes = states.ts, state_codes(states)
-    if cal is not None:  # staleness made explicit, then the calendar laid over it
-        ts, codes = kernels.materialize_stale(ts, codes, stale_ns)
-        ts, codes = kernels.overlay(ts, codes, *cal)
-        stale_ns = NEVER_STALE
+    ts, codes, stale_ns = seen_states(states, q)
     out.state_ns = kernels.state_durations(ts, codes, t0, t1, stale_ns)
     stats, windows = kernels.stop_stats(ts, codes, t0, t1, stale_ns, t1 + small_ns,
                                         small_ns, startup_ns)
@@ -170,10 +200,6 @@ def in_windows(ts: np.ndarray, values: np.ndarray, windows: np.ndarray) -> float
     return float(values[inside].sum())
 
 
-def _ratio(num: float, den: float) -> float | None:
-    return num / den if den > 0 else None
-
-
 def report(totals: Totals) -> dict[str, Any]:
     """The ratios and the times and counts behind them."""
     secs = {s.value: float(totals.state_ns[STATE_CODES[s]]) / NS for s in State}
@@ -183,9 +209,9 @@ def report(totals: Totals) -> dict[str, Any]:
         State.PLANNED_STOP, State.NO_SHIFT, State.OFFLINE))) / NS
     apt = secs["PRODUCING"]
     good = totals.total - totals.reject
-    a = _ratio(apt, pbt)
-    p = _ratio(totals.ideal_s, apt)
-    q = _ratio(good, totals.total)
+    a = ratio(apt, pbt)
+    p = ratio(totals.ideal_s, apt)
+    q = ratio(good, totals.total)
     oee = a * p * q if a is not None and p is not None and q is not None else None
     flags = []
     if p is not None and p > 1.0:
@@ -207,16 +233,14 @@ def report(totals: Totals) -> dict[str, Any]:
     }
 
 
-def totals_of(reader: SampleReader, equipment: list[Asset], t0: int, t1: int,
-              stale_ns: int, small_ns: int = 0, startup_ns: int = 0,
-              cal: Steps | None = None) -> Totals:
+def totals_of(reader: SampleReader, equipment: list[Asset], q: MetricsQuery) -> Totals:
+    """The roll-up: the equipment's ``Totals`` summed."""
     totals = Totals()
     for asset in equipment:
-        totals.add(equipment_totals(reader, asset, t0, t1, stale_ns, small_ns, startup_ns,
-                                    cal))
+        totals.add(equipment_totals(reader, asset, q))
     return totals
 
 
-def compute(reader: SampleReader, equipment: list[Asset], t0: int, t1: int,
-            stale_ns: int, cal: Steps | None = None) -> dict[str, Any]:
-    return report(totals_of(reader, equipment, t0, t1, stale_ns, cal=cal))
+def compute(reader: SampleReader, equipment: list[Asset], q: MetricsQuery) -> dict[str, Any]:
+    """The OEE report of the equipment's roll-up."""
+    return report(totals_of(reader, equipment, q))

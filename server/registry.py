@@ -23,16 +23,23 @@ from shopfloor.contract import SEGMENT_RE, DevicePath
 LEVELS = ("cluster", "enterprise", "site", "workshop", "line", "equipment")
 
 
-def _check_id(v: str) -> str:
-    if not SEGMENT_RE.fullmatch(v):
-        raise ValueError(f"id {v!r} must be letters, digits, '-', '_' or '.', "
-                         "starting with a letter or digit")
-    return v
+class NodeModel(Strict):
+    """What every level of the tree has: an id (one segment of the asset path) and a
+    display name (the id when there is none)."""
 
-
-class EquipmentModel(Strict):
     id: str
     name: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_a_segment(cls, v: str) -> str:
+        if not SEGMENT_RE.fullmatch(v):
+            raise ValueError(f"id {v!r} must be letters, digits, '-', '_' or '.', "
+                             "starting with a letter or digit")
+        return v
+
+
+class EquipmentModel(NodeModel):
     ideal_cycle_time_s: float | None = Field(None, gt=0, description="seconds per part")
     ideal_cycle_times_s: dict[str, Annotated[float, Field(gt=0)]] = Field(
         {}, description="per product (the `product` signal); others use ideal_cycle_time_s")
@@ -40,41 +47,26 @@ class EquipmentModel(Strict):
     digital: bool = True
     numerically_controlled: bool = False
     key_process: bool = False
-    _v = field_validator("id")(_check_id)
 
 
-class LineModel(Strict):
-    id: str
-    name: str | None = None
+class LineModel(NodeModel):
     equipment: list[EquipmentModel] = []
-    _v = field_validator("id")(_check_id)
 
 
-class WorkshopModel(Strict):
-    id: str
-    name: str | None = None
+class WorkshopModel(NodeModel):
     lines: list[LineModel] = []
-    _v = field_validator("id")(_check_id)
 
 
-class SiteModel(Strict):
-    id: str
-    name: str | None = None
+class SiteModel(NodeModel):
     workshops: list[WorkshopModel] = []
-    _v = field_validator("id")(_check_id)
 
 
-class EnterpriseModel(Strict):
-    id: str
-    name: str | None = None
+class EnterpriseModel(NodeModel):
     sites: list[SiteModel] = []
-    _v = field_validator("id")(_check_id)
 
 
-class ClusterModel(Strict):
-    id: str
-    name: str | None = None
-    _v = field_validator("id")(_check_id)
+class ClusterModel(NodeModel):
+    pass
 
 
 class RegistryModel(Strict):

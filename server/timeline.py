@@ -11,7 +11,7 @@ import numpy as np
 
 from shopfloor.contract import SIGNAL_STATE, STATE_CODES
 from shopfloor.server import kernels
-from shopfloor.server.oee import Steps, state_codes
+from shopfloor.server.oee import MetricsQuery, Steps, state_codes
 from shopfloor.server.registry import Asset
 from shopfloor.storage import SampleReader
 
@@ -45,13 +45,13 @@ def intervals(ts: np.ndarray, codes: np.ndarray, t0: int, t1: int, stale_ns: int
     return out
 
 
-def timeline(reader: SampleReader, equipment: list[Asset], t0: int, t1: int, stale_ns: int,
-             cal: Steps | None = None) -> list[tuple[Asset, list[tuple[int, int, str]]]]:
-    """Per machine: its (start, end, state name) intervals over [t0, t1)."""
+def timeline(reader: SampleReader, equipment: list[Asset], q: MetricsQuery
+             ) -> list[tuple[Asset, list[tuple[int, int, str]]]]:
+    """Per machine: its (start, end, state name) intervals over [q.t0, q.t1)."""
     out = []
     for a in equipment:
         assert a.device is not None
-        s = reader.read(a.device, SIGNAL_STATE, t0, t1)
-        rows = intervals(s.ts, state_codes(s), t0, t1, stale_ns, cal)
+        s = reader.read(a.device, SIGNAL_STATE, q.t0, q.t1)
+        rows = intervals(s.ts, state_codes(s), q.t0, q.t1, q.stale_ns, q.steps)
         out.append((a, [(b, e, STATE_NAMES[c]) for b, e, c in rows]))
     return out

@@ -12,11 +12,12 @@ import numpy as np
 from shopfloor.contract import SIGNAL_PART_COUNT, SIGNAL_REJECT_COUNT, SIGNAL_STATE
 from shopfloor.server import calendar, kernels
 from shopfloor.server.calendar import CalendarConfig
-from shopfloor.server.oee import NEVER_STALE, Totals, report, sample_cycle_times, state_codes
+from shopfloor.server.oee import MetricsQuery, Totals, report, sample_cycle_times, seen_states
 from shopfloor.server.registry import Asset
 from shopfloor.storage import SampleReader
+from shopfloor.times import NS, datetime_ns
 
-HOUR_NS = 3600 * 10**9
+HOUR_NS = 3600 * NS
 MAX_BUCKETS = 2000
 
 
@@ -36,9 +37,8 @@ def buckets(granularity: str, t0: int, t1: int, cal: CalendarConfig | None
         day = datetime.fromtimestamp(t0 / 1e9, tz).date()
         pairs = []
         while True:
-            s = int(datetime.combine(day, datetime.min.time(), tz).timestamp() * 1e9)
-            e = int(datetime.combine(day + timedelta(days=1), datetime.min.time(),
-                                     tz).timestamp() * 1e9)
+            s = datetime_ns(datetime.combine(day, datetime.min.time(), tz))
+            e = datetime_ns(datetime.combine(day + timedelta(days=1), datetime.min.time(), tz))
             if s >= t1:
                 break
             pairs.append((s, e, day.isoformat()))
@@ -67,22 +67,19 @@ def _per_bucket(ts: np.ndarray, deltas: np.ndarray, starts: np.ndarray, ends: np
     return np.bincount(j[ok], weights=deltas[ok], minlength=len(starts))
 
 
-def trend(reader: SampleReader, equipment: list[Asset], t0: int, t1: int, stale_ns: int,
-          granularity: str, cal: CalendarConfig | None) -> list[dict[str, Any]]:
-    starts, ends, labels = buckets(granularity, t0, t1, cal)
+def trend(reader: SampleReader, equipment: list[Asset], q: MetricsQuery,
+          granularity: str) -> list[dict[str, Any]]:
+    """One OEE report per bucket of [q.t0, q.t1) (shift and day buckets follow
+    ``q.calendar``), rolled up over the equipment."""
+    t0, t1 = q.t0, q.t1
+    starts, ends, labels = buckets(granularity, t0, t1, q.calendar)
     nb = len(starts)
     state_ns = np.zeros((nb, kernels.N_STATES), dtype=np.int64)
     total, reject, ideal = np.zeros(nb), np.zeros(nb), np.zeros(nb)
     without_ict: list[list[str]] = [[] for _ in range(nb)]  # per bucket
-    steps = calendar.steps(cal, t0, t1) if cal is not None else None
     for a in equipment:
         assert a.device is not None and a.equipment is not None
-        s = reader.read(a.device, SIGNAL_STATE, t0, t1)
-        ts, codes, stale = s.ts, state_codes(s), stale_ns
-        if steps is not None:
-            ts, codes = kernels.materialize_stale(ts, codes, stale_ns)
-            ts, codes = kernels.overlay(ts, codes, *steps)
-            stale = NEVER_STALE
+        ts, codes, stale = seen_states(reader.read(a.device, SIGNAL_STATE, t0, t1), q)
         state_ns += kernels.bucket_durations(ts, codes, starts, ends, stale)
         bits = a.equipment.counter_bits
         p = reader.read(a.device, SIGNAL_PART_COUNT, t0, t1)
