@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shopfloor.server import kernels
 from shopfloor.server.oee import Totals, report
 from shopfloor.server.rates import ratio
 from shopfloor.times import NS
@@ -25,7 +26,8 @@ def report_losses(t: Totals) -> dict[str, Any]:
     base = report(t)
     secs = base["times_s"]
     pbt, apt = base["planned_busy_time_s"], base["actual_production_time_s"]
-    failures = t.failure_ns / NS
+    stops = t.stops.tolist()  # Python ints, indexed as kernels.stop_stats
+    failures = stops[kernels.FAILURE_NS] / NS
     losses = {
         "failures": failures,
         "setups": secs["SETUP"],
@@ -35,16 +37,17 @@ def report_losses(t: Totals) -> dict[str, Any]:
         "startup_rejects": t.startup_reject_ideal_s,
     }
     fully_productive = t.ideal_s - t.reject_ideal_s
-    n_fail = t.failure_count
+    n_fail = stops[kernels.FAILURE_COUNT]
     return {
         **base,
         "losses_s": losses,
         "fully_productive_time_s": fully_productive,
         "loss_total_s": sum(losses.values()),  # == PBT - fully productive time
-        "small_stops": {"count": t.small_stop_count, "short_stops_s": t.small_stop_ns / NS,
+        "small_stops": {"count": stops[kernels.SMALL_COUNT],
+                        "short_stops_s": stops[kernels.SMALL_NS] / NS,
                         "idle_s": secs["IDLE"]},
         "failure_count": n_fail,
-        "setup_count": t.setup_count,
+        "setup_count": stops[kernels.SETUP_COUNT],
         "startup_reject_count": t.startup_reject,
         "mtbf_s": apt / n_fail if n_fail else None,
         "mttr_s": failures / n_fail if n_fail else None,

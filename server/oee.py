@@ -77,12 +77,10 @@ class Totals:
     total: float = 0.0
     reject: float = 0.0
     ideal_s: float = 0.0
-    # loss breakdown (see losses.py): stop episodes and rejects in start-up windows
-    small_stop_ns: int = 0
-    small_stop_count: int = 0
-    failure_ns: int = 0
-    failure_count: int = 0
-    setup_count: int = 0
+    # loss breakdown (see losses.py): stop episodes (``kernels.stop_stats``, indexed by
+    # kernels.SMALL_NS ... SETUP_COUNT) and rejects in start-up windows
+    stops: np.ndarray = field(
+        default_factory=lambda: np.zeros(kernels.N_STOP_STATS, dtype=np.int64))
     startup_reject: float = 0.0
     reject_ideal_s: float = 0.0
     startup_reject_ideal_s: float = 0.0
@@ -131,11 +129,7 @@ def equipment_totals(reader: SampleReader, asset: Asset, q: MetricsQuery) -> Tot
     out.state_ns = kernels.state_durations(ts, codes, t0, t1, stale_ns)
     stats, windows = kernels.stop_stats(ts, codes, t0, t1, stale_ns, t1 + small_ns,
                                         small_ns, startup_ns)
-    out.small_stop_ns = int(stats[kernels.SMALL_NS])
-    out.small_stop_count = int(stats[kernels.SMALL_COUNT])
-    out.failure_ns = int(stats[kernels.FAILURE_NS])
-    out.failure_count = int(stats[kernels.FAILURE_COUNT])
-    out.setup_count = int(stats[kernels.SETUP_COUNT])
+    out.stops = stats
     out.total = kernels.counter_increase(parts.good_values(), bits)
     deltas = kernels.counter_deltas(rejects.good_values(), bits)
     out.reject = min(float(deltas.sum()), out.total)

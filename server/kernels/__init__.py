@@ -24,23 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from shopfloor.server.kernels.codes import (
-    DOWN,
-    FAILURE_COUNT,
-    FAILURE_NS,
-    IDLE,
-    N_STATES,
-    N_STOP_STATS,
-    OFFLINE,
-    PRODUCING,
-    SETUP,
-    SETUP_COUNT,
-    SMALL_COUNT,
-    SMALL_DOWN_NS,
-    SMALL_NS,
-    STATE_CODES_NO_SHIFT,
-    STATE_CODES_PLANNED_STOP,
-)
+from shopfloor.server.kernels import codes
+from shopfloor.server.kernels.codes import *  # noqa: F403 (the codes the kernels share)
 from shopfloor.server.kernels.counters import (
     counter_deltas,
     counter_deltas_ref,
@@ -63,13 +48,11 @@ from shopfloor.server.kernels.states import (
 from shopfloor.server.kernels.stops import stop_stats, stop_stats_ref
 
 __all__ = [
-    "DOWN", "FAILURE_COUNT", "FAILURE_NS", "IDLE", "KERNELS", "N_STATES", "N_STOP_STATS",
-    "OFFLINE", "PRODUCING", "SETUP", "SETUP_COUNT", "SMALL_COUNT", "SMALL_DOWN_NS", "SMALL_NS",
-    "STATE_CODES_NO_SHIFT", "STATE_CODES_PLANNED_STOP", "Kernel",
-    "bucket_durations", "bucket_durations_ref", "counter_deltas", "counter_deltas_ref",
-    "counter_increase", "counter_increase_ref", "materialize_stale", "materialize_stale_ref",
-    "overlay", "overlay_ref", "plain", "segment_sum", "segment_sum_ref", "state_durations",
-    "state_durations_ref", "stop_stats", "stop_stats_ref", "warm_up",
+    *codes.__all__, "KERNELS", "Kernel", "bucket_durations", "bucket_durations_ref",
+    "counter_deltas", "counter_deltas_ref", "counter_increase", "counter_increase_ref",
+    "materialize_stale", "materialize_stale_ref", "overlay", "overlay_ref", "plain",
+    "segment_sum", "segment_sum_ref", "state_durations", "state_durations_ref", "stop_stats",
+    "stop_stats_ref", "warm_up",
 ]
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from shopfloor.contract import STATE_CODES, State
 
+__all__ = ["DOWN", "FAILURE_COUNT", "FAILURE_NS", "IDLE", "N_STATES", "N_STOP_STATS", "OFFLINE",
+           "PRODUCING", "SETUP", "SETUP_COUNT", "SMALL_COUNT", "SMALL_DOWN_NS", "SMALL_NS",
+           "STATE_CODES_NO_SHIFT", "STATE_CODES_PLANNED_STOP"]
 N_STATES = len(STATE_CODES)
 OFFLINE = STATE_CODES[State.OFFLINE]
 PRODUCING = STATE_CODES[State.PRODUCING]
