@@ -2,7 +2,9 @@
 the Numba kernels against a vectorised pandas implementation of the same
 definitions (groupby/diff, no Python loop over rows), the kernels' effective
 bandwidth against numpy.sum over the same arrays, and the cluster roll-up over 100
-enterprises. Prints a table of ratios measured side by side in one run.
+enterprises; then each kernel used against its plain-Python reference (the pairs of
+``kernels.KERNELS``, as the tests use them) on one machine. Prints tables of ratios
+measured side by side in one run.
 
     python benchmarks/oee_kernels.py [--machines 1000] [--hours 8]
 
@@ -133,10 +135,27 @@ def rollup(per_machine: np.ndarray, ent: np.ndarray, n_ent: int) -> dict[str, np
     return out
 
 
+def against_references(d: dict[str, np.ndarray]) -> list[tuple[str, float, float, bool]]:
+    """(kernel, kernel s, reference s, equal) on machine 0's samples, for the kernels
+    ``numba_oee`` uses, with the arguments it gives them."""
+    t0, t1 = int(d["t0"]), int(d["t1"])
+    ts, codes = d["st_ts"][0], d["st_code"][0]
+    calls = {"state_durations": (ts, codes, t0, t1, STALE),
+             "stop_stats": (ts, codes, t0, t1, STALE, t1 + SMALL, SMALL, 0),
+             "counter_increase": (d["parts"][0], 32)}
+    rows = []
+    for name, args in calls.items():
+        pair, lists = k.KERNELS[name], k.reference_args(args)
+        got, want = pair.both(*args)
+        rows.append((name, best(lambda p=pair, a=args: p.kernel(*a), repeat=5),
+                     best(lambda p=pair, a=lists: p.reference(*a), repeat=1), got == want))
+    return rows
+
+
 def main() -> None:
     args = parse_args(__doc__, machines=(1000, "machines to simulate"),
                       hours=(8.0, "shift length"))
-    steps = tqdm(total=6, desc="compiling kernels", unit="step", disable=None, leave=False)
+    steps = tqdm(total=7, desc="compiling kernels", unit="step", disable=None, leave=False)
 
     def step(next_desc: str) -> None:
         steps.update(1)
@@ -167,6 +186,8 @@ def main() -> None:
     ent = np.repeat(np.arange(100), -(-args.machines // 100))[:args.machines].astype(np.int64)
     rollup(a, ent, 100)
     t_roll = best(lambda: rollup(a, ent, 100), repeat=20)
+    step("plain-Python references")
+    references = against_references(d)
     steps.update(1)
     steps.close()
 
@@ -182,8 +203,14 @@ def main() -> None:
         gbs = f"{nbytes / t / 1e9:6.2f}" if "roll-up" not in name else "     -"
         print(f"{name:<36}{t * 1e3:>10.3f}  {gbs}  {note}")
     print(f"results equal (numba vs pandas, rtol 1e-12): {equal}")
+    print(f"\n{'kernel vs its reference, 1 machine':<36}{'ms':>10}  {'ref ms':>10}  note")
+    for name, t_kernel, t_ref, same in references:
+        print(f"{name:<36}{t_kernel * 1e3:>10.3f}  {t_ref * 1e3:>10.3f}  "
+              f"numba {t_ref / t_kernel:.0f}x faster, {'equal' if same else 'DIFFERENT'}")
     if not equal:
         raise SystemExit("numba and pandas disagree")
+    if not all(same for *_, same in references):
+        raise SystemExit("a kernel and its reference disagree")
 
 
 if __name__ == "__main__":

@@ -51,8 +51,8 @@ __all__ = [
     *codes.__all__, "KERNELS", "Kernel", "bucket_durations", "bucket_durations_ref",
     "counter_deltas", "counter_deltas_ref", "counter_increase", "counter_increase_ref",
     "materialize_stale", "materialize_stale_ref", "overlay", "overlay_ref", "plain",
-    "segment_sum", "segment_sum_ref", "state_durations", "state_durations_ref", "stop_stats",
-    "stop_stats_ref", "warm_up",
+    "reference_args", "segment_sum", "segment_sum_ref", "state_durations",
+    "state_durations_ref", "stop_stats", "stop_stats_ref", "warm_up",
 ]
 
 
@@ -82,9 +82,13 @@ class Kernel:
 
     def both(self, *args: Any) -> tuple[Any, Any]:
         """The kernel's and the reference's answers on ``args`` (arrays as the kernel
-        takes them; the reference gets them as lists), as ``plain`` values."""
-        lists = [a.tolist() if isinstance(a, np.ndarray) else a for a in args]
-        return plain(self.kernel(*args)), plain(self.reference(*lists))
+        takes them), as ``plain`` values."""
+        return plain(self.kernel(*args)), plain(self.reference(*reference_args(args)))
+
+
+def reference_args(args: tuple[Any, ...]) -> list[Any]:
+    """A kernel's arguments as its reference takes them: arrays as lists."""
+    return [a.tolist() if isinstance(a, np.ndarray) else a for a in args]
 
 
 _TS, _CODES = np.array([0, 5], dtype=np.int64), np.array([1, 2], dtype=np.int64)

@@ -21,13 +21,13 @@ def _step(prev: float, v: float, span: float) -> float:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _increases(values: np.ndarray, bits: int, out: np.ndarray) -> float:
+def _increases(values: np.ndarray, bits: int, out: np.ndarray | None) -> float:
     """The one walk over a counter's samples behind both kernels: the total increase,
-    and each sample's increase written to ``out`` unless ``out`` is empty."""
+    and each sample's increase written to ``out`` unless it is None (a branch Numba
+    compiles away)."""
     total = 0.0
     prev = np.nan
     span = 2.0 ** bits if bits > 0 else 0.0
-    per_sample = out.shape[0] > 0
     for i in range(values.shape[0]):
         v = values[i]
         if np.isnan(v):
@@ -35,7 +35,7 @@ def _increases(values: np.ndarray, bits: int, out: np.ndarray) -> float:
         if not np.isnan(prev):
             d = _step(prev, v, span)
             total += d
-            if per_sample:
+            if out is not None:
                 out[i] = d
         prev = v
     return total
@@ -49,7 +49,7 @@ def counter_increase(values: np.ndarray, bits: int) -> float:
     counter's range (``bits`` > 0), otherwise a reset, after which the counter
     counted up from zero. NaN samples (no numeric value) are skipped.
     """
-    return _increases(values, bits, np.empty(0, dtype=np.float64))
+    return _increases(values, bits, None)
 
 
 def counter_increase_ref(values: list[float], bits: int) -> float:
