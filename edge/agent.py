@@ -21,13 +21,12 @@ from typing import Any
 from shopfloor.contract import MAX_PAYLOAD_BYTES, SIGNAL_STATE, Quality, Sample
 from shopfloor.mqtt import describe
 
-from .config import EdgeConfig, ModbusDevice, OpcUaDevice, load_edge_config
-from .driver import now_ns
+from .config import EdgeConfig, load_edge_config
+from .driver import Driver, now_ns
 from .mapping import meta_payload
 from .metrics import AgentMetrics
-from .modbus_driver import ModbusDriver
-from .opcua_driver import OpcUaDriver
 from .outbox import Outbox
+from .protocols import driver_for
 from .publisher import DevicePublisher
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ class Agent:
         self.config = config
         self.outbox: Outbox | None = None
         self.publishers: dict[str, DevicePublisher] = {}
-        self.drivers: dict[str, ModbusDriver | OpcUaDriver] = {}
+        self.drivers: dict[str, Driver] = {}
         self.samples_read = 0
         self._buffers: dict[str, list[dict[str, Any]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -66,27 +65,25 @@ class Agent:
         if len(buf) >= self.config.publish.max_batch_samples:
             self._flush(device)
 
-    def connected(self, device: str, up: bool, detail: str) -> None:
+    def connected(self, device: str, up: bool, detail: str, since_ns: int) -> None:
         if up:
             log.info("%s: device connected (%s)", device, detail)
             if device in self._offline_ns:  # back since its successful connect began
-                since = getattr(self.drivers.get(device), "connecting_ns", 0)
-                self._resumed_ns[device] = since if since > self._offline_ns[device] \
+                self._resumed_ns[device] = since_ns if since_ns > self._offline_ns[device] \
                     else now_ns()
         elif self._device_up.get(device, True):  # log the first failure, not every retry
             log.warning("%s: device disconnected (%s)", device, detail)
-            self._offline(device)
+            self._offline(device, since_ns)
         self._device_up[device] = up
 
-    def _offline(self, device: str) -> None:
-        """The device is unreachable: its state is OFFLINE from now (quality bad: the value
-        is the agent's, not the device's) until a state is read from it again."""
+    def _offline(self, device: str, ts: int) -> None:
+        """The device is unreachable: its state is OFFLINE from ``ts`` (quality bad: the
+        value is the agent's, not the device's) until a state is read from it again."""
         tag = self._state_tag.get(device)
         if tag is None or device not in self._buffers:
             return
         self._offline_ns.pop(device, None)
         self._resumed_ns.pop(device, None)
-        ts = now_ns()
         self.sample(device, Sample(tag, ts, "OFFLINE", Quality.BAD))
         self._offline_ns[device] = ts
         self._flush(device)
@@ -95,33 +92,31 @@ class Agent:
     async def start(self) -> None:
         cfg = self.config
         loop = asyncio.get_running_loop()
+        if cfg.metrics is not None:
+            self.metrics = AgentMetrics(self, cfg.metrics)
         self.outbox = Outbox(cfg.outbox.path, cfg.agent_id, cfg.outbox.max_bytes,
-                             cfg.outbox.replay_window)
+                             cfg.outbox.replay_window,
+                             listener=self.metrics.publish_latency if self.metrics else None)
         log.info("edge agent %s: %d devices, MQTT %s, outbox %s", cfg.agent_id,
                  len(cfg.devices), describe(cfg.mqtt), cfg.outbox.path)
         for dev in cfg.devices:
             self._buffers[dev.id] = []
             pub = DevicePublisher(
                 agent=cfg.agent_id, device=dev.id, path=dev.device_path, mqtt_cfg=cfg.mqtt,
-                outbox=self.outbox, meta=meta_payload(cfg.agent_id, list(dev.tags)),
+                outbox=self.outbox, meta=meta_payload(cfg.agent_id, dev.tags),
                 max_inflight=cfg.publish.max_inflight, loop=loop,
                 commands=not self.publishers)  # one connection answers agent commands
             self.publishers[dev.id] = pub
             pub.start()
-            driver: ModbusDriver | OpcUaDriver
-            if isinstance(dev, ModbusDevice):
-                driver = ModbusDriver(dev, self, cfg.publish.heartbeat_s)
-            else:
-                assert isinstance(dev, OpcUaDevice)
-                driver = OpcUaDriver(dev, self, cfg.publish.heartbeat_s)
+            driver = driver_for(dev, self, cfg.publish.heartbeat_s)
             self.drivers[dev.id] = driver
             self._tasks.append(asyncio.create_task(driver.run(), name=f"driver-{dev.id}"))
         self._tasks.append(asyncio.create_task(self._flusher(), name="flusher"))
         self._tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))
-        if cfg.metrics is not None:
-            self.metrics = AgentMetrics(self, cfg.metrics)
+        if self.metrics is not None:
             self.metrics.start()
-            log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, self.metrics.port)
+            log.info("metrics on http://%s:%d/metrics", self.metrics.cfg.host,
+                     self.metrics.port)
 
     async def stop(self, ack_timeout_s: float = 3.0) -> None:
         """Stop reading, commit what was read, wait briefly for acks, publish death, close."""

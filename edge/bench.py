@@ -25,9 +25,10 @@ from tqdm import tqdm
 from shopfloor.cli import HelpFormatter
 from shopfloor.contract import Sample
 
-from .config import ModbusDevice, OpcUaDevice
-from .modbus_driver import ModbusDriver
-from .opcua_driver import OpcUaDriver
+from .modbus.config import ModbusDevice
+from .modbus.driver import ModbusDriver
+from .opcua.config import OpcUaDevice
+from .opcua.driver import OpcUaDriver
 
 PATH = {"enterprise": "bench", "site": "s", "area": "a", "line": "l"}
 
@@ -39,7 +40,7 @@ class CountingSink:
     def sample(self, device: str, sample: Sample) -> None:
         self.samples += 1
 
-    def connected(self, device: str, up: bool, detail: str) -> None:
+    def connected(self, device: str, up: bool, detail: str, since_ns: int) -> None:
         pass
 
 

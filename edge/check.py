@@ -11,87 +11,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
-from asyncua import Node, ua
-
+from shopfloor.contract import Sample
 from shopfloor.mqtt import MqttConfig, describe, make_client
 
-from .config import EdgeConfig, ModbusDevice, OpcUaDevice, load_edge_config
-from .modbus_driver import BIT_TABLES, plan_reads, value_of
-from .modbus_driver import make_client as modbus_client
-from .opcua_client import connect, operation_limits, read_values, resolve
+from .config import EdgeConfig, load_edge_config
+from .driver import CheckResult, short_error
+from .protocols import driver_for
 
 
-@dataclass
-class Row:
-    name: str
-    protocol: str
-    reachable: bool
-    tags_read: int
-    tags: int
-    error: str = ""
+class _Silent:
+    """The sink of a driver that is only checked (``check`` reports nothing to it)."""
+
+    def sample(self, device: str, sample: Sample) -> None:
+        pass
+
+    def connected(self, device: str, up: bool, detail: str, since_ns: int) -> None:
+        pass
 
 
-async def check_modbus(dev: ModbusDevice) -> Row:
-    row = Row(dev.id, f"modbus/{dev.transport}", False, 0, len(dev.tags))
-    client = modbus_client(dev)
-    try:
-        if not await asyncio.wait_for(client.connect(), dev.timeout_s * 2):
-            raise ConnectionError(f"cannot connect to {dev.where}")
-        row.reachable = True
-        for read in plan_reads(list(dev.tags), dev.max_gap_registers, dev.max_gap_bits):
-            fn = {"holding": client.read_holding_registers,
-                  "input": client.read_input_registers, "coil": client.read_coils,
-                  "discrete": client.read_discrete_inputs}[read.table]
-            rr = await asyncio.wait_for(fn(read.start, count=read.count, device_id=dev.unit),
-                                        dev.timeout_s * 1.5)
-            if rr.isError():
-                row.error = row.error or f"{read.table} {read.start}+{read.count}: {rr}"
-                continue
-            values = rr.bits if read.table in BIT_TABLES else rr.registers
-            for tag in read.tags:
-                value_of(tag.reg, values, read.start)
-                row.tags_read += 1
-    except Exception as exc:  # report, never raise: the table is the output
-        row.error = row.error or _short(exc)
-    finally:
-        client.close()
-    return row
-
-
-async def check_opcua(dev: OpcUaDevice) -> Row:
-    row = Row(dev.id, "opcua", False, 0, len(dev.tags))
-    try:
-        client = await connect(dev)
-    except Exception as exc:
-        row.error = _short(exc)
-        return row
-    row.reachable = True
-    try:
-        resolved = await resolve(client, dev.tags)
-        nodes = [n for n in resolved if isinstance(n, Node)]
-        errors = [n for n in resolved if isinstance(n, str)]
-        limits = await operation_limits(client, dev.max_nodes_per_call)
-        for tag_node, dv in zip(nodes, await read_values(client, nodes, limits.nodes_per_read),
-                                strict=True):
-            if dv.StatusCode is None or dv.StatusCode.is_good():
-                row.tags_read += 1
-            else:
-                errors.append(f"{tag_node.nodeid.to_string()}: {dv.StatusCode.name}")
-        row.error = errors[0] if errors else ""
-    except Exception as exc:
-        row.error = _short(exc)
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.disconnect(), 2)
-    return row
-
-
-def check_broker(cfg: MqttConfig, client_id: str, timeout_s: float = 5.0) -> Row:
+def check_broker(cfg: MqttConfig, client_id: str, timeout_s: float = 5.0) -> CheckResult:
     """Connect once and wait for the CONNACK."""
-    row = Row("broker", describe(cfg), False, 0, 0)
+    row = CheckResult("broker", describe(cfg), False, 0, 0)
     done = threading.Event()
     result: list[str] = []
     client = make_client(cfg, client_id)
@@ -112,7 +54,7 @@ def check_broker(cfg: MqttConfig, client_id: str, timeout_s: float = 5.0) -> Row
         else:
             row.reachable = True
     except Exception as exc:
-        row.error = _short(exc)
+        row.error = short_error(exc)
     finally:
         with contextlib.suppress(Exception):
             client.disconnect()
@@ -120,23 +62,15 @@ def check_broker(cfg: MqttConfig, client_id: str, timeout_s: float = 5.0) -> Row
     return row
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, ua.UaStatusCodeError | ConnectionError | OSError | TimeoutError):
-        text = f"{type(exc).__name__}: {text}"
-    return " ".join(text.split())[:120]
-
-
-async def check_all(cfg: EdgeConfig) -> list[Row]:
+async def check_all(cfg: EdgeConfig) -> list[CheckResult]:
     """Every device at once (each bounded by its own timeouts), then the broker."""
-    coros = [check_modbus(d) if isinstance(d, ModbusDevice) else check_opcua(d)
-             for d in cfg.devices]
-    rows = list(await asyncio.gather(*coros))
+    drivers = [driver_for(d, _Silent(), cfg.publish.heartbeat_s) for d in cfg.devices]
+    rows = list(await asyncio.gather(*(d.check() for d in drivers)))
     rows.append(await asyncio.to_thread(check_broker, cfg.mqtt, f"{cfg.agent_id}-check"))
     return rows
 
 
-def format_table(rows: list[Row]) -> str:
+def format_table(rows: list[CheckResult]) -> str:
     header = ("device", "protocol", "reachable", "tags read", "first error")
     lines = [(r.name, r.protocol, "yes" if r.reachable else "NO",
               f"{r.tags_read}/{r.tags}" if r.tags else "-", r.error or "-") for r in rows]
@@ -148,7 +82,7 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def ok(rows: list[Row]) -> bool:
+def ok(rows: list[CheckResult]) -> bool:
     return all(r.reachable and r.tags_read == r.tags and not r.error for r in rows)
 
 

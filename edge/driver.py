@@ -1,12 +1,25 @@
-"""What drivers share: the sink they report to and a reconnect backoff."""
+"""What every driver is and shares: the ``Driver`` interface, the ``Sink`` it reports to,
+and one reconnect loop (``SessionDriver.run``) with capped exponential backoff.
+
+A driver reads one device. ``run()`` reads until cancelled and never dies: a session
+that fails is reported (``Sink.connected(..., up=False, ...)``), counted and opened
+again after a backoff. ``check()`` tries the device once for ``shopfloor edge check``;
+``stats()`` is what the metrics show. The agent picks the driver class by the device's
+``protocol`` from ``protocols.DRIVERS``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import time
+from dataclasses import dataclass
 from typing import Protocol
 
 from shopfloor.contract import Sample
+
+log = logging.getLogger(__name__)
 
 
 class Sink(Protocol):
@@ -14,7 +27,40 @@ class Sink(Protocol):
 
     def sample(self, device: str, sample: Sample) -> None: ...
 
-    def connected(self, device: str, up: bool, detail: str) -> None: ...
+    def connected(self, device: str, up: bool, detail: str, since_ns: int) -> None:
+        """The device's link changed. ``since_ns``: when it was lost (down), or from when
+        the device is known to answer again (up: its successful connection attempt)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStats:
+    reads: int  # successful reads: Modbus requests, OPC UA items created / nodes read
+    errors: int  # failed reads, connections and subscriptions
+    up: bool  # connected now
+
+
+@dataclass
+class CheckResult:
+    """A device (or the broker) tried once: one row of ``shopfloor edge check``."""
+
+    name: str
+    protocol: str
+    reachable: bool
+    tags_read: int
+    tags: int
+    error: str = ""
+
+
+class Driver(Protocol):
+    """One device's reader, run by the agent as one asyncio task."""
+
+    async def run(self) -> None:
+        """Read and report to the sink until cancelled; reconnect on any failure."""
+
+    async def check(self) -> CheckResult:
+        """Connect once and read every tag once; never raises (the error is in the row)."""
+
+    def stats(self) -> DriverStats: ...
 
 
 class Backoff:
@@ -35,3 +81,58 @@ class Backoff:
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+class SessionDriver:
+    """The reconnect loop of every driver: ``run()`` opens ``session()`` for ever.
+
+    A subclass's ``session()`` connects, calls ``opened(since_ns)`` once it reads, and
+    reads until the connection fails (it never returns normally; it closes what it
+    opened). An exception of ``transient`` (the protocol's connection errors) is counted
+    in ``errors``; any other is logged with its traceback too. Either way the sink hears
+    ``connected(device, False, ...)`` and the next session starts after a backoff.
+    """
+
+    protocol_name = "device"  # in the log line of an unexpected error
+    transient: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+
+    def __init__(self, device_id: str, where: str, sink: Sink, backoff: Backoff):
+        self.device_id, self.where = device_id, where
+        self.sink = sink
+        self.backoff = backoff
+        self.errors = 0  # failed reads, connections and subscriptions (metrics)
+        self.up = False
+
+    async def session(self) -> None:
+        raise NotImplementedError
+
+    def opened(self, since_ns: int) -> None:
+        """The session reads: report the device up and start the backoff afresh."""
+        self.up = True
+        self.sink.connected(self.device_id, True, self.where, since_ns)
+        self.backoff.reset()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.session()
+            except self.transient as exc:
+                self.errors += 1
+                self._lost(exc)
+            except Exception as exc:  # a driver must never die: log, back off, retry
+                log.exception("%s: unexpected %s error", self.device_id, self.protocol_name)
+                self._lost(exc)
+            await asyncio.sleep(self.backoff.next_delay())
+
+    def _lost(self, exc: Exception) -> None:
+        self.up = False
+        self.sink.connected(self.device_id, False, f"{self.where}: {exc!r}", now_ns())
+
+
+def short_error(exc: BaseException, *named: type[BaseException]) -> str:
+    """One line of at most 120 characters; connection errors (and ``named`` types) lead
+    with their type name."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, (ConnectionError, OSError, TimeoutError, *named)):
+        text = f"{type(exc).__name__}: {text}"
+    return " ".join(text.split())[:120]

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from shopfloor.contract import MAX_STRING_VALUE, Quality, Sample
+from shopfloor.times import seconds_ns
 
-from .config import ModbusTag, TagBase
+from .device import TagBase
 
 Raw = float | int | bool | str
 
@@ -55,14 +57,14 @@ def to_sample(tag: TagBase, raw: Any, ts_ns: int, quality: Quality = Quality.GOO
 def tag_type(tag: TagBase) -> str | None:
     if tag.map is not None:
         return "string"
-    if isinstance(tag, ModbusTag):
-        return tag.reg.type
+    if tag.value_type is not None:
+        return tag.value_type
     if tag.bits is not None:
         return f"uint{tag.bits}"
     return None
 
 
-def meta_payload(agent: str, tags: list[Any]) -> bytes:
+def meta_payload(agent: str, tags: Sequence[TagBase]) -> bytes:
     """The retained ``meta`` message of one device."""
     return json.dumps({
         "v": 1, "agent": agent,
@@ -82,7 +84,7 @@ class ReportByException:
     """Publish a tag only when its value or quality changes, or ``heartbeat_s`` has passed."""
 
     def __init__(self, heartbeat_s: float):
-        self.heartbeat_ns = int(heartbeat_s * 1e9)
+        self.heartbeat_ns = seconds_ns(heartbeat_s)
         self._last: dict[str, _Last] = {}
 
     def should_publish(self, sample: Sample, now_mono_ns: int) -> bool:

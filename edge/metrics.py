@@ -3,8 +3,8 @@
 ``AgentMetrics(agent, cfg).start()`` / ``.stop()``. The agent's state is owned by its
 event loop (and its SQLite outbox by that thread), so a task on the loop takes a
 snapshot every ``refresh_s`` and the HTTP thread only reads the snapshot. Publish latency
-is the time from a batch's commit to the outbox to its PUBACK, observed by wrapping the
-outbox's ``append``/``ack`` of this agent instance.
+is the time from a batch's commit to the outbox to its PUBACK: ``PublishLatency`` is the
+outbox's listener (``Outbox(..., listener=metrics.publish_latency)``).
 """
 
 from __future__ import annotations
@@ -61,16 +61,37 @@ class _Snapshot(Collector):
                                   "samples dropped over outbox.max_bytes", value=v["dropped"])
 
 
+class PublishLatency:
+    """Outbox commit to PUBACK per batch, as the outbox reports them (``OutboxListener``)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.histogram = Histogram("shopfloor_edge_publish_latency_seconds",
+                                   "outbox commit to PUBACK, per batch",
+                                   buckets=LATENCY_BUCKETS, registry=registry)
+        self.committed_at: dict[int, float] = {}  # seq -> monotonic commit time
+
+    def committed(self, seq: int) -> None:
+        self.committed_at[seq] = time.monotonic()
+
+    def acknowledged(self, seq: int) -> None:
+        t0 = self.committed_at.pop(seq, None)
+        if t0 is not None:
+            self.histogram.observe(time.monotonic() - t0)
+
+    def forget_before(self, oldest: int | None) -> None:
+        """Drop commits older than the oldest pending batch (acked elsewhere, or dropped
+        over max_bytes); None: nothing is pending."""
+        for seq in [s for s in self.committed_at if oldest is None or s < oldest]:
+            del self.committed_at[seq]
+
+
 class AgentMetrics:
     def __init__(self, agent: Agent, cfg: MetricsConfig):
         self.agent, self.cfg = agent, cfg
         self.registry = CollectorRegistry()
         self.snapshot = _Snapshot()
         self.registry.register(self.snapshot)
-        self.latency = Histogram("shopfloor_edge_publish_latency_seconds",
-                                 "outbox commit to PUBACK, per batch", buckets=LATENCY_BUCKETS,
-                                 registry=self.registry)
-        self._appended: dict[int, float] = {}  # seq -> monotonic commit time
+        self.publish_latency = PublishLatency(self.registry)
         self._started = time.monotonic()
         self._last = (self._started, 0)
         self._task: asyncio.Task[None] | None = None
@@ -78,7 +99,7 @@ class AgentMetrics:
         self.port = cfg.port
 
     def start(self) -> None:
-        self._instrument()
+        """Serve ``/metrics`` (the agent's outbox is open: its listener is ours)."""
         self.refresh()
         self._server, _ = start_http_server(self.cfg.port, self.cfg.host, self.registry)
         self.port = self._server.server_port
@@ -92,25 +113,6 @@ class AgentMetrics:
             await asyncio.to_thread(self._server.shutdown)
             self._server.server_close()
 
-    def _instrument(self) -> None:
-        ob = self.agent.outbox
-        assert ob is not None, "start the agent's outbox first"
-        append, ack = ob.append, ob.ack
-
-        def timed_append(*args: Any, **kw: Any) -> Any:
-            entry = append(*args, **kw)
-            self._appended[entry.seq] = time.monotonic()
-            return entry
-
-        def timed_ack(seq: int, *args: Any, **kw: Any) -> Any:
-            t0 = self._appended.pop(seq, None)
-            if t0 is not None:
-                self.latency.observe(time.monotonic() - t0)
-            return ack(seq, *args, **kw)
-
-        ob.append = timed_append  # type: ignore[method-assign]
-        ob.ack = timed_ack  # type: ignore[method-assign]
-
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.refresh_s)
@@ -121,23 +123,22 @@ class AgentMetrics:
         """Take the snapshot (on the event loop, which owns the agent and the outbox)."""
         agent, ob, now = self.agent, self.agent.outbox, time.monotonic()
         devices = []
-        for dev_id, drv in agent.drivers.items():
-            proto = drv.device.protocol
-            reads = getattr(drv, "requests", None)
-            reads = drv.reads if reads is None else reads
-            devices.append((dev_id, proto, reads, drv.errors,
-                            1 if agent._device_up.get(dev_id) else 0))
+        for dev in agent.config.devices:
+            drv = agent.drivers.get(dev.id)
+            if drv is not None:
+                st = drv.stats()
+                devices.append((dev.id, dev.protocol, st.reads, st.errors, 1 if st.up else 0))
         oldest = None
         if ob is not None:
             for dev_id in agent.publishers:
                 pending = ob.pending(dev_id, limit=1)
                 if pending:
                     oldest = pending[0].seq if oldest is None else min(oldest, pending[0].seq)
-        for seq in [s for s in self._appended if oldest is None or s < oldest]:
-            del self._appended[seq]  # acked elsewhere or dropped over max_bytes
+        latency = self.publish_latency
+        latency.forget_before(oldest)
         age = 0.0
         if oldest is not None:  # a batch from before this start: at least our uptime
-            age = now - self._appended.get(oldest, self._started)
+            age = now - latency.committed_at.get(oldest, self._started)
         t_last, n_last = self._last
         n = agent.samples_read
         self._last = (now, n)

@@ -7,7 +7,8 @@ acknowledged and ``flush_acks`` persists those marks in one transaction (a lost 
 only means a duplicate delivery, which the gateway ignores). Acknowledged batches stay
 in a replay window (the newest ``replay_window`` of them) so that ``replay`` can send
 them again when a gateway reports a gap (a broker that died holding them); older ones
-are deleted. Used from one thread (the agent's event loop).
+are deleted. An optional ``OutboxListener`` hears each commit and each first ack (the
+metrics time publishes with it). Used from one thread (the agent's event loop).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from shopfloor.contract import encode_samples
 
@@ -44,10 +45,19 @@ class Entry:
     n_samples: int
 
 
+class OutboxListener(Protocol):
+    def committed(self, seq: int) -> None:
+        """Batch ``seq`` is on disk (``append`` is about to return)."""
+
+    def acknowledged(self, seq: int) -> None:
+        """Batch ``seq`` has its PUBACK (once per batch)."""
+
+
 class Outbox:
     def __init__(self, path: Path | str, agent: str, max_bytes: int | None = None,
-                 replay_window: int = 0):
+                 replay_window: int = 0, listener: OutboxListener | None = None):
         self.path = Path(path)
+        self.listener = listener
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.agent = agent
         self.max_bytes = max_bytes
@@ -94,6 +104,8 @@ class Outbox:
         self._pending_samples += len(samples)
         if self.max_bytes is not None and self.bytes > self.max_bytes:
             self._drop_oldest()
+        if self.listener is not None:
+            self.listener.committed(seq)
         return Entry(seq, device, topic, payload, len(samples))
 
     def pending(self, device: str, after_seq: int = 0, limit: int = 1000) -> list[Entry]:
@@ -123,6 +135,8 @@ class Outbox:
             self._acked[seq] = n_samples
             self.acknowledged += n_samples
             self._pending_samples -= n_samples
+            if self.listener is not None:
+                self.listener.acknowledged(seq)
 
     def flush_acks(self) -> int:
         """Mark acknowledged batches, delete those beyond the replay window; returns how many

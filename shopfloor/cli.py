@@ -55,11 +55,11 @@ def _edge(args: argparse.Namespace) -> int | None:
 
         return check.run_check(args.config)
     if args.edge_command == "discover":
-        from shopfloor.edge import discover
+        from shopfloor.edge.opcua import discover
 
         return discover.run_discover(args.url, username=args.username,
                                      password=args.password, max_nodes=args.max_nodes)
-    from shopfloor.edge import certs
+    from shopfloor.edge.opcua import certs
 
     return certs.run_create_cert(args.out, common_name=args.common_name, days=args.days,
                                  application_uri=args.application_uri)

@@ -22,8 +22,8 @@ from test_edge_integration import ModbusMachine, OpcUaMachine, wait_for
 from shopfloor.contract import DevicePath, Sample
 from shopfloor.demo.configs import edge_config_from_scenario
 from shopfloor.edge.config import EdgeConfig
-from shopfloor.edge.modbus_driver import ModbusDriver
-from shopfloor.edge.opcua_driver import OpcUaDriver
+from shopfloor.edge.modbus.driver import ModbusDriver
+from shopfloor.edge.opcua.driver import OpcUaDriver
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,7 +36,7 @@ class ListSink:
     def sample(self, device: str, sample: Sample) -> None:
         self.samples.append((device, sample))
 
-    def connected(self, device: str, up: bool, detail: str) -> None:
+    def connected(self, device: str, up: bool, detail: str, since_ns: int) -> None:
         self.events.append((device, up))
 
     def values(self, device: str, tag: str) -> list:

@@ -17,7 +17,7 @@ from services import free_port
 
 from shopfloor.contract import Sample
 from shopfloor.edge.config import ModbusDevice
-from shopfloor.edge.modbus_driver import ModbusDriver
+from shopfloor.edge.modbus.driver import ModbusDriver
 from shopfloor.simulators.modbus_machine import ORDERS, encode
 
 pytestmark = pytest.mark.timeout(60)
@@ -70,7 +70,7 @@ class Sink:
     def sample(self, device: str, sample: Sample) -> None:
         self.samples[sample.tag] = sample
 
-    def connected(self, device: str, up: bool, detail: str) -> None:
+    def connected(self, device: str, up: bool, detail: str, since_ns: int) -> None:
         pass
 
 

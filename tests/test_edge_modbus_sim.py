@@ -18,7 +18,7 @@ from test_edge_modbus import SPELT_64, one_poll
 from shopfloor.contract import DevicePath, State
 from shopfloor.demo.configs import modbus_tags as scenario_modbus_tags
 from shopfloor.edge.config import ModbusDevice
-from shopfloor.edge.modbus_driver import decode
+from shopfloor.edge.modbus.codec import decode
 from shopfloor.simulators.machine import Event, Kind
 from shopfloor.simulators.modbus_machine import (
     BANK,

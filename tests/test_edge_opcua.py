@@ -16,7 +16,7 @@ from services import free_port
 
 from shopfloor.contract import DevicePath, Sample, State
 from shopfloor.edge.config import OpcUaDevice
-from shopfloor.edge.opcua_driver import OpcUaDriver
+from shopfloor.edge.opcua.driver import OpcUaDriver
 from shopfloor.simulators.machine import Event, Kind
 from shopfloor.simulators.opcua_machine import OpcUaMachine, ServerOptions
 from shopfloor.simulators.scenario import MachineSpec
@@ -32,7 +32,7 @@ class Sink:
     def sample(self, device: str, sample: Sample) -> None:
         self.samples.append(sample)
 
-    def connected(self, device: str, up: bool, detail: str) -> None:
+    def connected(self, device: str, up: bool, detail: str, since_ns: int) -> None:
         if up:
             self.up.set()
 

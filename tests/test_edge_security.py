@@ -14,10 +14,10 @@ from services import free_port
 
 from shopfloor.cli import main as cli
 from shopfloor.contract import DevicePath, Sample
-from shopfloor.edge.certs import create_cert
 from shopfloor.edge.config import OpcUaDevice
-from shopfloor.edge.opcua_client import connect
-from shopfloor.edge.opcua_driver import OpcUaDriver
+from shopfloor.edge.opcua.certs import create_cert
+from shopfloor.edge.opcua.client import connect
+from shopfloor.edge.opcua.driver import OpcUaDriver
 from shopfloor.simulators.opcua_machine import OpcUaMachine, ServerOptions
 from shopfloor.simulators.scenario import MachineSpec
 
@@ -33,7 +33,7 @@ class Sink:
     def sample(self, device: str, sample: Sample) -> None:
         self.samples.append(sample)
 
-    def connected(self, device: str, up: bool, detail: str) -> None:
+    def connected(self, device: str, up: bool, detail: str, since_ns: int) -> None:
         pass
 
 

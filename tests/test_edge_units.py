@@ -18,9 +18,11 @@ from shopfloor.contract import Quality, Sample, decode_batch
 from shopfloor.demo.configs import edge_config_from_scenario
 from shopfloor.edge.config import EdgeConfig, ModbusTag, OpcUaTag, load_edge_config
 from shopfloor.edge.mapping import ReportByException, map_value, meta_payload, to_sample
-from shopfloor.edge.modbus_driver import decode, plan_reads
-from shopfloor.edge.opcua_driver import datetime_ns, quality_of, source_ts_ns
+from shopfloor.edge.modbus.codec import decode
+from shopfloor.edge.modbus.plan import plan_reads
+from shopfloor.edge.opcua.codec import quality_of, source_ts_ns
 from shopfloor.edge.outbox import Outbox
+from shopfloor.times import datetime_ns
 
 EDGE = Path(__file__).parent.parent / "edge"
 SAMPLE = EDGE / "edge.sample.yaml"
@@ -324,3 +326,37 @@ def test_batches_are_split_below_the_payload_limit():
     chunks = _chunks(big)
     assert len(chunks) > 1 and [s for c in chunks for s in c] == big
     assert all(len(encode_samples("edge-1", 10**12, c)) < MAX_PAYLOAD_BYTES for c in chunks)
+
+
+def test_outbox_listener_hears_commits_and_first_acks(tmp_path):
+    heard: list[tuple[str, int]] = []
+
+    class Listener:
+        def committed(self, seq: int) -> None:
+            heard.append(("committed", seq))
+
+        def acknowledged(self, seq: int) -> None:
+            heard.append(("acknowledged", seq))
+
+    ob = Outbox(tmp_path / "ob.sqlite", "edge-1", listener=Listener())
+    a, b = (ob.append("d", "t", _samples(2, i)) for i in (0, 10))
+    ob.ack(b.seq, b.n_samples)
+    ob.ack(b.seq, b.n_samples)  # a duplicate PUBACK is heard once
+    assert heard == [("committed", a.seq), ("committed", b.seq), ("acknowledged", b.seq)]
+    ob.close()
+
+
+def test_every_device_protocol_has_a_driver():
+    from typing import get_args
+
+    from shopfloor.edge.config import DeviceConfig
+    from shopfloor.edge.modbus.driver import ModbusDriver
+    from shopfloor.edge.opcua.driver import OpcUaDriver
+    from shopfloor.edge.protocols import DRIVERS, driver_for
+
+    models = get_args(get_args(DeviceConfig)[0])
+    protocols = {get_args(m.model_fields["protocol"].annotation)[0] for m in models}
+    assert protocols == set(DRIVERS) == {"modbus", "opcua"}
+    cfg = load_edge_config(EDGE / "edge.sample.yaml")
+    kinds = {d.protocol: type(driver_for(d, None, 10.0)) for d in cfg.devices}  # type: ignore[arg-type]
+    assert kinds == {"modbus": ModbusDriver, "opcua": OpcUaDriver}

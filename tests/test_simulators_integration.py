@@ -20,7 +20,7 @@ from services import free_port
 
 from shopfloor.config import ConfigError
 from shopfloor.contract import State
-from shopfloor.edge.modbus_driver import decode
+from shopfloor.edge.modbus.codec import decode
 from shopfloor.simulators.codes import DEVICE_STATE_BY_CODE, DEVICE_STATE_CODES
 from shopfloor.simulators.machine import Kind, MachineModel
 from shopfloor.simulators.runner import Simulation

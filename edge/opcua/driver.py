@@ -7,7 +7,8 @@ and data-change filter, in chunks within the server's MaxMonitoredItemsPerCall, 
 ``mode: poll``, reads every node each ``poll_s`` in chunks within MaxNodesPerRead. It
 reports each value with its SourceTimestamp, re-reports an unchanged tag every
 ``heartbeat_s`` (with the agent's time) and, when the server goes away, re-creates
-session and subscription with capped exponential backoff and jitter.
+session and subscription with capped exponential backoff and jitter
+(``driver.SessionDriver``).
 """
 
 from __future__ import annotations
@@ -16,53 +17,29 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asyncua import Client, Node, ua
 from asyncua.common.subscription import DataChangeNotif
 
-from shopfloor.contract import Quality, Sample
+from shopfloor.contract import Sample
 
-from .config import OpcUaDevice, OpcUaTag
-from .driver import Backoff, Sink, now_ns
-from .mapping import ReportByException, to_sample
-from .opcua_client import (
+from ..driver import Backoff, CheckResult, DriverStats, SessionDriver, Sink, now_ns, short_error
+from ..mapping import ReportByException, to_sample
+from .client import (
     call_chunked,
+    connect,
     eu_range,
-    make_client,
     monitoring_filter,
+    opcua_client,
     operation_limits,
     read_values,
     resolve,
 )
+from .codec import quality_of, source_ts_ns
+from .config import OpcUaDevice, OpcUaTag
 
 log = logging.getLogger(__name__)
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def datetime_ns(dt: datetime) -> int:
-    """UTC datetime (naive means UTC) -> integer ns since the epoch, without float rounding."""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return ((dt - _EPOCH) // timedelta(microseconds=1)) * 1000
-
-
-def quality_of(status: ua.StatusCode | None) -> Quality:
-    """The OPC UA StatusCode's severity class (top two bits)."""
-    if status is None:
-        return Quality.GOOD
-    severity = status.value >> 30
-    return Quality.GOOD if severity == 0 else Quality.UNCERTAIN if severity == 1 else Quality.BAD
-
-
-def source_ts_ns(dv: ua.DataValue) -> int:
-    """SourceTimestamp, else ServerTimestamp, else the time it was received."""
-    for ts in (dv.SourceTimestamp, dv.ServerTimestamp):
-        if ts is not None and ts.year > 1601:  # 1601 = OPC UA's "no timestamp"
-            return datetime_ns(ts)
-    return now_ns()
 
 
 class _Handler:
@@ -75,21 +52,24 @@ class _Handler:
             self.driver.on_change(tag, val, data.monitored_item.Value)
 
     def status_change_notification(self, status: Any) -> None:
-        log.warning("%s: subscription status %s", self.driver.device.id, status)
+        log.warning("%s: subscription status %s", self.driver.device_id, status)
 
 
-class OpcUaDriver:
+class OpcUaDriver(SessionDriver):
+    protocol_name = "OPC UA"
+    transient = (OSError, TimeoutError, ConnectionError, ua.UaError)
+
     def __init__(self, device: OpcUaDevice, sink: Sink, heartbeat_s: float):
+        super().__init__(device.id, device.where, sink, Backoff(0.5, device.reconnect_max_s))
         self.device = device
-        self.sink = sink
         self.rbe = ReportByException(heartbeat_s)
         self.heartbeat_s = heartbeat_s
-        self.backoff = Backoff(0.5, device.reconnect_max_s)
         self.changes = 0
         self.reads = 0  # monitored items created / nodes read (metrics)
-        self.errors = 0
         self.calls: list[int] = []  # items per CreateMonitoredItems / Read call, last session
-        self.connecting_ns = 0  # when the latest connection attempt began
+
+    def stats(self) -> DriverStats:
+        return DriverStats(self.reads, self.errors, self.up)
 
     def on_change(self, tag: OpcUaTag, val: Any, dv: ua.DataValue) -> None:
         quality = quality_of(dv.StatusCode)
@@ -98,48 +78,38 @@ class OpcUaDriver:
             return
         self.changes += 1
         self.rbe.note(sample, time.monotonic_ns())
-        self.sink.sample(self.device.id, sample)
+        self.sink.sample(self.device_id, sample)
 
-    async def run(self) -> None:
+    async def session(self) -> None:
         dev = self.device
-        while True:
-            lost = asyncio.Event()
+        lost = asyncio.Event()
 
-            async def on_lost(exc: Exception, lost: asyncio.Event = lost) -> None:
-                lost.set()
+        async def on_lost(exc: Exception) -> None:
+            lost.set()
 
-            client: Client | None = None
-            connected = False
-            try:
-                client = await make_client(dev)
-                client.connection_lost_callback = on_lost
-                self.connecting_ns = now_ns()
-                await asyncio.wait_for(client.connect(), dev.timeout_s * 2)
-                connected = True
-                if dev.mode == "poll":
-                    await self._poll(client, lost)
+        client: Client | None = None
+        connected = False
+        try:
+            client = await opcua_client(dev)
+            client.connection_lost_callback = on_lost
+            since = now_ns()  # the device answers again from this attempt on
+            await asyncio.wait_for(client.connect(), dev.timeout_s * 2)
+            connected = True
+            if dev.mode == "poll":
+                await self._poll(client, lost, since)
+            else:
+                await self._subscribe(client)
+                self.opened(since)
+                await self._heartbeat_until(lost)
+            raise ConnectionError("connection lost")
+        finally:
+            with contextlib.suppress(Exception):
+                if client is None:
+                    pass
+                elif connected:
+                    await asyncio.wait_for(client.disconnect(), 2)
                 else:
-                    await self._subscribe(client)
-                    self.sink.connected(dev.id, True, dev.endpoint)
-                    self.backoff.reset()
-                    await self._heartbeat_until(lost)
-                raise ConnectionError("connection lost")
-            except (OSError, TimeoutError, ConnectionError, ua.UaError) as exc:
-                self.errors += 1
-                self.sink.connected(dev.id, False, f"{dev.endpoint}: {exc!r}")
-            except Exception as exc:  # a driver must never die: log, back off, retry
-                log.exception("%s: unexpected OPC UA error", dev.id)
-                self.sink.connected(dev.id, False, f"{dev.endpoint}: {exc!r}")
-            finally:
-                with contextlib.suppress(Exception):
-                    if client is None:
-                        pass
-                    elif connected:
-                        await asyncio.wait_for(client.disconnect(), 2)
-                    else:
-                        client.disconnect_socket()
-            await asyncio.sleep(self.backoff.next_delay())
-
+                    client.disconnect_socket()
     async def _nodes(self, client: Client) -> tuple[list[OpcUaTag], list[Node]]:
         tags, nodes = [], []
         for tag, node in zip(self.device.tags, await resolve(client, self.device.tags),
@@ -191,7 +161,7 @@ class OpcUaDriver:
             return monitoring_filter(f.model_copy(update={"deadband_type": "none"}))
         return monitoring_filter(f, rng)
 
-    async def _poll(self, client: Client, lost: asyncio.Event) -> None:
+    async def _poll(self, client: Client, lost: asyncio.Event, since_ns: int) -> None:
         """mode poll: read every node each poll_s; report by exception."""
         dev = self.device
         tags, nodes = await self._nodes(client)
@@ -204,8 +174,7 @@ class OpcUaDriver:
             self.calls = calls  # whole polls only
             limits.nodes_per_read = max(calls, default=limits.nodes_per_read)
             if first:
-                self.sink.connected(dev.id, True, dev.endpoint)
-                self.backoff.reset()
+                self.opened(since_ns)
                 first = False
             mono = time.monotonic_ns()
             for tag, dv in zip(tags, values, strict=True):
@@ -213,7 +182,7 @@ class OpcUaDriver:
                 sample = to_sample(tag, dv.Value.Value if dv.Value else None,
                                    source_ts_ns(dv), quality_of(dv.StatusCode))
                 if sample is not None and self.rbe.should_publish(sample, mono):
-                    self.sink.sample(dev.id, sample)
+                    self.sink.sample(self.device_id, sample)
             next_t = max(next_t + dev.poll_s, time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lost.wait(), next_t - time.monotonic())
@@ -226,4 +195,32 @@ class OpcUaDriver:
             if lost.is_set():
                 return
             for tag, value, quality in self.rbe.due(time.monotonic_ns()):
-                self.sink.sample(self.device.id, Sample(tag, now_ns(), value, quality))
+                self.sink.sample(self.device_id, Sample(tag, now_ns(), value, quality))
+
+    async def check(self) -> CheckResult:
+        dev = self.device
+        row = CheckResult(dev.id, "opcua", False, 0, len(dev.tags))
+        try:
+            client = await connect(dev)
+        except Exception as exc:
+            row.error = short_error(exc, ua.UaStatusCodeError)
+            return row
+        row.reachable = True
+        try:
+            resolved = await resolve(client, dev.tags)
+            nodes = [n for n in resolved if isinstance(n, Node)]
+            errors = [n for n in resolved if isinstance(n, str)]
+            limits = await operation_limits(client, dev.max_nodes_per_call)
+            values = await read_values(client, nodes, limits.nodes_per_read)
+            for node, dv in zip(nodes, values, strict=True):
+                if dv.StatusCode is None or dv.StatusCode.is_good():
+                    row.tags_read += 1
+                else:
+                    errors.append(f"{node.nodeid.to_string()}: {dv.StatusCode.name}")
+            row.error = errors[0] if errors else ""
+        except Exception as exc:
+            row.error = short_error(exc, ua.UaStatusCodeError)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.disconnect(), 2)
+        return row

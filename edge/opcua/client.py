@@ -1,5 +1,6 @@
-"""OPC UA session set-up shared by the driver, ``edge check`` and ``edge discover``.
+"""OPC UA session set-up shared by the driver and ``edge check``.
 
+``opcua_client(device)`` is a configured, not yet connected asyncua ``Client``;
 ``connect(device)`` returns a connected asyncua ``Client`` with the device's security
 policy, identity and trust list; ``resolve(client, tags)`` turns node ids (``ns=``,
 ``nsu=``) and browse paths into nodes; ``operation_limits`` reads the server's
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -37,12 +38,7 @@ POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
 T = TypeVar("T")
 
 
-def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for i in range(0, len(items), max(1, size)):
-        yield items[i:i + size]
-
-
-async def make_client(dev: OpcUaDevice) -> Client:
+async def opcua_client(dev: OpcUaDevice) -> Client:
     """A configured, not yet connected client (security, identity, trust list)."""
     client = Client(dev.endpoint, timeout=dev.timeout_s)
     sec = dev.security
@@ -73,7 +69,7 @@ async def make_client(dev: OpcUaDevice) -> Client:
 
 async def connect(dev: OpcUaDevice) -> Client:
     """A connected client; raises on failure (and closes what it opened)."""
-    client = await make_client(dev)
+    client = await opcua_client(dev)
     try:
         await asyncio.wait_for(client.connect(), dev.timeout_s * 2)
     except BaseException:
