@@ -110,6 +110,7 @@ class OpcUaDriver(SessionDriver):
                     await asyncio.wait_for(client.disconnect(), 2)
                 else:
                     client.disconnect_socket()
+
     async def _nodes(self, client: Client) -> tuple[list[OpcUaTag], list[Node]]:
         tags, nodes = [], []
         for tag, node in zip(self.device.tags, await resolve(client, self.device.tags),
