@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from shopfloor.contract import Sample
-from shopfloor.mqtt import MqttConfig, describe, make_client
+from shopfloor.mqtt import MqttConfig, describe, mqtt_client
 
 from .config import EdgeConfig, load_edge_config
 from .driver import CheckResult, short_error
@@ -36,7 +36,7 @@ def check_broker(cfg: MqttConfig, client_id: str, timeout_s: float = 5.0) -> Che
     row = CheckResult("broker", describe(cfg), False, 0, 0)
     done = threading.Event()
     result: list[str] = []
-    client = make_client(cfg, client_id)
+    client = mqtt_client(cfg, client_id)
 
     def on_connect(c: object, userdata: object, flags: object, reason: object,
                    props: object = None) -> None:

@@ -28,7 +28,7 @@ from shopfloor.contract import (
     decode_replay_request,
     state_status_payload,
 )
-from shopfloor.mqtt import MqttConfig, describe, make_client
+from shopfloor.mqtt import MqttConfig, describe, mqtt_client
 
 from .outbox import Outbox
 
@@ -55,7 +55,7 @@ class DevicePublisher:
         self._status_topic = path.topic("status")
         # paho's own limit stays above ours (+ birth, meta, death): a message paho marks
         # "queued" at reconnect time makes it skip resending the ones after it.
-        self.client = make_client(mqtt_cfg, f"{agent}.{device}", clean_session=True,
+        self.client = mqtt_client(mqtt_cfg, f"{agent}.{device}", clean_session=True,
                                   max_inflight=max_inflight + 16)
         self.client.will_set(self._status_topic, self._status(False), qos=1, retain=True)
         self.client.on_connect = self._on_connect

@@ -40,7 +40,7 @@ import paho.mqtt.client as mqtt
 
 from shopfloor.config import load_config
 from shopfloor.contract import BatchRejected, ContractError, decode_data, subscription
-from shopfloor.mqtt import describe, make_client
+from shopfloor.mqtt import describe, mqtt_client
 from shopfloor.storage import MemoryLedger, SampleWriter, SeqLedger, Stores, open_stores
 
 from .completeness import Completeness
@@ -104,7 +104,7 @@ class Gateway:
             self.metrics.start()
             log.info("metrics on http://%s:%d/metrics", self.metrics.cfg.host,
                      self.metrics.port)
-        client = make_client(self.cfg.mqtt, self.cfg.client_id, clean_session=False,
+        client = mqtt_client(self.cfg.mqtt, self.cfg.client_id, clean_session=False,
                              manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from shopfloor.contract import SIGNAL_PART_COUNT, SIGNAL_REJECT_COUNT, SIGNAL_STATE
+from shopfloor.errors import ShopfloorError
 from shopfloor.server import calendar, kernels
 from shopfloor.server.calendar import CalendarConfig
 from shopfloor.server.oee import MetricsQuery, Totals, report, sample_cycle_times, seen_states
@@ -21,7 +22,7 @@ HOUR_NS = 3600 * NS
 MAX_BUCKETS = 2000
 
 
-class TrendError(ValueError):
+class TrendError(ShopfloorError, ValueError):
     """A request the trend cannot answer; the message says what to change."""
 
 

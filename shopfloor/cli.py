@@ -84,6 +84,14 @@ def _up(args: argparse.Namespace) -> None:
            broker=args.broker, duration_s=args.duration)
 
 
+def _scenario_options(p: argparse.ArgumentParser, default: str | None, until: str) -> None:
+    """--scenario (required unless ``default`` says what it is) and --duration."""
+    p.add_argument("--scenario", type=Path, default=None, required=default is None,
+                   help=f"plant scenario YAML {default or 'file'}")
+    p.add_argument("--duration", type=float, default=None,
+                   help=f"stop after this many seconds (default: {until})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = HelpFormatter
     parser = argparse.ArgumentParser(
@@ -103,23 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=Path(".shopfloor"),
                    help="where generated configs, the store and logs go")
     p.add_argument("--port", type=int, default=8000, help="HTTP port of the server")
-    p.add_argument("--scenario", type=Path, default=None,
-                   help="plant scenario YAML (default: the built-in demo plant)")
     p.add_argument("--broker", choices=["auto", "mosquitto", "embedded"], default="auto",
                    help="MQTT broker: Mosquitto if installed (auto), or the embedded one")
-    p.add_argument("--duration", type=float, default=None,
-                   help="stop after this many seconds (default: run until Ctrl-C)")
+    _scenario_options(p, "(default: the built-in demo plant)", "run until Ctrl-C")
     p.set_defaults(func=_up)
 
     p = sub.add_parser("simulate", formatter_class=fmt,
                        help="serve a simulated plant over OPC UA and Modbus TCP",
                        description="Run the machines of a scenario and write the "
                                    "ground-truth log.")
-    p.add_argument("--scenario", type=Path, required=True, help="scenario YAML file")
     p.add_argument("--truth", type=Path, default=None,
                    help="ground-truth log (JSON lines) to write")
-    p.add_argument("--duration", type=float, default=None,
-                   help="stop after this many seconds (default: lead-in + shift + lead-out)")
+    _scenario_options(p, None, "lead-in + shift + lead-out")
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser("edge", formatter_class=fmt,

@@ -18,13 +18,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from shopfloor.contract import SEGMENT_RE
+from shopfloor.errors import ShopfloorError
 
 M = TypeVar("M", bound=BaseModel)
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class ConfigError(Exception):
+class ConfigError(ShopfloorError):
     """A config file that cannot be used; the message names file, key and expectation."""
 
 

@@ -29,6 +29,8 @@ from typing import Any
 
 import orjson
 
+from shopfloor.errors import ShopfloorError
+
 TOPIC_ROOT = "shopfloor"
 VERSION = "v1"
 KINDS = ("data", "status", "meta")
@@ -76,7 +78,7 @@ SIGNALS = (SIGNAL_STATE, SIGNAL_PART_COUNT, SIGNAL_REJECT_COUNT, "ideal_cycle_ti
            "program", "product", "alarm")
 
 
-class ContractError(ValueError):
+class ContractError(ShopfloorError, ValueError):
     """A message or topic that breaks the contract; ``reason`` is a short counter key."""
 
     def __init__(self, reason: str, detail: str):

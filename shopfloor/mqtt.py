@@ -36,7 +36,7 @@ class MqttConfig(Strict):
     reconnect_max_s: float = Field(30.0, gt=0)
 
 
-def make_client(cfg: MqttConfig, client_id: str, *, clean_session: bool = True,
+def mqtt_client(cfg: MqttConfig, client_id: str, *, clean_session: bool = True,
                 manual_ack: bool = False, max_inflight: int = 100) -> mqtt.Client:
     """A configured (not yet connected) MQTT 3.1.1 client."""
     client = mqtt.Client(

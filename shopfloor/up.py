@@ -26,6 +26,7 @@ import httpx
 import yaml
 
 from shopfloor.config import ConfigError, load_yaml
+from shopfloor.errors import ShopfloorError
 
 DEMO_SCENARIO = Path(__file__).parent / "demo" / "scenario.yaml"
 LOOPBACK = "127.0.0.1"
@@ -43,7 +44,7 @@ def port_open(port: int, host: str = LOOPBACK) -> bool:
     return False
 
 
-class StartupError(RuntimeError):
+class StartupError(ShopfloorError, RuntimeError):
     """A service did not come up, or stopped; the message says which and where its log is."""
 
 

@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from shopfloor.contract import DevicePath, DeviceSample, Sample
+from shopfloor.errors import ShopfloorError
 
 
 @dataclass
@@ -93,7 +94,7 @@ class ExpiringStore(Protocol):
         ...
 
 
-class PermanentWriteError(Exception):
+class PermanentWriteError(ShopfloorError):
     """The store refuses these rows for good (bad data, not an outage): retrying won't help."""
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from shopfloor.config import secret
 from shopfloor.contract import DevicePath, DeviceSample, Quality, Sample
+from shopfloor.errors import ShopfloorError
 
 from .base import (
     PermanentWriteError,
@@ -207,7 +208,7 @@ def open_influx_writer(cfg: InfluxConfig) -> SampleWriter:
     return InfluxV1Writer(cfg) if cfg.version == 1 else InfluxV2Writer(cfg)
 
 
-class InfluxError(RuntimeError):
+class InfluxError(ShopfloorError, RuntimeError):
     pass
 
 
