@@ -1,0 +1,250 @@
+"""Bucketed kernels of the roll-ups, each with its plain-Python reference beside it.
+
+``stop_buckets`` is ``kernels.stop_stats`` for many buckets at once: the stop episodes
+of a state series, their times clipped to each bucket and each counted in the bucket
+where it starts. ``counter_deltas`` is the per-sample increase of a cumulative counter
+with the rollover/reset rule and one more: a drop that the next good sample undoes (it
+is back at or above the value before the drop) is a sample out of order, not a reset.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from shopfloor.server.kernels import (
+    DOWN,
+    FAILURE_COUNT,
+    FAILURE_NS,
+    IDLE,
+    N_STATES,
+    N_STOP_STATS,
+    OFFLINE,
+    PRODUCING,
+    SETUP,
+    SETUP_COUNT,
+    SMALL_COUNT,
+    SMALL_DOWN_NS,
+    SMALL_NS,
+)
+
+
+@njit(cache=True, nogil=True)
+def _bucket_of(edges: np.ndarray, t: int) -> int:
+    """Index j with edges[j] <= t < edges[j + 1], or -1 outside [edges[0], edges[-1])."""
+    if edges.shape[0] < 2 or t < edges[0] or t >= edges[edges.shape[0] - 1]:
+        return -1
+    return np.searchsorted(edges, t, side="right") - 1
+
+
+@njit(cache=True, nogil=True)
+def _flush(code: int, s: int, e: int, prev: int, edges: np.ndarray, small_ns: int,
+           startup_ns: int, out: np.ndarray, win: np.ndarray, n_win: int) -> int:
+    nb = edges.shape[0] - 1
+    small = (code == IDLE or code == DOWN) and prev == PRODUCING and e - s < small_ns
+    failure = code == DOWN and not small
+    if small or failure:
+        j = 0 if nb > 0 and s < edges[0] else _bucket_of(edges, s)
+        while 0 <= j < nb and edges[j] < e:
+            ov = min(e, edges[j + 1]) - max(s, edges[j])
+            if ov > 0:
+                if small:
+                    out[j, SMALL_NS] += ov
+                    if code == DOWN:
+                        out[j, SMALL_DOWN_NS] += ov
+                else:
+                    out[j, FAILURE_NS] += ov
+            j += 1
+    j = _bucket_of(edges, s)
+    if j >= 0:
+        if small:
+            out[j, SMALL_COUNT] += 1
+        elif failure:
+            out[j, FAILURE_COUNT] += 1
+        if code == SETUP:
+            out[j, SETUP_COUNT] += 1
+    if code == PRODUCING and prev == SETUP and startup_ns > 0:
+        win[n_win, 0] = s
+        win[n_win, 1] = min(s + startup_ns, e)
+        n_win += 1
+    return n_win
+
+
+@njit(cache=True, nogil=True)
+def stop_buckets(ts: np.ndarray, codes: np.ndarray, edges: np.ndarray, stale_ns: int,
+                 horizon: int, small_ns: int, startup_ns: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Stop statistics per bucket [edges[j], edges[j+1]) and the start-up windows.
+
+    The samples (read up to ``horizon``, so a stop starting in a bucket is seen whole)
+    become episodes as in ``kernels.stop_stats``; each episode is classified once, on
+    its whole length, its time added to every bucket it overlaps and its count to the
+    bucket it starts in. Returns ((n_buckets, N_STOP_STATS) int64, (n, 2) windows)."""
+    nb = max(edges.shape[0] - 1, 0)
+    out = np.zeros((nb, N_STOP_STATS), dtype=np.int64)
+    n = ts.shape[0]
+    win = np.zeros((2 * n + 1, 2), dtype=np.int64)
+    n_win = 0
+    prev = -1
+    cur, cs, ce = -1, 0, 0
+    for i in range(n):
+        start = ts[i]
+        if start >= horizon:
+            break
+        end = ts[i + 1] if i + 1 < n else horizon
+        end = min(end, horizon)
+        fresh_end = min(end, start + stale_ns)
+        code = codes[i]
+        if code < 0 or code >= N_STATES:
+            code = OFFLINE
+        for piece in range(2):
+            a = start if piece == 0 else fresh_end
+            b = fresh_end if piece == 0 else end
+            c = code if piece == 0 else OFFLINE
+            if b <= a:
+                continue
+            if c == cur and a == ce:
+                ce = b
+            else:
+                if cur >= 0:
+                    n_win = _flush(cur, cs, ce, prev, edges, small_ns, startup_ns, out, win,
+                                   n_win)
+                prev = cur
+                cur, cs, ce = c, a, b
+    if cur >= 0:
+        n_win = _flush(cur, cs, ce, prev, edges, small_ns, startup_ns, out, win, n_win)
+    return out, win[:n_win].copy()
+
+
+def stop_buckets_ref(ts: list[int], codes: list[int], edges: list[int], stale_ns: int,
+                     horizon: int, small_ns: int, startup_ns: int
+                     ) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """Reference: ``kernels.stop_stats_ref``'s episodes, classified and spread bucket by
+    bucket."""
+    pieces: list[tuple[int, int, int]] = []
+    for i, (start, code) in enumerate(zip(ts, codes, strict=True)):
+        if start >= horizon:
+            break
+        end = min(ts[i + 1] if i + 1 < len(ts) else horizon, horizon)
+        fresh_end = min(end, start + stale_ns)
+        pieces.append((code if 0 <= code < N_STATES else OFFLINE, start, fresh_end))
+        pieces.append((OFFLINE, fresh_end, end))
+    episodes: list[list[int]] = []
+    for c, a, b in pieces:
+        if b <= a:
+            continue
+        if episodes and episodes[-1][0] == c and episodes[-1][2] == a:
+            episodes[-1][2] = b
+        else:
+            episodes.append([c, a, b])
+    buckets = list(zip(edges, edges[1:], strict=False))
+    out = [[0] * N_STOP_STATS for _ in buckets]
+    windows: list[tuple[int, int]] = []
+    for j, (c, s, e) in enumerate(episodes):
+        prev = episodes[j - 1][0] if j else -1
+        small = c in (IDLE, DOWN) and prev == PRODUCING and e - s < small_ns
+        for row, (b0, b1) in zip(out, buckets, strict=True):
+            ov = max(0, min(e, b1) - max(s, b0))
+            starts_in = b0 <= s < b1
+            if small:
+                row[SMALL_NS] += ov
+                row[SMALL_DOWN_NS] += ov if c == DOWN else 0
+                row[SMALL_COUNT] += starts_in
+            elif c == DOWN:
+                row[FAILURE_NS] += ov
+                row[FAILURE_COUNT] += starts_in
+            row[SETUP_COUNT] += starts_in if c == SETUP else 0
+        if c == PRODUCING and prev == SETUP and startup_ns > 0:
+            windows.append((s, min(s + startup_ns, e)))
+    return out, windows
+
+
+@njit(cache=True, nogil=True)
+def counter_deltas(values: np.ndarray, bits: int) -> np.ndarray:
+    """Per-sample increase of a cumulative counter; NaN samples (no good value) are
+    skipped and get 0, the first good sample is the baseline (0).
+
+    From the last accepted value ``h``: a sample at or above it adds ``v - h``. A sample
+    below it is out of order when the next good sample is back at or above ``h`` (it
+    adds 0 and ``h`` stays); otherwise it is a rollover when the wrapped difference is
+    below half the counter's range (``bits`` > 0), else a reset after which the counter
+    counted up from zero (adds ``v``)."""
+    n = values.shape[0]
+    out = np.zeros(n, dtype=np.float64)
+    span = 2.0 ** bits if bits > 0 else 0.0
+    h = np.nan
+    for i in range(n):
+        v = values[i]
+        if np.isnan(v):
+            continue
+        if np.isnan(h):
+            h = v
+            continue
+        if v >= h:
+            out[i] = v - h
+            h = v
+            continue
+        nxt = np.nan
+        for k in range(i + 1, n):
+            if not np.isnan(values[k]):
+                nxt = values[k]
+                break
+        if not np.isnan(nxt) and nxt >= h:
+            continue  # out of order: undone by the next sample
+        d = v - h
+        if span > 0 and 0 <= d + span < span / 2:
+            out[i] = d + span
+        else:
+            out[i] = v
+        h = v
+    return out
+
+
+def counter_deltas_ref(values: list[float], bits: int) -> list[float]:
+    """Reference: walk the good values with the last accepted value."""
+    good = [(i, v) for i, v in enumerate(values) if v == v]
+    out = [0.0] * len(values)
+    h: float | None = None
+    for k, (i, v) in enumerate(good):
+        if h is None:
+            h = v
+        elif v >= h:
+            out[i], h = v - h, v
+        elif k + 1 < len(good) and good[k + 1][1] >= h:
+            pass  # a drop the next sample undoes
+        else:
+            wrapped = v + 2.0 ** bits - h
+            out[i] = wrapped if bits > 0 and 0 <= wrapped < 2.0 ** bits / 2 else v
+            h = v
+    return out
+
+
+@njit(cache=True, nogil=True)
+def per_bucket(ts: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Sum of ``values`` per bucket of their ``ts`` (samples outside the edges dropped)."""
+    nb = max(edges.shape[0] - 1, 0)
+    out = np.zeros(nb, dtype=np.float64)
+    if nb == 0:
+        return out
+    for i in range(ts.shape[0]):
+        j = _bucket_of(edges, ts[i])
+        if j >= 0:
+            out[j] += values[i]
+    return out
+
+
+def per_bucket_ref(ts: list[int], values: list[float], edges: list[int]) -> list[float]:
+    out = [0.0] * max(len(edges) - 1, 0)
+    for t, v in zip(ts, values, strict=True):
+        for j, (b0, b1) in enumerate(zip(edges, edges[1:], strict=False)):
+            if b0 <= t < b1:
+                out[j] += v
+    return out
+
+
+def warm_up() -> None:
+    ts = np.array([0, 5], dtype=np.int64)
+    codes = np.array([1, 2], dtype=np.int64)
+    stop_buckets(ts, codes, np.array([0, 5, 10], dtype=np.int64), 10, 12, 3, 2)
+    counter_deltas(np.array([1.0, 0.0, 2.0]), 32)
+    per_bucket(ts, np.ones(2), np.array([0, 5, 10], dtype=np.int64))
