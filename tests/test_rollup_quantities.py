@@ -175,7 +175,7 @@ def around(s: Series, lo: int, hi: int, before: int = 1, after: int = 0,
 
 def context(h, lo: int, hi: int, d: Definition) -> Inputs:
     state, parts, rejects, product = h
-    counter = {"before": 2, "after": 1, "good_context": False}
+    counter = {"before": 2, "after": 1, "good_context": True}
     return Inputs(lo, hi, around(state, lo - d.back_ns, hi + d.small_ns),
                   around(parts, lo, hi, **counter), around(rejects, lo, hi, **counter),
                   around(product, lo, hi))
