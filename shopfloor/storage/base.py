@@ -61,9 +61,12 @@ def good_quality(quality: np.ndarray) -> np.ndarray:
 
 @runtime_checkable
 class SampleReader(Protocol):
-    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int) -> Series:
-        """Samples with start_ns <= ts < end_ns, preceded by the latest sample with
-        ts < start_ns if there is one (the value carried into the window)."""
+    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int, *,
+             before: int = 1, after: int = 0, good_context: bool = False) -> Series:
+        """Samples with start_ns <= ts < end_ns, preceded by the latest ``before`` samples
+        with ts < start_ns (by default the one value carried into the window) and followed
+        by the first ``after`` samples with ts >= end_ns; ``good_context``: those context
+        samples are of good quality only (a counter's baseline and its next reading)."""
         ...
 
     def count(self, device: DevicePath | None = None) -> int:

@@ -273,14 +273,18 @@ class InfluxReader:
             raise InfluxError(f"InfluxQL error: {results[0]['error']}")
         return results[0].get("series") or []
 
-    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int) -> Series:
+    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int, *,
+             before: int = 1, after: int = 0, good_context: bool = False) -> Series:
         where = f"{_device_where(device)} AND {quote_ident('tag')}={quote_literal(tag)}"
         select = (f"SELECT {quote_ident('value')},{quote_ident('value_str')},"  # noqa: S608
                   f"{quote_ident('quality')} "
                   f"FROM {quote_ident(MEASUREMENT)} WHERE {where}")
+        good = f" AND {quote_ident('quality')}={quote_literal('good')}" if good_context else ""
         rows: list[list[Any]] = []  # [time, value, value_str, quality] as InfluxDB sends them
-        for s in self.query(f"{select} AND time < {int(start_ns)} ORDER BY time DESC LIMIT 1"):
-            rows.extend(_values(s))
+        if before:
+            for s in self.query(f"{select} AND time < {int(start_ns)}{good} "
+                                f"ORDER BY time DESC LIMIT {int(before)}"):
+                rows.extend(_values(s)[::-1])
         cursor = int(start_ns)
         while cursor < end_ns:  # page through the window by time
             page: list[list[Any]] = []
@@ -291,6 +295,10 @@ class InfluxReader:
             if len(page) < READ_PAGE:
                 break
             cursor = int(page[-1][0]) + 1
+        if after:
+            for s in self.query(f"{select} AND time >= {max(int(start_ns), int(end_ns))}{good} "
+                                f"ORDER BY time ASC LIMIT {int(after)}"):
+                rows.extend(_values(s))
         if not rows:
             return Series.empty()
         a = np.array(rows, dtype=object)  # columns at C speed, no loop over the rows

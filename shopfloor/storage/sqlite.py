@@ -195,24 +195,27 @@ class SqliteStore:
                 self._ids[key] = sid
         return sid
 
-    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int) -> Series:
+    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int, *,
+             before: int = 1, after: int = 0, good_context: bool = False) -> Series:
         sid = self._lookup(device, tag)
         if sid is None:
             return Series.empty()
         conn = self._conn()
-        # one read transaction, so the carried-in sample and the window are consistent
+        cols = "SELECT ts, value, value_str, quality FROM samples WHERE series_id=?"
+        good = " AND quality='good'" if good_context else ""
+        # one read transaction, so the context and the window are consistent
         conn.execute("BEGIN")
         try:
-            prev = conn.execute(
-                "SELECT ts, value, value_str, quality FROM samples WHERE series_id=? AND ts<? "
-                "ORDER BY ts DESC LIMIT 1", (sid, start_ns)).fetchall()
-            window = conn.execute(
-                "SELECT ts, value, value_str, quality FROM samples WHERE series_id=? "
-                "AND ts>=? AND ts<? "
-                "ORDER BY ts", (sid, start_ns, end_ns)).fetchall() if start_ns < end_ns else []
+            prev = conn.execute(f"{cols} AND ts<?{good} ORDER BY ts DESC LIMIT ?",  # noqa: S608
+                                (sid, start_ns, before)).fetchall()[::-1] if before else []
+            window = conn.execute(f"{cols} AND ts>=? AND ts<? ORDER BY ts",  # noqa: S608
+                                  (sid, start_ns, end_ns)).fetchall() \
+                if start_ns < end_ns else []
+            nxt = conn.execute(f"{cols} AND ts>=?{good} ORDER BY ts LIMIT ?",  # noqa: S608
+                               (sid, max(start_ns, end_ns), after)).fetchall() if after else []
         finally:
             conn.execute("COMMIT")
-        return Series.from_rows(prev + window)
+        return Series.from_rows(prev + window + nxt)
 
     def count(self, device: DevicePath | None = None) -> int:
         conn = self._conn()
