@@ -137,3 +137,19 @@ def test_read_with_context(backend):
     assert r.read(M2, "part_count", lo, hi, before=0, after=0).value.tolist() == [4]
     assert r.read(M2, "part_count", T0 + 20 * S, T0 + 30 * S, before=2, after=1,
                   good_context=True).value.tolist() == [5, 7]
+
+
+def test_every_write_is_logged_per_device(backend):
+    w, r = backend.writer, backend.reader
+    w.write([(M1, Sample("state", T0 + 5 * S, "IDLE")), (M1, Sample("part_count", T0, 1.0)),
+             (M2, Sample("state", T0 + 2 * S, "DOWN"))])
+    w.write([(M1, Sample("state", T0 - 9 * S, "IDLE"))])  # late data
+    marks = r.write_marks(0)
+    assert [(m.device, m.lo, m.hi) for m in marks] in (
+        [(M1, T0, T0 + 5 * S), (M2, T0 + 2 * S, T0 + 2 * S), (M1, T0 - 9 * S, T0 - 9 * S)],
+        [(M2, T0 + 2 * S, T0 + 2 * S), (M1, T0, T0 + 5 * S), (M1, T0 - 9 * S, T0 - 9 * S)])
+    assert marks[-1].cursor > marks[0].cursor
+    assert r.write_marks(marks[-1].cursor) == []
+    assert r.write_marks(marks[1].cursor) == marks[2:]  # (a write's marks may share a cursor)
+    r.prune_write_marks(marks[1].cursor)
+    assert r.write_marks(0) == marks[2:]

@@ -107,3 +107,39 @@ def sample_value(sample: Sample) -> tuple[float | None, str | None]:
     if isinstance(v, str):
         return None, v
     return float(v), None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteMark:
+    """A write seen in a store's write log: ``device`` got samples with lo <= ts <= hi.
+
+    The roll-ups recompute what such a write can change (late data, a replay, a
+    duplicate); ``cursor`` orders the log (SQLite: its row id; InfluxDB: the write time).
+    """
+
+    cursor: int
+    device: DevicePath
+    lo: int
+    hi: int
+
+
+class WriteLog(Protocol):
+    """Every ``write`` of a store also logs one ``WriteMark`` per device, in the same
+    transaction (SQLite) or after its samples (InfluxDB)."""
+
+    def write_marks(self, after: int, limit: int = 100_000) -> list[WriteMark]:
+        """Marks with cursor > ``after``, in cursor order, at most ``limit``."""
+        ...
+
+    def prune_write_marks(self, upto: int) -> None:
+        """Forget the marks with cursor <= ``upto``."""
+        ...
+
+
+def write_spans(rows: list[DeviceSample]) -> dict[DevicePath, tuple[int, int]]:
+    """Per device, the (min, max) sample ts of a write: what its ``WriteMark`` says."""
+    out: dict[DevicePath, tuple[int, int]] = {}
+    for device, sample in rows:
+        lo, hi = out.get(device, (sample.ts, sample.ts))
+        out[device] = (min(lo, sample.ts), max(hi, sample.ts))
+    return out

@@ -16,6 +16,8 @@ import functools
 import gzip
 import logging
 import math
+import secrets
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,14 +32,17 @@ from .base import (
     PermanentWriteError,
     SampleWriter,
     Series,
+    WriteMark,
     good_quality,
     sample_value,
+    write_spans,
 )
 from .config import InfluxConfig
 
 log = logging.getLogger(__name__)
 
 MEASUREMENT = "samples"
+WRITES = "sample_writes"  # the write log (``WriteLog``): one point per device and write
 PATH_TAGS = ("enterprise", "site", "area", "line", "device")
 LINES_PER_REQUEST = 5000  # InfluxDB's recommended batch size
 GZIP_MIN_BYTES = 16 * 1024
@@ -84,15 +89,23 @@ def format_float(x: float) -> str:
     return repr(float(x))
 
 
-def point(measurement: str, tags: dict[str, str], fields: dict[str, float | str], ts: int) -> str:
-    """One line: tags sorted by key (InfluxDB's own order); str fields are strings."""
+def _field(v: float | int | str) -> str:
+    if isinstance(v, str):
+        return escape_string_field(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v}i"
+    return format_float(v)
+
+
+def point(measurement: str, tags: dict[str, str], fields: dict[str, float | int | str],
+          ts: int) -> str:
+    """One line: tags sorted by key (InfluxDB's own order); str fields are strings, int
+    fields integers."""
     if not fields:
         raise LineProtocolError("a point needs at least one field")
     head = escape_measurement(measurement)
     tag_str = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()))
-    field_str = ",".join(
-        f"{escape_key(k)}={escape_string_field(v) if isinstance(v, str) else format_float(v)}"
-        for k, v in fields.items())
+    field_str = ",".join(f"{escape_key(k)}={_field(v)}" for k, v in fields.items())
     return f"{head}{tag_str} {field_str} {int(ts)}"
 
 
@@ -147,11 +160,32 @@ def _chunks(lines: list[str], n: int) -> Iterable[list[str]]:
 # --- writers ----------------------------------------------------------------------------
 
 
-class InfluxV1Writer:
+class _LoggedWrites:
+    """``write``: the samples' lines, then one ``sample_writes`` point per device (after
+    them, in the last request), so a write mark is never seen before its samples."""
+
+    def __init__(self) -> None:
+        self._writer_id = secrets.token_hex(4)  # tells apart marks of the same instant
+        self._last_mark_ns = 0
+
+    def write_lines(self, lines: list[str]) -> None:
+        raise NotImplementedError
+
+    def write(self, rows: list[DeviceSample]) -> None:
+        now = max(time.time_ns(), self._last_mark_ns + 1)
+        self._last_mark_ns = now
+        marks = [point(WRITES, {**{k: getattr(d, k) for k in PATH_TAGS},
+                                "writer": self._writer_id}, {"lo": lo, "hi": hi}, now)
+                 for d, (lo, hi) in write_spans(rows).items()]
+        self.write_lines(to_lines(rows) + marks)
+
+
+class InfluxV1Writer(_LoggedWrites):
     """InfluxDB 1.x: ``POST /write?db=..&rp=..&precision=ns`` (basic auth if configured)."""
 
     def __init__(self, cfg: InfluxConfig, *, transport: httpx.BaseTransport | None = None):
         assert cfg.version == 1
+        super().__init__()
         self.cfg = cfg
         auth = (cfg.username, secret(cfg.password) or "") if cfg.username else None
         self._http = httpx.Client(base_url=cfg.url.rstrip("/"), auth=auth,
@@ -160,8 +194,8 @@ class InfluxV1Writer:
         if cfg.retention_policy:
             self._params["rp"] = cfg.retention_policy
 
-    def write(self, rows: list[DeviceSample]) -> None:
-        for chunk in _chunks(to_lines(rows), LINES_PER_REQUEST):
+    def write_lines(self, lines: list[str]) -> None:
+        for chunk in _chunks(lines, LINES_PER_REQUEST):
             body = "\n".join(chunk).encode()
             headers = {"Content-Type": "text/plain; charset=utf-8"}
             if len(body) >= GZIP_MIN_BYTES:
@@ -175,7 +209,7 @@ class InfluxV1Writer:
         self._http.close()
 
 
-class InfluxV2Writer:
+class InfluxV2Writer(_LoggedWrites):
     """v2 write API through influxdb-client (InfluxDB 2.x, 3.x, Cloud; VictoriaMetrics)."""
 
     def __init__(self, cfg: InfluxConfig):
@@ -183,16 +217,17 @@ class InfluxV2Writer:
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         assert cfg.version == 2
+        super().__init__()
         self.cfg = cfg
         self._precision = WritePrecision.NS
         self._client = InfluxDBClient(url=cfg.url, token=secret(cfg.token), org=cfg.org,
                                       timeout=int(cfg.timeout_s * 1000), enable_gzip=True)
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 
-    def write(self, rows: list[DeviceSample]) -> None:
+    def write_lines(self, lines: list[str]) -> None:
         from influxdb_client.rest import ApiException
 
-        for chunk in _chunks(to_lines(rows), LINES_PER_REQUEST):
+        for chunk in _chunks(lines, LINES_PER_REQUEST):
             try:
                 self._api.write(bucket=self.cfg.bucket, org=self.cfg.org, record=chunk,
                                 write_precision=self._precision)
@@ -325,6 +360,23 @@ class InfluxReader:
             for v in s.get("values") or []:
                 out[asset] = max(out.get(asset, v[0]), int(v[0]))
         return out
+
+    def write_marks(self, after: int, limit: int = 100_000) -> list[WriteMark]:
+        """Marks written after ``after`` (ns, the writer's clock)."""
+        group = ",".join(quote_ident(k) for k in PATH_TAGS)
+        out = []
+        for s in self.query(f"SELECT {quote_ident('lo')},{quote_ident('hi')} "  # noqa: S608
+                            f"FROM {quote_ident(WRITES)} WHERE time > {int(after)} "
+                            f"GROUP BY {group} LIMIT {int(limit)}"):
+            tags = s.get("tags") or {}
+            device = DevicePath(*(tags[k] for k in PATH_TAGS))
+            out += [WriteMark(int(t), device, int(lo), int(hi))
+                    for t, lo, hi in s.get("values") or []]
+        out.sort(key=lambda m: m.cursor)
+        return out[:limit]
+
+    def prune_write_marks(self, upto: int) -> None:
+        self.query(f"DELETE FROM {quote_ident(WRITES)} WHERE time <= {int(upto)}")  # noqa: S608
 
     def close(self) -> None:
         self._http.close()

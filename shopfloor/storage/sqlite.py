@@ -5,13 +5,15 @@ Schema (DESIGN.md "Store schema")::
     series(id, enterprise, site, area, line, device, tag)   -- unique path + tag
     samples(series_id, ts, value, value_str, quality, PRIMARY KEY(series_id, ts)) WITHOUT ROWID
     agent_seqs(agent, lo, hi, PRIMARY KEY(agent, lo)) WITHOUT ROWID  -- the seq ledger
+    write_marks(id, device, lo, hi)   -- the write log (``WriteLog``): one row per device
+                                      -- and write, in the write's transaction
 
 ``INSERT OR REPLACE`` on the primary key makes a duplicate delivery a no-op. The
 gateway (writer) and the server (reader) may be different processes; WAL lets
 readers proceed while a write commits. Within a process each thread gets its own
 connection. ``SqliteStore`` is a ``SampleWriter``, a ``SampleReader``, the ``SeqLedger``
 (``write(rows, seqs, closed)``: samples and seqs in one transaction) and an
-``ExpiringStore`` (``delete_expired``).
+``ExpiringStore`` (``delete_expired``) and a ``WriteLog``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from shopfloor.contract import DevicePath, DeviceSample
 
-from .base import Series, sample_value
+from .base import Series, WriteMark, sample_value, write_spans
 from .ledger import Ranges, done, merge
 
 _SCHEMA = """
@@ -40,6 +42,11 @@ CREATE TABLE IF NOT EXISTS samples (
     quality TEXT NOT NULL,
     PRIMARY KEY (series_id, ts)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS write_marks (  -- the write log the roll-ups follow
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device TEXT NOT NULL,  -- enterprise/site/area/line/device
+    lo INTEGER NOT NULL, hi INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS agent_seqs (  -- stored seq ranges per edge agent (completeness.py)
     agent TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
     PRIMARY KEY (agent, lo)
@@ -107,6 +114,8 @@ class SqliteStore:
                 value, text = sample_value(sample)
                 data.append((sid, sample.ts, value, text, str(sample.quality)))
             conn.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?)", data)
+            conn.executemany("INSERT INTO write_marks (device, lo, hi) VALUES (?, ?, ?)",
+                             [(d.asset_id, lo, hi) for d, (lo, hi) in write_spans(rows).items()])
             out = {agent: self._merge_ranges(conn, agent, add)
                    for agent, add in done(seqs, closed).items()}
             conn.execute("COMMIT")
@@ -115,6 +124,22 @@ class SqliteStore:
             raise
         self._ids.update(new_ids)  # only ids that are committed
         return out
+
+    def write_marks(self, after: int, limit: int = 100_000) -> list[WriteMark]:
+        rows = self._conn().execute(
+            "SELECT id, device, lo, hi FROM write_marks WHERE id>? ORDER BY id LIMIT ?",
+            (after, limit)).fetchall()
+        return [WriteMark(i, DevicePath(*dev.split("/")), lo, hi) for i, dev, lo, hi in rows]
+
+    def prune_write_marks(self, upto: int) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM write_marks WHERE id<=?", (upto,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def delete_expired(self, cutoff_ns: int, max_rows: int) -> int:
         """Delete up to ``max_rows`` samples with ts < ``cutoff_ns`` in one transaction,
