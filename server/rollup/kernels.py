@@ -2,9 +2,7 @@
 
 ``stop_buckets`` is ``kernels.stop_stats`` for many buckets at once: the stop episodes
 of a state series, their times clipped to each bucket and each counted in the bucket
-where it starts. ``counter_deltas`` is the per-sample increase of a cumulative counter
-with the rollover/reset rule and one more: a drop that the next good sample undoes (it
-is back at or above the value before the drop) is a sample out of order, not a reset.
+where it starts. ``per_bucket`` sums per-sample values (counter increases) per bucket.
 """
 
 from __future__ import annotations
@@ -160,66 +158,6 @@ def stop_buckets_ref(ts: list[int], codes: list[int], edges: list[int], stale_ns
 
 
 @njit(cache=True, nogil=True)
-def counter_deltas(values: np.ndarray, bits: int) -> np.ndarray:
-    """Per-sample increase of a cumulative counter; NaN samples (no good value) are
-    skipped and get 0, the first good sample is the baseline (0).
-
-    From the last accepted value ``h``: a sample at or above it adds ``v - h``. A sample
-    below it is out of order when the next good sample is back at or above ``h`` (it
-    adds 0 and ``h`` stays); otherwise it is a rollover when the wrapped difference is
-    below half the counter's range (``bits`` > 0), else a reset after which the counter
-    counted up from zero (adds ``v``)."""
-    n = values.shape[0]
-    out = np.zeros(n, dtype=np.float64)
-    span = 2.0 ** bits if bits > 0 else 0.0
-    h = np.nan
-    for i in range(n):
-        v = values[i]
-        if np.isnan(v):
-            continue
-        if np.isnan(h):
-            h = v
-            continue
-        if v >= h:
-            out[i] = v - h
-            h = v
-            continue
-        nxt = np.nan
-        for k in range(i + 1, n):
-            if not np.isnan(values[k]):
-                nxt = values[k]
-                break
-        if not np.isnan(nxt) and nxt >= h:
-            continue  # out of order: undone by the next sample
-        d = v - h
-        if span > 0 and 0 <= d + span < span / 2:
-            out[i] = d + span
-        else:
-            out[i] = v
-        h = v
-    return out
-
-
-def counter_deltas_ref(values: list[float], bits: int) -> list[float]:
-    """Reference: walk the good values with the last accepted value."""
-    good = [(i, v) for i, v in enumerate(values) if v == v]
-    out = [0.0] * len(values)
-    h: float | None = None
-    for k, (i, v) in enumerate(good):
-        if h is None:
-            h = v
-        elif v >= h:
-            out[i], h = v - h, v
-        elif k + 1 < len(good) and good[k + 1][1] >= h:
-            pass  # a drop the next sample undoes
-        else:
-            wrapped = v + 2.0 ** bits - h
-            out[i] = wrapped if bits > 0 and 0 <= wrapped < 2.0 ** bits / 2 else v
-            h = v
-    return out
-
-
-@njit(cache=True, nogil=True)
 def per_bucket(ts: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Sum of ``values`` per bucket of their ``ts`` (samples outside the edges dropped)."""
     nb = max(edges.shape[0] - 1, 0)
@@ -246,5 +184,4 @@ def warm_up() -> None:
     ts = np.array([0, 5], dtype=np.int64)
     codes = np.array([1, 2], dtype=np.int64)
     stop_buckets(ts, codes, np.array([0, 5, 10], dtype=np.int64), 10, 12, 3, 2)
-    counter_deltas(np.array([1.0, 0.0, 2.0]), 32)
     per_bucket(ts, np.ones(2), np.array([0, 5, 10], dtype=np.int64))

@@ -19,8 +19,8 @@ it; a roll-up bucket and a raw computation of the same span are the same computa
 
 So each of them depends on the data only within a bounded context around the span, which
 ``read_inputs`` reads: states from ``max(small_ns, startup_ns)`` before the span (with the
-sample in force there) to ``small_ns`` after it; the two good counter samples before the
-span and the first one after it; the product in force at the span's start.
+sample in force there) to ``small_ns`` after it; the good counter sample before the span;
+the product in force at the span's start.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Inputs:
 def read_inputs(reader: SampleReader, device: DevicePath, lo: int, hi: int,
                 d: Definition, *, product: bool = True) -> Inputs:
     """Every sample the quantities of the span [lo, hi) depend on (module docstring)."""
-    counter = {"before": 2, "after": 1, "good_context": True}
+    counter = {"before": 1, "good_context": True}
     return Inputs(
         lo, hi,
         reader.read(device, SIGNAL_STATE, lo - d.back_ns, hi + d.small_ns),
@@ -170,8 +170,8 @@ def compute(inputs: Inputs, edges: np.ndarray, eq: EquipmentModel, d: Definition
 
     bits = eq.counter_bits
     parts, rejects = inputs.parts, inputs.rejects
-    p_delta = rk.counter_deltas(parts.good_values(), bits)
-    r_delta = rk.counter_deltas(rejects.good_values(), bits)
+    p_delta = kernels.counter_deltas(parts.good_values(), bits)
+    r_delta = kernels.counter_deltas(rejects.good_values(), bits)
     p_ict = _cycle_times(parts.ts, inputs.product, eq)
     r_ict = _cycle_times(rejects.ts, inputs.product, eq)
     startup = _in_windows(rejects.ts, windows)
