@@ -153,3 +153,11 @@ def test_every_write_is_logged_per_device(backend):
     assert r.write_marks(marks[1].cursor) == marks[2:]  # (a write's marks may share a cursor)
     r.prune_write_marks(marks[1].cursor)
     assert r.write_marks(0) == marks[2:]
+
+
+def test_first_seen_and_raw_from(backend):
+    w, r = backend.writer, backend.reader
+    w.write([(M1, Sample("state", T0 + 5 * S, "IDLE")), (M1, Sample("part_count", T0, 1.0)),
+             (M2, Sample("state", T0 + 2 * S, "DOWN"))])
+    assert r.first_seen() == {M1.asset_id: T0, M2.asset_id: T0 + 2 * S}
+    assert r.raw_from() is None  # nothing deleted (InfluxDB: an infinite retention policy)

@@ -160,3 +160,15 @@ def test_retention_config():
         is None
     with pytest.raises(ConfigError, match="retention_days"):
         parse_config({"embedded": {"path": "x.db", "retention_days": 0}}, StoreConfig)
+
+
+def test_retention_records_where_raw_data_is_complete(tmp_path):
+    from shopfloor.contract import DevicePath, Sample
+    from shopfloor.storage.sqlite import SqliteStore
+
+    dev = DevicePath("acme", "p", "a", "l", "m")
+    with SqliteStore(tmp_path / "s.db") as store:
+        store.write([(dev, Sample("state", t, "IDLE")) for t in (1, 2, 3, 10)])
+        assert store.delete_expired(5, max_rows=1) == 1 and store.raw_from() is None
+        assert store.delete_expired(5, max_rows=100) == 2  # the pass ends
+        assert store.raw_from() == 5

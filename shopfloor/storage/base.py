@@ -77,6 +77,15 @@ class SampleReader(Protocol):
         """Asset id (``DevicePath.asset_id``) -> newest sample ts (ns)."""
         ...
 
+    def first_seen(self) -> dict[str, int]:
+        """Asset id -> oldest sample ts still stored (ns)."""
+        ...
+
+    def raw_from(self) -> int | None:
+        """Samples are complete from this ts on (retention deleted older ones); None:
+        nothing was deleted."""
+        ...
+
 
 @runtime_checkable
 class SampleWriter(Protocol):

@@ -347,10 +347,17 @@ class InfluxReader:
         return sum(int(v[1]) for s in series for v in s.get("values") or [])
 
     def last_seen(self) -> dict[str, int]:
-        # last() is a selector: its time is the newest point's time in each group
+        return self._seen("last")
+
+    def first_seen(self) -> dict[str, int]:
+        return self._seen("first")
+
+    def _seen(self, selector: str) -> dict[str, int]:
+        # last()/first() are selectors: their time is the newest/oldest point's in a group
         group = ",".join(quote_ident(k) for k in PATH_TAGS)
-        series = self.query(f"SELECT last({quote_ident('quality')}) "  # noqa: S608
+        series = self.query(f"SELECT {selector}({quote_ident('quality')}) "  # noqa: S608
                             f"FROM {quote_ident(MEASUREMENT)} GROUP BY {group}")
+        pick = max if selector == "last" else min
         out: dict[str, int] = {}
         for s in series:
             tags = s.get("tags") or {}
@@ -358,8 +365,23 @@ class InfluxReader:
                 continue
             asset = "/".join(tags[k] for k in PATH_TAGS)
             for v in s.get("values") or []:
-                out[asset] = max(out.get(asset, v[0]), int(v[0]))
+                out[asset] = pick(out.get(asset, int(v[0])), int(v[0]))
         return out
+
+    def raw_from(self) -> int | None:
+        """From the retention policy's duration (``INF``: None)."""
+        rows = self.query(f"SHOW RETENTION POLICIES ON {quote_ident(self.cfg.db)}")
+        for s in rows:
+            cols = s.get("columns") or []
+            for v in s.get("values") or []:
+                doc = dict(zip(cols, v, strict=False))
+                wanted = self.cfg.retention_policy
+                if (doc.get("name") == wanted) if wanted else doc.get("default"):
+                    # shard groups go whole once they end before now - duration, so
+                    # everything after that is still there
+                    ns = _duration_ns(str(doc.get("duration", "0s")))
+                    return time.time_ns() - ns if ns else None
+        return None
 
     def write_marks(self, after: int, limit: int = 100_000) -> list[WriteMark]:
         """Marks written after ``after`` (ns, the writer's clock)."""
@@ -380,6 +402,20 @@ class InfluxReader:
 
     def close(self) -> None:
         self._http.close()
+
+
+_UNITS_NS = {"h": 3600 * 10**9, "m": 60 * 10**9, "s": 10**9}
+
+
+def _duration_ns(text: str) -> int:
+    """InfluxDB's ``168h0m0s`` as ns (0 means infinite)."""
+    total, num = 0, ""
+    for ch in text:
+        if ch.isdigit():
+            num += ch
+        elif ch in _UNITS_NS and num:
+            total, num = total + int(num) * _UNITS_NS[ch], ""
+    return total
 
 
 def _values(series: dict[str, Any]) -> list[list[Any]]:

@@ -5,6 +5,7 @@ Schema (DESIGN.md "Store schema")::
     series(id, enterprise, site, area, line, device, tag)   -- unique path + tag
     samples(series_id, ts, value, value_str, quality, PRIMARY KEY(series_id, ts)) WITHOUT ROWID
     agent_seqs(agent, lo, hi, PRIMARY KEY(agent, lo)) WITHOUT ROWID  -- the seq ledger
+    store_meta(key, value)            -- raw_from: the retention cutoff of the last pass
     write_marks(id, device, lo, hi)   -- the write log (``WriteLog``): one row per device
                                       -- and write, in the write's transaction
 
@@ -46,6 +47,9 @@ CREATE TABLE IF NOT EXISTS write_marks (  -- the write log the roll-ups follow
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     device TEXT NOT NULL,  -- enterprise/site/area/line/device
     lo INTEGER NOT NULL, hi INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS store_meta (  -- raw_from: retention deleted samples before it
+    key TEXT PRIMARY KEY, value INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS agent_seqs (  -- stored seq ranges per edge agent (completeness.py)
     agent TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
@@ -168,6 +172,9 @@ class SqliteStore:
                     bound = over[0]
                 deleted += conn.execute("DELETE FROM samples WHERE series_id=? AND ts<?",
                                         (sid, bound)).rowcount
+            if deleted < max_rows:  # the pass is complete: nothing older is left
+                conn.execute("INSERT INTO store_meta VALUES ('raw_from', ?) ON CONFLICT(key) "
+                             "DO UPDATE SET value=max(value, excluded.value)", (cutoff_ns,))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -253,18 +260,29 @@ class SqliteStore:
         return int(row[0])
 
     def last_seen(self) -> dict[str, int]:
-        # newest ts per series through the primary key, then max per device
+        return self._seen("max")
+
+    def first_seen(self) -> dict[str, int]:
+        return self._seen("min")
+
+    def _seen(self, which: str) -> dict[str, int]:
+        # newest (oldest) ts per series through the primary key, then per device
         rows = self._conn().execute(
-            "SELECT enterprise, site, area, line, device, "
-            "(SELECT max(ts) FROM samples WHERE series_id = series.id) FROM series").fetchall()
+            f"SELECT enterprise, site, area, line, device, "  # noqa: S608
+            f"(SELECT {which}(ts) FROM samples WHERE series_id = series.id) FROM series"
+        ).fetchall()
+        pick = max if which == "max" else min
         out: dict[str, int] = {}
         for *path, ts in rows:
             if ts is None:
                 continue
             asset = "/".join(path)
-            if ts > out.get(asset, ts - 1):
-                out[asset] = int(ts)
+            out[asset] = pick(out.get(asset, int(ts)), int(ts))
         return out
+
+    def raw_from(self) -> int | None:
+        row = self._conn().execute("SELECT value FROM store_meta WHERE key='raw_from'").fetchone()
+        return None if row is None else int(row[0])
 
     def __enter__(self) -> SqliteStore:
         return self
