@@ -19,6 +19,7 @@ from shopfloor.server.api import ROUTERS
 from shopfloor.server.api.deps import ServerState
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.registry import Registry
+from shopfloor.server.rollup import open_rollups
 from shopfloor.storage import open_reader
 
 log = logging.getLogger("shopfloor.server")
@@ -36,12 +37,19 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         t = time.perf_counter()
         kernels.warm_up()
         log.info("kernels ready in %.2fs", time.perf_counter() - t)
-        outer = state.reader  # lifespans may nest (test clients)
+        outer = state.reader, state.rollups  # lifespans may nest (test clients)
         reader = state.reader = open_reader(cfg.store)
+        state.rollups, maintainer = open_rollups(cfg, reader, state.registry)
+        if maintainer is not None:
+            maintainer.start()
         try:
             yield
         finally:
-            state.reader = outer
+            if maintainer is not None:
+                maintainer.stop()
+            if state.rollups is not None:
+                state.rollups.buckets.close()
+            state.reader, state.rollups = outer
             close = getattr(reader, "close", None)
             if close:
                 close()

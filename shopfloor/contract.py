@@ -74,8 +74,9 @@ class Quality(enum.StrEnum):
 SIGNAL_STATE = "state"
 SIGNAL_PART_COUNT = "part_count"
 SIGNAL_REJECT_COUNT = "reject_count"
+SIGNAL_PRODUCT = "product"  # product or program id, a string or a number
 SIGNALS = (SIGNAL_STATE, SIGNAL_PART_COUNT, SIGNAL_REJECT_COUNT, "ideal_cycle_time",
-           "program", "product", "alarm")
+           "program", SIGNAL_PRODUCT, "alarm")
 
 
 class ContractError(ShopfloorError, ValueError):

@@ -1,6 +1,6 @@
-"""Roll-up quantities: the bucketed kernels equal their references, the quantities of a
-span are the sum of those of any partition of it, and reading only the documented
-context around a span gives the same quantities as the whole history (hypothesis)."""
+"""Roll-up quantities: those of a span are the sum of those of any partition of it, and
+reading only the documented context around a span gives the same quantities as the whole
+history (hypothesis)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from shopfloor.contract import STATE_CODES, State
 from shopfloor.server import kernels as k
 from shopfloor.server.calendar import CalendarConfig
 from shopfloor.server.registry import EquipmentModel
-from shopfloor.server.rollup import kernels as rk
 from shopfloor.server.rollup.quantities import (
     INT_FIELDS,
     Definition,
@@ -22,41 +21,13 @@ from shopfloor.server.rollup.quantities import (
     compute,
 )
 from shopfloor.storage import Series
-from tests.test_kernels_losses import stop_case
+from tests.test_kernels import partition
 
 NAMES = [s.value for s in State if s is not State.OFFLINE]
 
 
 def arr(x) -> np.ndarray:
     return np.array(x, dtype=np.int64)
-
-
-@st.composite
-def partition(draw, lo: int, hi: int) -> list[int]:
-    cuts = draw(st.lists(st.integers(lo, hi), max_size=6))
-    return sorted({lo, hi, *cuts})
-
-
-@settings(max_examples=400, deadline=None)
-@given(stop_case(), st.data())
-def test_stop_buckets_equal_reference(case, data):
-    ts, codes, t0, t1, stale, horizon, small, startup = case
-    edges = data.draw(partition(t0, t1))
-    got, win = rk.stop_buckets(arr(ts), arr(codes), arr(edges), stale, horizon, small, startup)
-    ref, ref_win = rk.stop_buckets_ref(ts, codes, edges, stale, horizon, small, startup)
-    assert got.tolist() == ref
-    assert [tuple(w) for w in win.tolist()] == ref_win
-
-
-@settings(max_examples=300, deadline=None)
-@given(stop_case(), st.data())
-def test_stop_buckets_sum_to_one_bucket(case, data):
-    ts, codes, t0, t1, stale, horizon, small, startup = case
-    edges = data.draw(partition(t0, t1))
-    many, _ = rk.stop_buckets(arr(ts), arr(codes), arr(edges), stale, horizon, small, startup)
-    one, _ = rk.stop_buckets(arr(ts), arr(codes), arr([t0, t1]), stale, horizon, small,
-                             startup)
-    assert many.sum(axis=0).tolist() == one.sum(axis=0).tolist()
 
 
 # --- whole machine histories ---------------------------------------------------------

@@ -143,16 +143,15 @@ def test_every_write_is_logged_per_device(backend):
     w, r = backend.writer, backend.reader
     w.write([(M1, Sample("state", T0 + 5 * S, "IDLE")), (M1, Sample("part_count", T0, 1.0)),
              (M2, Sample("state", T0 + 2 * S, "DOWN"))])
+    first, spans = r.written_since(0)
+    assert spans == {M1.asset_id: (T0, T0 + 5 * S), M2.asset_id: (T0 + 2 * S, T0 + 2 * S)}
+    assert r.written_since(first) == (first, {})
     w.write([(M1, Sample("state", T0 - 9 * S, "IDLE"))])  # late data
-    marks = r.write_marks(0)
-    assert [(m.device, m.lo, m.hi) for m in marks] in (
-        [(M1, T0, T0 + 5 * S), (M2, T0 + 2 * S, T0 + 2 * S), (M1, T0 - 9 * S, T0 - 9 * S)],
-        [(M2, T0 + 2 * S, T0 + 2 * S), (M1, T0, T0 + 5 * S), (M1, T0 - 9 * S, T0 - 9 * S)])
-    assert marks[-1].cursor > marks[0].cursor
-    assert r.write_marks(marks[-1].cursor) == []
-    assert r.write_marks(marks[1].cursor) == marks[2:]  # (a write's marks may share a cursor)
-    r.prune_write_marks(marks[1].cursor)
-    assert r.write_marks(0) == marks[2:]
+    second, spans = r.written_since(first)
+    assert second > first and spans == {M1.asset_id: (T0 - 9 * S, T0 - 9 * S)}
+    assert r.written_since(0)[1][M1.asset_id] == (T0 - 9 * S, T0 + 5 * S)
+    r.prune_write_log(first)
+    assert r.written_since(0) == (second, {M1.asset_id: (T0 - 9 * S, T0 - 9 * S)})
 
 
 def test_first_seen_and_raw_from(backend):

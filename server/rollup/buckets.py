@@ -36,7 +36,8 @@ def short_hash(text: str) -> str:
 @dataclass(frozen=True)
 class DeviceState:
     fingerprint: str  # of the machine's own parameters
-    settled: int  # buckets ending at or before this are complete (ns)
+    built_from: int  # its buckets exist from here (ns) ...
+    settled: int  # ... up to here (complete)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ CREATE TABLE IF NOT EXISTS rollup_buckets (
     PRIMARY KEY (def, res, device, start)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_devices (
-    def TEXT NOT NULL, device TEXT NOT NULL, fingerprint TEXT NOT NULL, settled INTEGER NOT NULL,
+    def TEXT NOT NULL, device TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    built_from INTEGER NOT NULL, settled INTEGER NOT NULL,
     PRIMARY KEY (def, device)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_maintainers (
@@ -151,12 +153,13 @@ class SqliteBuckets:
 
     def devices(self) -> dict[str, DeviceState]:
         rows = self._conn().execute(
-            "SELECT device, fingerprint, settled FROM rollup_devices WHERE def=?", (self._def,))
-        return {d: DeviceState(fp, settled) for d, fp, settled in rows}
+            "SELECT device, fingerprint, built_from, settled FROM rollup_devices WHERE def=?",
+            (self._def,))
+        return {d: DeviceState(fp, b, s) for d, fp, b, s in rows}
 
     def set_device(self, device: str, state: DeviceState) -> None:
-        self._write("INSERT OR REPLACE INTO rollup_devices VALUES (?, ?, ?, ?)",
-                    [(self._def, device, state.fingerprint, state.settled)])
+        self._write("INSERT OR REPLACE INTO rollup_devices VALUES (?, ?, ?, ?, ?)",
+                    [(self._def, device, state.fingerprint, state.built_from, state.settled)])
 
     def maintainers(self) -> list[MaintainerState]:
         rows = self._conn().execute(

@@ -56,7 +56,7 @@ def _ceil_to(t: int, res: int) -> int:
 class RoundStats:
     machines: int = 0
     minutes: int = 0  # minute buckets computed from raw samples
-    marks: int = 0
+    devices_written: int = 0  # machines with writes since the last round
     seconds: float = 0.0
 
 
@@ -64,12 +64,13 @@ class Maintainer:
     def __init__(self, reader: SampleReader, log_: WriteLog, buckets: BucketStore,
                  equipment: Callable[[], list[Asset]], definition: Definition, *,
                  name: str = "server", settle_s: float = 60.0, interval_s: float = 30.0,
-                 overlap_ns: int = 0):
+                 overlap_ns: int = 0, minute_days: float | None = None):
         self.reader, self.log, self.buckets = reader, log_, buckets
         self.equipment, self.d, self.name = equipment, definition, name
         self.margin_ns = definition.small_ns + int(settle_s * 1e9)
         self.interval_s = interval_s
         self.overlap_ns = overlap_ns  # InfluxDB: marks are ordered by the writers' clocks
+        self.minute_ns = None if minute_days is None else int(minute_days * 86400e9)
         mine = [m for m in buckets.maintainers() if m.name == name]
         self.cursor = mine[0].cursor if mine else 0
         self._stop = threading.Event()
@@ -80,13 +81,10 @@ class Maintainer:
     def round(self, now_ns: int | None = None) -> RoundStats:
         t = time.perf_counter()
         now = time.time_ns() if now_ns is None else now_ns
-        marks = self.log.write_marks(self.cursor - self.overlap_ns)
-        snapshot = max((m.cursor for m in marks), default=self.cursor)
-        late: dict[str, int] = {}
-        for m in marks:
-            aid = m.device.asset_id
-            late[aid] = min(late.get(aid, m.lo), m.lo)
-        stats = RoundStats(marks=len(marks))
+        snapshot, written = self.log.written_since(self.cursor - self.overlap_ns)
+        snapshot = max(snapshot, self.cursor)
+        late = {aid: lo for aid, (lo, _hi) in written.items()}
+        stats = RoundStats(devices_written=len(written))
         target = floor_to(now - self.margin_ns, MINUTE)
         states = self.buckets.devices()
         raw_from = self.reader.raw_from()
@@ -113,6 +111,7 @@ class Maintainer:
             stats.machines += 1
         self.cursor = snapshot
         self.buckets.set_maintainer(MaintainerState(self.name, snapshot, now))
+        self._prune(now)
         stats.seconds = time.perf_counter() - t
         return stats
 
@@ -155,6 +154,15 @@ class Maintainer:
             if rows:
                 self.buckets.put(device, res, bucket_starts, _stack(rows))
 
+    def _prune(self, now: int) -> None:
+        """Forget the writes every live maintainer has applied, and old minute buckets."""
+        live = [m.cursor for m in self.buckets.maintainers()
+                if now - m.heartbeat <= 3 * self.interval_s * 1e9 + 30e9]
+        if live:
+            self.log.prune_write_log(min(live) - self.overlap_ns)
+        if self.minute_ns is not None:
+            self.buckets.prune(MINUTE, floor_to(now - self.minute_ns, DAY))
+
     # --- rebuild ----------------------------------------------------------------------
 
     def rebuild(self, assets: Iterable[Asset], now_ns: int | None = None,
@@ -190,8 +198,8 @@ class Maintainer:
         while not self._stop.is_set():
             try:
                 s = self.round()
-                log.debug("rollup round: %d machines, %d minutes, %d marks, %.2fs",
-                          s.machines, s.minutes, s.marks, s.seconds)
+                log.debug("rollup round: %d machines, %d minutes, %d written to, %.2fs",
+                          s.machines, s.minutes, s.devices_written, s.seconds)
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("rollup round failed")
             self._stop.wait(self.interval_s)

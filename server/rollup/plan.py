@@ -1,9 +1,10 @@
 """Splitting a span into whole buckets and raw edges.
 
-``decompose(a, b)`` covers [a, b) with the fewest whole buckets, coarsest first (days,
-then hours, then minutes at the edges of the hours), and returns what no whole bucket
-covers (at most one piece before and one after, each shorter than a minute) to be
-computed from raw samples. Buckets are aligned to multiples of their resolution (UTC).
+``decompose(a, b, minute_from)`` covers [a, b) with the fewest whole buckets, coarsest
+first (days, then hours, then minutes at the edges of the hours; minutes only from
+``minute_from`` on, where they are kept), and returns what no whole bucket covers (edges
+shorter than a minute, or an hour before ``minute_from``) to be computed from raw
+samples. Buckets are aligned to multiples of their resolution (UTC).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ class Plan:
     raw: list[Span] = field(default_factory=list)
 
 
-def decompose(a: int, b: int, resolutions: tuple[int, ...] = RESOLUTIONS) -> Plan:
+def decompose(a: int, b: int, minute_from: int | None = None) -> Plan:
     plan = Plan()
-    _split(a, b, resolutions, plan)
+    cut = a if minute_from is None else min(max(minute_from, a), b)
+    _split(a, cut, RESOLUTIONS[:-1], plan)  # before minute_from: days and hours only
+    _split(cut, b, RESOLUTIONS, plan)
     plan.buckets.sort()
     plan.raw.sort()
     return plan

@@ -29,16 +29,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shopfloor.contract import SIGNAL_PART_COUNT, SIGNAL_REJECT_COUNT, SIGNAL_STATE, DevicePath
+from shopfloor.contract import (
+    SIGNAL_PART_COUNT,
+    SIGNAL_PRODUCT,
+    SIGNAL_REJECT_COUNT,
+    SIGNAL_STATE,
+    STATE_CODES,
+    DevicePath,
+    State,
+)
 from shopfloor.server import calendar, kernels
 from shopfloor.server.calendar import CalendarConfig
-from shopfloor.server.oee import NEVER_STALE, SIGNAL_PRODUCT, cycle_times, state_codes
 from shopfloor.server.registry import EquipmentModel
 from shopfloor.storage import SampleReader, Series
 
-from . import kernels as rk
+NEVER_STALE = 2**61
+_CODE_BY_NAME = {s.value: c for s, c in STATE_CODES.items()}
+_OFFLINE = STATE_CODES[State.OFFLINE]
 
-STATE_FIELDS = tuple(f"{s.value.lower()}_ns" for s in kernels.STATE_CODES)
+STATE_FIELDS = tuple(f"{s.value.lower()}_ns" for s in STATE_CODES)
 STOP_FIELDS = ("small_stop_ns", "small_stop_count", "small_down_ns", "failure_count",
                "failure_ns", "setup_count")  # the order of kernels.SMALL_NS ... SETUP_COUNT
 # Integer quantities (ns and counts: exact in int64 whatever the sum); ``state_seen`` (1 once
@@ -130,6 +139,29 @@ class Quantities:
         return self.ints[:, :len(STATE_FIELDS)]
 
 
+def state_codes(series: Series) -> np.ndarray:
+    """State names (strings) to kernel codes; anything unknown is OFFLINE."""
+    if not series.text:
+        return np.empty(0, np.int64)
+    # a state series has a handful of distinct names: look up each once
+    names, index = np.unique(np.array(series.text, dtype=object).astype(str),
+                             return_inverse=True)
+    table = np.array([_CODE_BY_NAME.get(n, _OFFLINE) for n in names], dtype=np.int64)
+    return table[index.reshape(-1)]
+
+
+def cycle_times(ts: np.ndarray, product: Series, by_product: dict[str, float],
+                default: float | None) -> np.ndarray:
+    """The ideal cycle time in force at each ``ts``: that of the latest ``product``
+    sample at or before it, else ``default``; NaN where neither is known."""
+    fallback = np.nan if default is None else default
+    names = [t if t is not None else (f"{v:g}" if v == v else "")
+             for t, v in zip(product.text, product.value, strict=True)]
+    table = np.array([by_product.get(n, fallback) for n in names] + [fallback])
+    i = np.searchsorted(product.ts, ts, side="right") - 1
+    return table[np.where(i >= 0, i, len(product.text))]
+
+
 def _in_windows(ts: np.ndarray, windows: np.ndarray) -> np.ndarray:
     """bool per ts: inside one of the (ascending, disjoint) [start, end) windows."""
     if len(windows) == 0 or len(ts) == 0:
@@ -162,7 +194,7 @@ def compute(inputs: Inputs, edges: np.ndarray, eq: EquipmentModel, d: Definition
             d.calendar, lo - d.back_ns, horizon))
         stale = NEVER_STALE
     q.ints[:, :_STOP0] = kernels.bucket_durations(ts, codes, edges[:-1], edges[1:], stale)
-    stops, windows = rk.stop_buckets(ts, codes, edges, stale, horizon, d.small_ns,
+    stops, windows = kernels.stop_stats(ts, codes, edges, stale, horizon, d.small_ns,
                                      d.startup_ns)
     q.ints[:, _STOP0:_STOP0 + len(STOP_FIELDS)] = stops
     first = int(inputs.state.ts[0]) if len(inputs.state) else None
@@ -176,15 +208,15 @@ def compute(inputs: Inputs, edges: np.ndarray, eq: EquipmentModel, d: Definition
     r_ict = _cycle_times(rejects.ts, inputs.product, eq)
     startup = _in_windows(rejects.ts, windows)
     f = q.floats
-    f[:, FLOAT_INDEX["total"]] = rk.per_bucket(parts.ts, p_delta, edges)
-    f[:, FLOAT_INDEX["ideal_s"]] = rk.per_bucket(parts.ts, np.nan_to_num(p_ict * p_delta),
+    f[:, FLOAT_INDEX["total"]] = kernels.per_bucket(parts.ts, p_delta, edges)
+    f[:, FLOAT_INDEX["ideal_s"]] = kernels.per_bucket(parts.ts, np.nan_to_num(p_ict * p_delta),
                                                  edges)
-    f[:, FLOAT_INDEX["parts_without_ict"]] = rk.per_bucket(
+    f[:, FLOAT_INDEX["parts_without_ict"]] = kernels.per_bucket(
         parts.ts, (np.isnan(p_ict) & (p_delta > 0)).astype(np.float64), edges)
     r_ideal = np.nan_to_num(r_ict * r_delta)
-    f[:, FLOAT_INDEX["reject"]] = rk.per_bucket(rejects.ts, r_delta, edges)
-    f[:, FLOAT_INDEX["reject_ideal_s"]] = rk.per_bucket(rejects.ts, r_ideal, edges)
-    f[:, FLOAT_INDEX["startup_reject"]] = rk.per_bucket(rejects.ts, r_delta * startup, edges)
-    f[:, FLOAT_INDEX["startup_reject_ideal_s"]] = rk.per_bucket(rejects.ts, r_ideal * startup,
+    f[:, FLOAT_INDEX["reject"]] = kernels.per_bucket(rejects.ts, r_delta, edges)
+    f[:, FLOAT_INDEX["reject_ideal_s"]] = kernels.per_bucket(rejects.ts, r_ideal, edges)
+    f[:, FLOAT_INDEX["startup_reject"]] = kernels.per_bucket(rejects.ts, r_delta * startup, edges)
+    f[:, FLOAT_INDEX["startup_reject_ideal_s"]] = kernels.per_bucket(rejects.ts, r_ideal * startup,
                                                                 edges)
     return q

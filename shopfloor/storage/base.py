@@ -118,35 +118,24 @@ def sample_value(sample: Sample) -> tuple[float | None, str | None]:
     return float(v), None
 
 
-@dataclass(frozen=True, slots=True)
-class WriteMark:
-    """A write seen in a store's write log: ``device`` got samples with lo <= ts <= hi.
-
-    The roll-ups recompute what such a write can change (late data, a replay, a
-    duplicate); ``cursor`` orders the log (SQLite: its row id; InfluxDB: the write time).
-    """
-
-    cursor: int
-    device: DevicePath
-    lo: int
-    hi: int
-
-
 class WriteLog(Protocol):
-    """Every ``write`` of a store also logs one ``WriteMark`` per device, in the same
-    transaction (SQLite) or after its samples (InfluxDB)."""
+    """Every ``write`` of a store also logs, per device, the span of sample times it wrote,
+    in the same transaction (SQLite) or after its samples (InfluxDB), under an increasing
+    cursor (SQLite: a row id; InfluxDB: the writer's clock). The roll-ups follow it to
+    recompute what late or repeated data can change."""
 
-    def write_marks(self, after: int, limit: int = 100_000) -> list[WriteMark]:
-        """Marks with cursor > ``after``, in cursor order, at most ``limit``."""
+    def written_since(self, after: int) -> tuple[int, dict[str, tuple[int, int]]]:
+        """``(cursor, {asset id: (lowest, highest) ts})`` of the writes logged after
+        ``after``; cursor: the last of them (``after`` if none)."""
         ...
 
-    def prune_write_marks(self, upto: int) -> None:
-        """Forget the marks with cursor <= ``upto``."""
+    def prune_write_log(self, upto: int) -> None:
+        """Forget the writes logged up to ``upto``."""
         ...
 
 
 def write_spans(rows: list[DeviceSample]) -> dict[DevicePath, tuple[int, int]]:
-    """Per device, the (min, max) sample ts of a write: what its ``WriteMark`` says."""
+    """Per device, the (min, max) sample ts of a write: what the write log records."""
     out: dict[DevicePath, tuple[int, int]] = {}
     for device, sample in rows:
         lo, hi = out.get(device, (sample.ts, sample.ts))

@@ -32,7 +32,6 @@ from .base import (
     PermanentWriteError,
     SampleWriter,
     Series,
-    WriteMark,
     good_quality,
     sample_value,
     write_spans,
@@ -383,21 +382,26 @@ class InfluxReader:
                     return time.time_ns() - ns if ns else None
         return None
 
-    def write_marks(self, after: int, limit: int = 100_000) -> list[WriteMark]:
-        """Marks written after ``after`` (ns, the writer's clock)."""
+    def written_since(self, after: int) -> tuple[int, dict[str, tuple[int, int]]]:
+        """The cursor is the writers' clock (ns): give ``after`` some slack for clocks that
+        differ between gateways."""
         group = ",".join(quote_ident(k) for k in PATH_TAGS)
-        out = []
-        for s in self.query(f"SELECT {quote_ident('lo')},{quote_ident('hi')} "  # noqa: S608
+        lo, hi, last = (quote_ident(c) for c in ("lo", "hi", "last"))
+        series = self.query(f"SELECT min({lo}),max({hi}),last({lo}) AS {last} "  # noqa: S608
                             f"FROM {quote_ident(WRITES)} WHERE time > {int(after)} "
-                            f"GROUP BY {group} LIMIT {int(limit)}"):
+                            f"GROUP BY {group}")
+        cursor, out = after, {}
+        for s in series:
             tags = s.get("tags") or {}
-            device = DevicePath(*(tags[k] for k in PATH_TAGS))
-            out += [WriteMark(int(t), device, int(lo), int(hi))
-                    for t, lo, hi in s.get("values") or []]
-        out.sort(key=lambda m: m.cursor)
-        return out[:limit]
+            for _t, mn, mx, _last in s.get("values") or []:
+                out["/".join(tags[k] for k in PATH_TAGS)] = (int(mn), int(mx))
+        if out:  # the newest mark's time: last() is a selector, its time is the point's
+            newest = self.query(f"SELECT last({lo}) FROM {quote_ident(WRITES)} "  # noqa: S608
+                                f"WHERE time > {int(after)}")
+            cursor = max(int(v[0]) for s in newest for v in s.get("values") or [])
+        return cursor, out
 
-    def prune_write_marks(self, upto: int) -> None:
+    def prune_write_log(self, upto: int) -> None:
         self.query(f"DELETE FROM {quote_ident(WRITES)} WHERE time <= {int(upto)}")  # noqa: S608
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from shopfloor.contract import DevicePath, DeviceSample
 
-from .base import Series, WriteMark, sample_value, write_spans
+from .base import Series, sample_value, write_spans
 from .ledger import Ranges, done, merge
 
 _SCHEMA = """
@@ -129,13 +129,14 @@ class SqliteStore:
         self._ids.update(new_ids)  # only ids that are committed
         return out
 
-    def write_marks(self, after: int, limit: int = 100_000) -> list[WriteMark]:
+    def written_since(self, after: int) -> tuple[int, dict[str, tuple[int, int]]]:
         rows = self._conn().execute(
-            "SELECT id, device, lo, hi FROM write_marks WHERE id>? ORDER BY id LIMIT ?",
-            (after, limit)).fetchall()
-        return [WriteMark(i, DevicePath(*dev.split("/")), lo, hi) for i, dev, lo, hi in rows]
+            "SELECT device, min(lo), max(hi), max(id) FROM write_marks WHERE id>? "
+            "GROUP BY device", (after,)).fetchall()
+        return (max((r[3] for r in rows), default=after),
+                {dev: (lo, hi) for dev, lo, hi, _ in rows})
 
-    def prune_write_marks(self, upto: int) -> None:
+    def prune_write_log(self, upto: int) -> None:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
