@@ -144,7 +144,9 @@ def test_buckets_are_used_and_raw_only_at_the_edges(built):
     store, equipment, rollups, d, _ = built
     fast = QuantitySource(store, rollups)
     fast.per_device(equipment, d, T0 + 3 * 60 * S + 17, T0 + 3 * 3600 * S + 5)
-    assert fast.answered.buckets > 3 * 60 and fast.answered.raw_spans <= 2 * len(equipment)
+    # per machine: 2 whole hours and 56 minutes; raw only for the two sub-minute edges
+    assert fast.answered.buckets == len(equipment) * (2 + 56)
+    assert fast.answered.raw_spans == 2 * len(equipment)
 
 
 def test_trend_windows_from_rollups_equal_raw(built):

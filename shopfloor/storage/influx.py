@@ -1,4 +1,5 @@
-"""InfluxDB store: line protocol writers (1.x ``/write``, v2 write API) and an InfluxQL reader.
+"""InfluxDB store: writers (1.x ``/write``, v2 write API; the line protocol is in
+``line_protocol.py``) and an InfluxQL reader.
 
 Measurement ``samples``; tags ``enterprise, site, area, line, device, tag``; fields
 ``value`` (float; bools 1.0/0.0, ints as floats), ``value_str`` (string samples) and
@@ -12,10 +13,8 @@ query string.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import logging
-import math
 import secrets
 import time
 from collections.abc import Iterable
@@ -25,7 +24,7 @@ import httpx
 import numpy as np
 
 from shopfloor.config import secret
-from shopfloor.contract import DevicePath, DeviceSample, Quality, Sample
+from shopfloor.contract import DevicePath, DeviceSample
 from shopfloor.errors import ShopfloorError
 
 from .base import (
@@ -33,122 +32,29 @@ from .base import (
     SampleWriter,
     Series,
     good_quality,
-    sample_value,
     write_spans,
 )
 from .config import InfluxConfig
+from .line_protocol import (  # noqa: F401 (re-exported: the InfluxDB module's names)
+    MEASUREMENT,
+    PATH_TAGS,
+    LineProtocolError,
+    escape_key,
+    escape_measurement,
+    escape_string_field,
+    format_float,
+    point,
+    to_line,
+    to_lines,
+)
 
 log = logging.getLogger(__name__)
 
-MEASUREMENT = "samples"
 WRITES = "sample_writes"  # the write log (``WriteLog``): one point per device and write
-PATH_TAGS = ("enterprise", "site", "area", "line", "device")
 LINES_PER_REQUEST = 5000  # InfluxDB's recommended batch size
 GZIP_MIN_BYTES = 16 * 1024
 _COLUMNS = ["time", "value", "value_str", "quality"]
 READ_PAGE = 10_000  # rows per /query round trip when reading a window
-
-
-class LineProtocolError(PermanentWriteError, ValueError):
-    """A name or value that line protocol cannot carry faithfully."""
-
-
-# --- line protocol ----------------------------------------------------------------------
-
-
-def _check_name(s: str, what: str) -> None:
-    # Line protocol has no escape for newlines, and InfluxDB 1.x keeps a backslash
-    # before anything but , = space, so "a\" or "a\ b" cannot round-trip: reject them.
-    if not s:
-        raise LineProtocolError(f"{what} must not be empty")
-    for ch in s:
-        if ch == "\\" or ord(ch) < 0x20 or ord(ch) == 0x7F:
-            raise LineProtocolError(f"{what} {s[:80]!r} contains {ch!r}")
-
-
-def escape_measurement(s: str) -> str:
-    _check_name(s, "measurement")
-    return s.replace(",", r"\,").replace(" ", r"\ ")
-
-
-def escape_key(s: str) -> str:
-    """A tag key, tag value or field key."""
-    _check_name(s, "name")
-    return s.replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
-
-
-def escape_string_field(s: str) -> str:
-    """A string field value, with its double quotes."""
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def format_float(x: float) -> str:
-    if not math.isfinite(x):
-        raise LineProtocolError(f"non-finite value {x!r}")
-    return repr(float(x))
-
-
-def _field(v: float | int | str) -> str:
-    if isinstance(v, str):
-        return escape_string_field(v)
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v}i"
-    return format_float(v)
-
-
-def point(measurement: str, tags: dict[str, str], fields: dict[str, float | int | str],
-          ts: int) -> str:
-    """One line: tags sorted by key (InfluxDB's own order); str fields are strings, int
-    fields integers."""
-    if not fields:
-        raise LineProtocolError("a point needs at least one field")
-    head = escape_measurement(measurement)
-    tag_str = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()))
-    field_str = ",".join(f"{escape_key(k)}={_field(v)}" for k, v in fields.items())
-    return f"{head}{tag_str} {field_str} {int(ts)}"
-
-
-def to_line(device: DevicePath, sample: Sample) -> str:
-    """One ``samples`` point for a sample of a device."""
-    value, text = sample_value(sample)
-    fields: dict[str, float | str] = {"value_str": text} if text is not None else \
-        {"value": value if value is not None else math.nan}
-    fields["quality"] = str(sample.quality)
-    tags = {k: getattr(device, k) for k in PATH_TAGS}
-    tags["tag"] = sample.tag
-    return point(MEASUREMENT, tags, fields, sample.ts)
-
-
-@functools.lru_cache(maxsize=65_536)
-def _series_prefix(device: DevicePath, tag: str) -> str:
-    """``samples,area=..,...,tag=.. `` (tags in InfluxDB's order), escaped once per series."""
-    tags = {k: getattr(device, k) for k in PATH_TAGS}
-    tags["tag"] = tag
-    return escape_measurement(MEASUREMENT) + "".join(
-        f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items())) + " "
-
-
-_QUALITY = {q: f',quality="{q}" ' for q in Quality}
-
-
-def to_lines(rows: Iterable[DeviceSample]) -> list[str]:
-    """The same lines as ``to_line``, fast: the escaped series part is cached per series
-    and each line is one f-string (no per-sample dicts or objects)."""
-    out = []
-    append, isfinite, prefix, quality = out.append, math.isfinite, _series_prefix, _QUALITY
-    for device, sample in rows:
-        v = sample.value
-        if type(v) is float and isfinite(v):
-            field = f"value={v!r}"
-        elif isinstance(v, str):
-            field = "value_str=" + escape_string_field(v)
-        else:
-            x = float(v)
-            if not isfinite(x):
-                raise LineProtocolError(f"non-finite value {x!r}")
-            field = f"value={x!r}"
-        append(f"{prefix(device, sample.tag)}{field}{quality[sample.quality]}{int(sample.ts)}")
-    return out
 
 
 def _chunks(lines: list[str], n: int) -> Iterable[list[str]]:
