@@ -52,6 +52,10 @@ class RollupConfig(Strict):
                     "still applied: late data only costs a recompute)")
     minute_days: float = Field(
         35.0, gt=0, description="minute buckets are kept this long (hours and days forever)")
+    backfill_days: float = Field(
+        35.0, gt=0, description="a machine seen for the first time is built this far back; "
+                                "older windows are answered from raw samples until "
+                                "`shopfloor rollup rebuild`")
 
 
 class ServerConfig(Strict):

@@ -52,5 +52,6 @@ def open_rollups(cfg: ServerConfig, reader: SampleReader, registry: Registry,
         maintainer = Maintainer(reader, reader, buckets,
                                 lambda: registry.equipment_under(registry.root), d,
                                 name=rc.name, settle_s=rc.settle_s, interval_s=rc.interval_s,
-                                overlap_ns=overlap, minute_days=rc.minute_days)
+                                overlap_ns=overlap, minute_days=rc.minute_days,
+                                backfill_days=rc.backfill_days)
     return rollups, maintainer

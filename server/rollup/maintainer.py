@@ -12,9 +12,10 @@
 3. record per machine ``built_from``/``settled`` and the maintainer's cursor.
 
 A machine seen for the first time, or whose own parameters (counter width, cycle times)
-changed, is built from its first sample (never before ``raw_from``, where retention has
-thinned the raw data: older buckets are kept as they are). Writing the same samples twice
-only recomputes the same buckets. Several maintainers may run at once: each follows the
+changed, is built from its first sample, but not before ``raw_from`` (where retention has
+thinned the raw data: older buckets are kept as they are) nor ``backfill_days`` ago
+(older windows are answered from raw samples until ``shopfloor rollup rebuild``).
+Writing the same samples twice only recomputes the same buckets. Several maintainers may run at once: each follows the
 log itself, so a bucket one of them computed from older data is recomputed in its own
 next round; queries treat marks after the slowest live maintainer's cursor as pending.
 """
@@ -64,13 +65,15 @@ class Maintainer:
     def __init__(self, reader: SampleReader, log_: WriteLog, buckets: BucketStore,
                  equipment: Callable[[], list[Asset]], definition: Definition, *,
                  name: str = "server", settle_s: float = 60.0, interval_s: float = 30.0,
-                 overlap_ns: int = 0, minute_days: float | None = None):
+                 overlap_ns: int = 0, minute_days: float | None = None,
+                 backfill_days: float | None = None):
         self.reader, self.log, self.buckets = reader, log_, buckets
         self.equipment, self.d, self.name = equipment, definition, name
         self.margin_ns = definition.small_ns + int(settle_s * 1e9)
         self.interval_s = interval_s
         self.overlap_ns = overlap_ns  # InfluxDB: marks are ordered by the writers' clocks
         self.minute_ns = None if minute_days is None else int(minute_days * 86400e9)
+        self.backfill_ns = None if backfill_days is None else int(backfill_days * 86400e9)
         mine = [m for m in buckets.maintainers() if m.name == name]
         self.cursor = mine[0].cursor if mine else 0
         self._stop = threading.Event()
@@ -92,11 +95,11 @@ class Maintainer:
         for asset in self.equipment():
             fp = machine_fingerprint(asset)
             st = states.get(asset.id)
+            if self._stop.is_set():
+                break  # the rest next time (a machine is recorded only once built)
             if st is None or st.fingerprint != fp:
                 first = self.reader.first_seen() if first is None else first
-                start = min(floor_to(first.get(asset.id, target), DAY), target)
-                if raw_from is not None:
-                    start = max(start, _ceil_to(raw_from, HOUR))
+                start = self._first_bucket(first.get(asset.id, target), target, raw_from, now)
                 st = DeviceState(fp, start, start)
             frm = st.settled
             if asset.id in late and late[asset.id] - self.d.small_ns < st.settled:
@@ -106,23 +109,40 @@ class Maintainer:
                 frm = min(frm, st.settled)
             to = max(target, st.settled)
             if frm < to:
-                stats.minutes += self.build(asset, frm, to)
+                minutes, reached = self.build(asset, frm, to)
+                stats.minutes += minutes
+                if reached < to:  # stopping: not built to the end, nothing recorded
+                    break
             self.buckets.set_device(asset.id, DeviceState(fp, min(st.built_from, frm), to))
             stats.machines += 1
+        if self._stop.is_set():
+            return stats  # the cursor stays: the next start applies these writes again
         self.cursor = snapshot
         self.buckets.set_maintainer(MaintainerState(self.name, snapshot, now))
         self._prune(now)
         stats.seconds = time.perf_counter() - t
         return stats
 
+    def _first_bucket(self, first: int, target: int, raw_from: int | None,
+                      now: int | None) -> int:
+        """Where a machine's buckets begin: the day of its first sample, not before
+        ``raw_from`` (thinned raw data) nor, in a round (``now``), ``backfill_days`` ago."""
+        start = floor_to(first, DAY)
+        if raw_from is not None:
+            start = max(start, _ceil_to(raw_from, HOUR))
+        if now is not None and self.backfill_ns is not None:
+            start = max(start, floor_to(now - self.backfill_ns, DAY))
+        return min(start, target)
+
     def build(self, asset: Asset, frm: int, to: int,
-              progress: Callable[[int], None] | None = None) -> int:
+              progress: Callable[[int], None] | None = None) -> tuple[int, int]:
         """Recompute ``asset``'s buckets over [frm, to) (minute-aligned), a day at a time;
-        returns how many minute buckets were computed."""
+        returns how many minute buckets were computed and how far it got (``to`` unless
+        the maintainer is stopping)."""
         assert asset.device is not None and asset.equipment is not None
         n = 0
         a = frm
-        while a < to:
+        while a < to and not self._stop.is_set():
             b = min(floor_to(a, DAY) + DAY, to)
             inputs = read_inputs(self.reader, asset.device, a, b, self.d)
             edges = np.arange(a, b + 1, MINUTE, dtype=np.int64)
@@ -133,7 +153,7 @@ class Maintainer:
             if progress is not None:
                 progress(b - a)
             a = b
-        return n
+        return n, a
 
     def _sum_up(self, device: str, a: int, b: int, starts: np.ndarray, q: Quantities) -> None:
         """Hours and days ending within (a, b]: from the minutes just computed where they
@@ -174,10 +194,8 @@ class Maintainer:
         first, raw_from = self.reader.first_seen(), self.reader.raw_from()
         n = 0
         for asset in assets:
-            start = min(floor_to(first.get(asset.id, target), DAY), target)
-            if raw_from is not None:
-                start = max(start, _ceil_to(raw_from, HOUR))
-            n += self.build(asset, start, target, progress)
+            start = self._first_bucket(first.get(asset.id, target), target, raw_from, None)
+            n += self.build(asset, start, target, progress)[0]
             self.buckets.set_device(asset.id,
                                     DeviceState(machine_fingerprint(asset), start, target))
         return n
@@ -189,10 +207,12 @@ class Maintainer:
                                         daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self) -> None:
+        """End the thread; it stops within a day's build of one machine, before its store
+        may be closed."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
