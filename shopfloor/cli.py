@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="recompute them from raw samples (after a config change)")
     r.add_argument("--config", type=Path, required=True, help="server config YAML")
     r.add_argument("--machine", action="append", default=None,
-                   help="equipment id to rebuild (repeat; default: every machine)")
+                   help="equipment id to rebuild, repeated for several (default: every machine)")
     p.set_defaults(func=_rollup)
 
     p = sub.add_parser("server", formatter_class=fmt,

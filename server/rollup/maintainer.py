@@ -15,9 +15,10 @@ A machine seen for the first time, or whose own parameters (counter width, cycle
 changed, is built from its first sample, but not before ``raw_from`` (where retention has
 thinned the raw data: older buckets are kept as they are) nor ``backfill_days`` ago
 (older windows are answered from raw samples until ``shopfloor rollup rebuild``).
-Writing the same samples twice only recomputes the same buckets. Several maintainers may run at once: each follows the
-log itself, so a bucket one of them computed from older data is recomputed in its own
-next round; queries treat marks after the slowest live maintainer's cursor as pending.
+Writing the same samples twice only recomputes the same buckets. Several maintainers may
+run at once: each follows the log itself, so a bucket one of them computed from older
+data is recomputed in its own next round; queries treat writes after the slowest live
+maintainer's cursor as pending.
 """
 
 from __future__ import annotations
