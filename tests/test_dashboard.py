@@ -277,6 +277,12 @@ def test_dashboard_in_chromium(stack, tmp_path):
         page.wait_for_function("(v => Date.parse(v.dataset.end) - Date.parse(v.dataset.start)"
                                " === 3600000)(document.querySelector('[data-testid=view-asset]'))",
                                timeout=20000)
+        page.select_option("[data-testid=window]", "30d")  # a month: by day, the last day
+        page.wait_for_function("(v => Date.parse(v.dataset.end) - Date.parse(v.dataset.start)"
+                               " === 30 * 86400000)(document.querySelector("
+                               "'[data-testid=view-asset]'))", timeout=20000)
+        page.wait_for_function("document.querySelector('[data-testid=trend-title]')"
+                               ".textContent === 'Trend by day'", timeout=20000)
         page.select_option("[data-testid=window]", "shift")
         page.goto(f"{stack.url}/#/cluster")
         wait_view(page, "[data-testid=view-cluster]")
