@@ -187,7 +187,7 @@ def main() -> None:
             if influx is not None:
                 stores["influx"] = {"influxdb": {"version": 1, "url": influx.url,
                                                  "database": influx.database,
-                                                 "timeout_s": 3600}}
+                                                 "timeout_s": 600}}
             urls = {}
             for sname, store in stores.items():
                 for path_name, on in (("raw", False), ("rollup", True)):
