@@ -23,6 +23,7 @@ import numpy as np
 from shopfloor.server.registry import Asset
 from shopfloor.storage import SampleReader
 from shopfloor.storage.base import WriteLog
+from shopfloor.times import iso
 
 from .buckets import DAY, BucketStore
 from .maintainer import machine_fingerprint
@@ -51,14 +52,20 @@ class Rollups:
 
 @dataclass
 class Answered:
-    """How an answer was made, for the response: buckets read, raw spans computed."""
+    """How an answer was made, for the response: buckets read, raw spans computed, and
+    where the store no longer keeps raw samples, the edges answered by buckets alone."""
 
     buckets: int = 0
     raw_spans: int = 0
-    raw_before_retention: bool = False  # a raw span older than the store keeps raw data
+    raw_from: int | None = None  # raw samples are complete from here on
+    left_out_ns: int = 0  # window time before ``raw_from`` that no whole bucket covers
 
     def to_json(self) -> dict[str, object]:
-        return {"buckets": self.buckets, "raw_spans": self.raw_spans}
+        doc: dict[str, object] = {"buckets": self.buckets, "raw_spans": self.raw_spans}
+        if self.left_out_ns:
+            doc |= {"rollups_only_before": iso(self.raw_from or 0),
+                    "left_out_s": self.left_out_ns / 1e9}
+        return doc
 
 
 @dataclass
@@ -94,7 +101,7 @@ class QuantitySource:
                     by: str) -> dict[str, Quantities]:
         self.answered = Answered()
         valid = self._valid(equipment, d)
-        raw_from = self.reader.raw_from() if valid else None
+        raw_from = self.reader.raw_from()
         minute_from = self.rollups.minute_from(time.time_ns()) if self.rollups else 0
         out: dict[str, Quantities] = {}
 
@@ -158,6 +165,11 @@ class QuantitySource:
         """The raw spans of one machine, contiguous runs computed from one read each."""
         assert asset.device is not None and asset.equipment is not None
         spans = sorted((s, e, j) for j, ss in raw.items() for s, e in ss)
+        if raw_from is not None:  # retention thinned the raw samples before raw_from: the
+            old = [(s, e) for s, e, _ in spans if s < raw_from]  # buckets alone answer
+            self.answered.raw_from = raw_from
+            self.answered.left_out_ns += sum(e - s for s, e in old)
+            spans = [sp for sp in spans if sp[0] >= raw_from]
         out: list[tuple[int, Quantities]] = []
         i = 0
         while i < len(spans):
@@ -173,8 +185,6 @@ class QuantitySource:
             out += [(j, Quantities(q.ints[k:k + 1], q.floats[k:k + 1]))
                     for k, (_, _, j) in enumerate(run)]
             self.answered.raw_spans += len(run)
-            if raw_from is not None and lo < raw_from:
-                self.answered.raw_before_retention = True
         return out
 
     def _valid(self, equipment: list[Asset], d: Definition) -> dict[str, _Valid]:
