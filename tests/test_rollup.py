@@ -227,12 +227,16 @@ def test_two_maintainers_never_leave_a_stale_bucket(tmp_path):
     store.write([r for r in rows if r not in held])
     late = [(dev, Sample(s.tag, s.ts, s.value, s.quality)) for dev, s in held]
     end = T0 + 3 * 3600 * S
-    a = Maintainer(Interrupting(store, lambda: store.write(late)), store,
-                   SqliteBuckets(path, d.fingerprint()), lambda: equipment, d, name="a")
     b = Maintainer(store, store, SqliteBuckets(path, d.fingerprint()), lambda: equipment, d,
                    name="b")
-    a.round(now_ns=end)  # reads, then the late rows land, then it writes what it read
-    b.round(now_ns=end)  # applies the late rows
+
+    def meanwhile() -> None:  # while a computes from what it read: late rows, b's round
+        store.write(late)
+        b.round(now_ns=end)
+
+    a = Maintainer(Interrupting(store, meanwhile), store,
+                   SqliteBuckets(path, d.fingerprint()), lambda: equipment, d, name="a")
+    a.round(now_ns=end)  # then writes what it computed from before the late rows: stale
     rollups = Rollups(SqliteBuckets(path, d.fingerprint()), store, d, live_s=10**9)
     window = (T0, end - 10 * 60 * S)
     want = QuantitySource(store).per_device(equipment, d, *window)
