@@ -109,7 +109,7 @@ def built(request, tmp_path_factory):
             late.clear()
         maintainer.round(now_ns=hi)
     held = late  # still on their way when the questions are asked
-    rollups = Rollups(buckets, store, d)
+    rollups = Rollups(buckets, store, d, cache_s=0)
     yield store, equipment, rollups, d, held
     store.close()
 
@@ -237,7 +237,7 @@ def test_two_maintainers_never_leave_a_stale_bucket(tmp_path):
     a = Maintainer(Interrupting(store, meanwhile), store,
                    SqliteBuckets(path, d.fingerprint()), lambda: equipment, d, name="a")
     a.round(now_ns=end)  # then writes what it computed from before the late rows: stale
-    rollups = Rollups(SqliteBuckets(path, d.fingerprint()), store, d, live_s=10**9)
+    rollups = Rollups(SqliteBuckets(path, d.fingerprint()), store, d, live_s=10**9, cache_s=0)
     window = (T0, end - 10 * 60 * S)
     want = QuantitySource(store).per_device(equipment, d, *window)
     # a's buckets may be stale, but a's cursor says the late write is not applied by all
@@ -262,7 +262,7 @@ def test_new_cycle_times_rebuild_that_machine(tmp_path):
         "ideal_cycle_time_s"] = 33.0
     changed = Registry(RegistryModel.model_validate(doc)).equipment_under(
         Registry(RegistryModel.model_validate(doc)).root)[:2]
-    rollups = Rollups(buckets, store, d)
+    rollups = Rollups(buckets, store, d, cache_s=0)  # states read fresh after each round
     window = (T0, end - 10 * 60 * S)
     fast = QuantitySource(store, rollups)
     assert_equal(fast.per_device(changed, d, *window),

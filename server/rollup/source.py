@@ -25,7 +25,7 @@ from shopfloor.storage import SampleReader
 from shopfloor.storage.base import WriteLog
 from shopfloor.times import iso
 
-from .buckets import DAY, BucketStore
+from .buckets import DAY, BucketStore, DeviceState, MaintainerState
 from .maintainer import machine_fingerprint
 from .plan import Span, decompose, floor_to
 from .quantities import INT_INDEX, Definition, Quantities, compute, read_inputs
@@ -44,6 +44,17 @@ class Rollups:
     live_s: float = 90.0  # a maintainer seen this recently is following the log
     overlap_ns: int = 0  # InfluxDB: slack for writers' clocks (as the maintainer's)
     minute_ns: int | None = None  # minute buckets are kept this long (maintainer.prune)
+    cache_s: float = 1.0  # machine and maintainer states are read at most this often
+    _states: tuple[float, dict, list] | None = field(default=None, repr=False)
+
+    def states(self) -> tuple[dict[str, DeviceState], list[MaintainerState]]:
+        """The machines' and maintainers' states, read at most every ``cache_s``. An older
+        reading is safe: ``settled`` and the cursors only move on, and the writes since
+        the cursors are always read fresh (``QuantitySource._valid``)."""
+        now = time.monotonic()
+        if self._states is None or now - self._states[0] > self.cache_s:
+            self._states = (now, self.buckets.devices(), self.buckets.maintainers())
+        return self._states[1], self._states[2]
 
     def minute_from(self, now: int) -> int:
         """Minute buckets exist from here on (hours and days for good)."""
@@ -193,11 +204,10 @@ class QuantitySource:
         if r is None or r.definition.fingerprint() != d.fingerprint():
             return {}
         now = time.time_ns()
-        maintainers = r.buckets.maintainers()
+        states, maintainers = r.states()
         live = [m.cursor for m in maintainers if now - m.heartbeat <= r.live_s * 1e9]
         applied = min(live) if live else max((m.cursor for m in maintainers), default=0)
         _, pending = r.log.written_since(applied - r.overlap_ns)
-        states = r.buckets.devices()
         out = {}
         for a in equipment:
             st = states.get(a.id)
