@@ -28,6 +28,8 @@ class _StatsCollector(Collector):
         s = self._stats()
         for name, value, doc in (
                 ("messages", s.messages, "data messages received (valid or not)"),
+                ("messages_done", s.messages_done,
+                 "data messages written (or rejected) and acknowledged"),
                 ("samples_in", s.samples_received, "samples received and decoded"),
                 ("samples_out", s.samples_stored, "samples written to every store and acked"),
                 ("batches", s.batches_written, "batches written"),

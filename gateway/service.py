@@ -277,6 +277,7 @@ class Gateway:
                 if item.qos > 0 and item.gen == self._gen and self._connected:
                     client.ack(item.mid, item.qos)
             self._stats.samples_stored += stored
+            self._stats.messages_done += len(batch)
             if stored:
                 self._stats.batches_written += 1
                 self._stats.last_batch_samples = stored

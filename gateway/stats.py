@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 @dataclass
 class GatewayStats:
     messages: int = 0  # data messages received (valid or not)
+    messages_done: int = 0  # of those, written (or rejected) and acknowledged: settled
     samples_received: int = 0
     samples_stored: int = 0  # written to every store and acknowledged
     batches_written: int = 0
@@ -33,7 +34,7 @@ class GatewayStats:
         lat = "-" if self.last_batch_latency_s is None else \
             f"{self.last_batch_latency_s * 1e3:.0f}ms"
         rejects = ",".join(f"{k}={v}" for k, v in sorted(self.rejects.items())) or "0"
-        return (f"messages={self.messages} samples_stored={self.samples_stored} "
+        return (f"messages={self.messages} done={self.messages_done} samples_stored={self.samples_stored} "
                 f"batches={self.batches_written} last_batch={self.last_batch_samples}/{lat} "
                 f"queue={self.queue_depth} rejects={rejects} write_errors={self.write_errors} "
                 f"gaps_open={self.gaps_open} replays={self.replay_requests} "
