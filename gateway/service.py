@@ -39,7 +39,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from shopfloor.config import load_config
-from shopfloor.contract import BatchRejected, ContractError, decode_data, subscription
+from shopfloor.contract import (
+    BatchRejected,
+    ContractError,
+    DevicePath,
+    decode_data,
+    subscription,
+)
 from shopfloor.mqtt import describe, mqtt_client
 from shopfloor.storage import MemoryLedger, SampleWriter, SeqLedger, Stores, open_stores
 
@@ -209,6 +215,10 @@ class Gateway:
         try:
             agent, seq, item.rows = decode_data(topic, payload, max_skew_ns=self._max_skew_ns,
                                                 accept=self._accept)
+            device = DevicePath.from_topic(topic)[0]
+            if not self.cfg.agent_may(agent, device):  # its seq is not that agent's: unrecorded
+                raise ContractError("agent_not_allowed", f"agent {agent!r} may not publish "
+                                    f"for {device.asset_id!r} (gateway config `agents`)")
             item.seq = (agent, seq)
         except ContractError as exc:
             if isinstance(exc, BatchRejected):

@@ -34,7 +34,8 @@ class GatewayStats:
         lat = "-" if self.last_batch_latency_s is None else \
             f"{self.last_batch_latency_s * 1e3:.0f}ms"
         rejects = ",".join(f"{k}={v}" for k, v in sorted(self.rejects.items())) or "0"
-        return (f"messages={self.messages} done={self.messages_done} samples_stored={self.samples_stored} "
+        return (f"messages={self.messages} done={self.messages_done} "
+                f"samples_stored={self.samples_stored} "
                 f"batches={self.batches_written} last_batch={self.last_batch_samples}/{lat} "
                 f"queue={self.queue_depth} rejects={rejects} write_errors={self.write_errors} "
                 f"gaps_open={self.gaps_open} replays={self.replay_requests} "
