@@ -213,13 +213,13 @@ class Gateway:
             topic = msg._topic.decode("utf-8", "replace")  # noqa: SLF001
         item = Received(gen, msg.mid, msg.qos, topic, [], payload[:DEAD_LETTER_PAYLOAD_BYTES])
         try:
-            agent, seq, item.rows = decode_data(topic, payload, max_skew_ns=self._max_skew_ns,
-                                                accept=self._accept)
+            agent, seq, rows = decode_data(topic, payload, max_skew_ns=self._max_skew_ns,
+                                           accept=self._accept)
             device = DevicePath.from_topic(topic)[0]
             if not self.cfg.agent_may(agent, device):  # its seq is not that agent's: unrecorded
                 raise ContractError("agent_not_allowed", f"agent {agent!r} may not publish "
                                     f"for {device.asset_id!r} (gateway config `agents`)")
-            item.seq = (agent, seq)
+            item.rows, item.seq = rows, (agent, seq)
         except ContractError as exc:
             if isinstance(exc, BatchRejected):
                 item.seq = (exc.agent, exc.seq)  # handled: recorded, never asked for again

@@ -1,0 +1,55 @@
+"""A full disk (issue 17, point 5), on a small tmpfs the test mounts: the edge's outbox
+volume fills while the broker is down, the gateway's store volume fills. Nothing crashes,
+nothing is acknowledged that was not written, the logs say what is full, and once space
+returns everything held is delivered and stored once."""
+
+from __future__ import annotations
+
+import logging
+
+from volumes import fill, small_volume
+
+from shopfloor.edge.outbox import Outbox
+
+SAMPLES = [{"tag": "part_count", "ts": 1_700_000_000_000_000_000 + i, "v": i, "q": "good"}
+           for i in range(50)]
+
+
+def test_outbox_holds_batches_while_its_volume_is_full(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, "shopfloor.edge.outbox")
+    with small_volume(tmp_path / "vol", "2m") as vol:
+        ob = Outbox(vol / "outbox.db", "edge-1", replay_window=100)
+        for _ in range(20):  # delivered before the broker went down: the replay window
+            ob.append("cnc-01", "t/cnc-01", SAMPLES)
+        for e in ob.pending("cnc-01"):
+            ob.ack(e.seq, e.n_samples)
+        assert ob.flush_acks() == 20
+        ballast = fill(vol)  # the broker is down: nothing is acknowledged from here on
+        appended, held_seen = 0, False
+        for _ in range(400):
+            entry = ob.append("cnc-01", "t/cnc-01", SAMPLES)  # never raises
+            appended += 1
+            if entry is None and ob.held_samples >= 20 * len(SAMPLES):
+                held_seen = True
+                break
+        assert held_seen, "the volume never filled"
+        full = [r for r in caplog.records if "the volume is full" in r.getMessage()]
+        assert full and str(vol / "outbox.db") in full[0].getMessage()
+        assert "evicted the replay window (20 acknowledged batches)" in caplog.text
+        assert len(full) <= 2  # said once (and once for the eviction), not per batch
+        # only committed batches are listed for publishing, in seq order, none missing
+        committed = [e.seq for e in ob.pending("cnc-01", limit=10_000)]
+        assert committed == list(range(21, 21 + len(committed)))
+        assert ob.depth == appended * len(SAMPLES)  # held ones included
+        assert ob.replay(1, 20) == []  # evicted to make room
+        ballast.unlink()  # space returns
+        ob.flush_acks()  # the agent's flusher calls this: the held batches are written
+        assert ob.held_samples == 0 and "written again" in caplog.text
+        seqs = [e.seq for e in ob.pending("cnc-01", limit=10_000)]
+        assert seqs == list(range(21, 21 + appended))
+        assert ob.dropped == 0 and ob.depth == appended * len(SAMPLES)
+        ob.close()
+        again = Outbox(vol / "outbox.db", "edge-1")  # all of it survives a restart
+        assert [e.seq for e in again.pending("cnc-01", limit=10_000)] == seqs
+        assert again.depth == appended * len(SAMPLES)
+        again.close()
