@@ -75,6 +75,11 @@ class GatewayConfig(Strict):
                     "agent is not listed for its topic's device is rejected as "
                     "agent_not_allowed (its seq is not recorded: it did not come from that "
                     "agent). Unset: any agent for any device")
+    clock_step_s: float = Field(
+        60.0, gt=0, le=86_400,
+        description="an edge clock this far off the gateway's (source time vs receive time) "
+                    "is recorded as a clock_skew_s sample on the device, and the server "
+                    "flags its windows clock_skew")
     max_clock_skew_s: float = Field(
         MAX_CLOCK_SKEW_NS / 1e9, gt=0, le=100 * 366 * 86_400,
         description="samples whose source ts is further than this from the gateway's clock "

@@ -38,6 +38,8 @@ class _StatsCollector(Collector):
                 ("gaps", s.gaps_seen, "seq gaps opened"),
                 ("replay_requests", s.replay_requests, "replay requests sent to edge agents"),
                 ("seqs_lost", s.seqs_lost, "seqs given up on after every replay attempt"),
+                ("clock_steps", s.clock_steps,
+                 "edge clock offsets recorded (stepped off, or back in step)"),
                 ("samples_expired", s.samples_expired,
                  "samples deleted from the embedded store by retention")):
             yield CounterMetricFamily(P + name, doc, value=value)

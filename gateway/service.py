@@ -49,6 +49,7 @@ from shopfloor.contract import (
 from shopfloor.mqtt import describe, mqtt_client
 from shopfloor.storage import MemoryLedger, SampleWriter, SeqLedger, Stores, open_stores
 
+from .clock import ClockWatch
 from .completeness import Completeness
 from .config import GatewayConfig
 from .deadletter import DEAD_LETTER_PAYLOAD_BYTES, publish_dead_letter
@@ -82,6 +83,7 @@ class Gateway:
         self._client: mqtt.Client | None = None
         self.topic_filter = subscription("data", cfg.share_group)
         self._completeness = Completeness(cfg.completeness)
+        self._clock = ClockWatch(cfg.clock_step_s)
         self.gaps = self._completeness.tracker
         self.metrics = GatewayMetrics(cfg.metrics, self.stats) if cfg.metrics else None
         self._max_skew_ns = int(cfg.max_clock_skew_s * 1e9)
@@ -158,6 +160,7 @@ class Gateway:
         with self._lock:
             return dataclasses.replace(
                 self._stats, rejects=dict(self._rejects), queue_depth=self._queue.qsize(),
+                clock_steps=self._clock.steps, clock_offsets_s=self._clock.offsets(),
                 connected=self._connected, **self._completeness.counts(), **retention)
 
     @property
@@ -219,7 +222,8 @@ class Gateway:
             if not self.cfg.agent_may(agent, device):  # its seq is not that agent's: unrecorded
                 raise ContractError("agent_not_allowed", f"agent {agent!r} may not publish "
                                     f"for {device.asset_id!r} (gateway config `agents`)")
-            item.rows, item.seq = rows, (agent, seq)
+            item.rows = rows + self._clock.observe(agent, device, rows, time.time_ns())
+            item.seq = (agent, seq)
         except ContractError as exc:
             if isinstance(exc, BatchRejected):
                 item.seq = (exc.agent, exc.seq)  # handled: recorded, never asked for again

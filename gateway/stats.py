@@ -27,6 +27,8 @@ class GatewayStats:
     gaps_seen: int = 0
     replay_requests: int = 0
     seqs_lost: int = 0  # seqs given up on after every replay attempt
+    clock_steps: int = 0  # edge clock offsets recorded (stepped off, or back in step)
+    clock_offsets_s: dict[str, float] = field(default_factory=dict)  # agent -> offset now
     samples_expired: int = 0  # deleted from the embedded store by retention
     retention_passes: int = 0  # completed retention passes
 
@@ -40,4 +42,5 @@ class GatewayStats:
                 f"queue={self.queue_depth} rejects={rejects} write_errors={self.write_errors} "
                 f"gaps_open={self.gaps_open} replays={self.replay_requests} "
                 f"seqs_lost={self.seqs_lost} expired={self.samples_expired} "
+                f"clock_steps={self.clock_steps} "
                 f"connected={self.connected}")

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import logging
 
+from test_gateway import Publisher, batches, gateway_cfg, wait_until
 from volumes import fill, small_volume
 
 from shopfloor.edge.outbox import Outbox
+from shopfloor.gateway.service import Gateway
+from shopfloor.storage.sqlite import SqliteStore
 
 SAMPLES = [{"tag": "part_count", "ts": 1_700_000_000_000_000_000 + i, "v": i, "q": "good"}
            for i in range(50)]
@@ -53,3 +56,37 @@ def test_outbox_holds_batches_while_its_volume_is_full(tmp_path, caplog):
         assert [e.seq for e in again.pending("cnc-01", limit=10_000)] == seqs
         assert again.depth == appended * len(SAMPLES)
         again.close()
+
+
+def test_gateway_store_volume_full_acks_nothing_then_stores_everything_once(
+        mosquitto, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, "shopfloor.gateway")
+    with small_volume(tmp_path / "vol", "3m") as vol:
+        cfg = gateway_cfg(mosquitto, tmp_path, retry_max_s=0.5,
+                          store={"embedded": {"path": str(vol / "store.db")}})
+        gw = Gateway(cfg)
+        gw.start()
+        pub = Publisher(mosquitto.port)
+        msgs = batches(60, 200)
+        try:
+            assert gw.wait_ready(10)
+            for topic, payload, _ in msgs[:10]:
+                pub.publish(topic, payload)
+            wait_until(lambda: gw.stats().messages_done == 10, what="the first batches")
+            ballast = fill(vol)
+            for topic, payload, _ in msgs[10:]:
+                pub.publish(topic, payload)
+            wait_until(lambda: gw.stats().write_errors >= 3, what="failing writes")
+            stats = gw.stats()
+            assert gw.running and stats.messages_done == 10  # nothing more acknowledged
+            full = [r.getMessage() for r in caplog.records if "is full" in r.getMessage()]
+            assert full and str(vol / "store.db") in full[0], caplog.text
+            ballast.unlink()  # space returns
+            wait_until(lambda: gw.stats().messages_done == len(msgs), 60, "everything stored")
+        finally:
+            pub.close()
+            gw.stop()
+        with SqliteStore(vol / "store.db") as store:
+            assert store.count() == sum(n for _, _, n in msgs)
+            assert store.seq_ranges() == {"edge-1": [(0, len(msgs) - 1)]}
+        assert gw.stats().samples_stored == sum(n for _, _, n in msgs)  # each once

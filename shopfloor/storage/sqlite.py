@@ -124,7 +124,8 @@ class SqliteStore:
                    for agent, add in done(seqs, closed).items()}
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                conn.execute("ROLLBACK")
             raise
         self._ids.update(new_ids)  # only ids that are committed
         return out
@@ -178,7 +179,8 @@ class SqliteStore:
                              "DO UPDATE SET value=max(value, excluded.value)", (cutoff_ns,))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                conn.execute("ROLLBACK")
             raise
         return deleted
 
