@@ -178,11 +178,11 @@ class Outbox:
         return Entry(seq, device, topic, payload, len(samples))
 
     def _volume_full(self, exc: BaseException) -> bool:
-        """Make room (the reserve, then the replay window goes), bound what is held, say
-        what is full; True if room was made."""
-        evicted = 0
-        released = self.reserve.exists()
+        """Make room (the reserve goes, then the replay window), or bound what is held;
+        say what is full. True if room was made."""
+        released = self.reserve.stat().st_size if self.reserve.exists() else 0
         self.reserve.unlink(missing_ok=True)
+        evicted = 0
         try:
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
@@ -194,20 +194,25 @@ class Outbox:
         except sqlite3.OperationalError as again:
             if not disk_full(again):
                 raise
+        now = time.monotonic()
+        if released or evicted:
+            self._full_logged = now
+            log.error("outbox %s: the volume is full (%s): released its reserve (%d bytes) "
+                      "and evicted the replay window (%d acknowledged batches) to go on; "
+                      "batches are held in memory once that room is used", self.path, exc,
+                      released, evicted)
+            return True
         while self.held_samples > HELD_MAX_SAMPLES and len(self._held) > 1:
             _, _, samples = self._held.popleft()
             self.held_samples -= len(samples)
             self.dropped += len(samples)
             self._pending_samples -= len(samples)
-        now = time.monotonic()
-        if evicted or not self._full_logged or now - self._full_logged >= FULL_LOG_INTERVAL_S:
+        if not self._full_logged or now - self._full_logged >= FULL_LOG_INTERVAL_S:
             self._full_logged = now
             log.error("outbox %s: the volume is full (%s): %d samples held in memory, not "
-                      "published until written%s; %d dropped so far", self.path, exc,
-                      self.held_samples,
-                      f"; evicted the replay window ({evicted} acknowledged batches)"
-                      if evicted else "", self.dropped)
-        return released or evicted > 0
+                      "published until written; %d dropped so far", self.path, exc,
+                      self.held_samples, self.dropped)
+        return False
 
     def pending(self, device: str, after_seq: int = 0, limit: int = 1000) -> list[Entry]:
         """Unacknowledged batches of ``device`` with seq > ``after_seq``, oldest first."""
@@ -304,4 +309,7 @@ class Outbox:
 
     def close(self) -> None:
         self.flush_acks()
+        if self.held_samples:
+            log.error("outbox %s: closing with %d samples still held in memory (the volume "
+                      "is full): they are lost", self.path, self.held_samples)
         self.db.close()
