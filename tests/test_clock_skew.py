@@ -107,6 +107,7 @@ def test_a_clock_step_is_flagged_not_shifted(mosquitto, tmp_path):
         markers = store.read(CNC, CLOCK_SKEW_TAG, 0, 2**62)
         assert [round(v / 60) for v in markers.value] == [-60, 0, -60, 0, 60, 0, 60, 0]
     assert markers.ts[0] == phases["an hour back"][0]
+    assert markers.ts[6] == phases["an hour ahead"][0]  # where the ahead samples landed
     (tmp_path / "registry.yaml").write_text(yaml.safe_dump(REGISTRY))
     cfg = ServerConfig.model_validate({
         "registry": "registry.yaml", "store": {"embedded": {"path": str(tmp_path / "store.db")}},
@@ -123,9 +124,9 @@ def test_a_clock_step_is_flagged_not_shifted(mosquitto, tmp_path):
         got, which = flags(back[0] - 60 * S, back[0] + 60 * S)
         assert "clock_skew" in got and which == [CNC.asset_id]
         assert "clock_skew" in flags(back[1], phases["put right"][1])[0]
-        # the hour ahead: from the step on, through where its samples landed
+        # the hour ahead: from the step on (where its samples landed, an hour from now,
+        # cannot be asked for yet: windows end now; its marker is checked above)
         assert "clock_skew" in flags(ahead[1], ahead[1] + S)[0]
-        assert "clock_skew" in flags(ahead[0], ahead[0] + S)[0]
         # before the first step and after the last, nothing
         first = phases["in step"][1]
         got, which = flags(back[0] - 2 * HOUR, back[0] - HOUR)
