@@ -25,6 +25,7 @@ import re
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,15 @@ def slopes(rows: list[dict[str, Any]], warmup_s: float) -> dict[str, dict[str, f
     return out
 
 
+def oee_ok(url: str) -> bool:
+    """The server answers /oee over the last ten minutes of the whole plant."""
+    end = datetime.now(UTC)
+    r = httpx.get(f"{url}/api/v1/oee", params={
+        "scope": "acme", "start": (end - timedelta(minutes=10)).isoformat(),
+        "end": end.isoformat()}, timeout=60)
+    return r.status_code == 200 and r.json()["counts"]["total"] > 0
+
+
 def edge_stats(log: Path) -> dict[str, int]:
     """The edge's last `stats:` line (written when it stops)."""
     lines = [ln for ln in log.read_text().splitlines() if "stats: read=" in ln]
@@ -158,8 +168,7 @@ def main() -> int:
                        "store_mb": size(files.store, Path(f"{files.store}-wal")) / MB,
                        "influx_mb": size(work / "influxdb" / "data",
                                          work / "influxdb" / "wal") / MB,
-                       "oee_ok": httpx.get(f"{url}/api/v1/oee", params={"scope": "acme"},
-                                           timeout=30).status_code == 200}
+                       "oee_ok": oee_ok(url)}
                 last = now
                 rows.append(row)
                 print(f"  t={row['t']:6.0f}s " + " ".join(
@@ -197,7 +206,8 @@ def judge(rows: list[dict[str, Any]], warmup_s: float, files: Any,
                 failures.append(f"{name}: RSS grew {f['rss_mb_growth']:.1f} MB after warm-up")
             if f["fds_growth"] > 10:
                 failures.append(f"{name}: open files grew {f['fds_growth']:.0f}")
-    print("files MB/h: " + " ".join(f"{k[:-5]} {v:.2f}" for k, v in fit["files"].items()))
+    print("files MB/h: " + " ".join(f"{k.removesuffix('_mb_per_h')} {v:.2f}"
+                                    for k, v in fit["files"].items()))
     if not all(r["oee_ok"] for r in rows):
         failures.append("the server's /oee failed at some sample")
     edge = edge_stats(work / "logs" / "edge.log")
@@ -205,8 +215,9 @@ def judge(rows: list[dict[str, Any]], warmup_s: float, files: Any,
         stored, ranges = store.count(), store.seq_ranges()
     counted = influx.query('SELECT count("quality") FROM "samples"')
     in_influx = counted["results"][0]["series"][0]["values"][0][1]
-    print(f"edge: {edge}; embedded store {stored} samples, InfluxDB {in_influx}; "
-          f"seq ranges {ranges}")
+    span = rows[-1]["t"] if rows else 1.0
+    print(f"edge: {edge}; embedded store {stored} samples ({stored / span:.0f}/s), "
+          f"InfluxDB {in_influx}; seq ranges {ranges}")
     if edge.get("dropped", 0) or edge.get("acked") != edge.get("enqueued"):
         failures.append(f"edge: not every sample acknowledged: {edge}")
     if len(ranges.get("edge-1", [])) != 1:
