@@ -13,7 +13,8 @@ it; the server flags every window in which a nonzero marker is in force
 ``step_s`` the clock is ahead. A clock that steps back shows as source time going back
 between two batches of the device that arrived close together (``drift``: the source
 times' advance minus the receive times'), which a backlog delivered late never does.
-A step forward counts only when it brings a clock known to be behind back.
+A step forward counts only when it brings a clock known to be behind back. Only a
+device's newest batches (by seq) are compared: a replayed or redelivered one is old.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Device:
-    ts: int  # newest source ts of the last batch
+    seq: int  # the newest batch seen
+    ts: int  # its newest source ts
     received: int  # its receive time (gateway clock, ns)
     offset: int = 0  # the clock's offset as last recorded (ns)
     good_until: int = 0  # newest ts stamped in step before the step
@@ -44,9 +46,10 @@ class ClockWatch:
         self._lock = threading.Lock()
         self.steps = 0  # offsets recorded (a step, or back in step)
 
-    def observe(self, agent: str, device: DevicePath, rows: list[DeviceSample],
+    def observe(self, agent: str, seq: int, device: DevicePath, rows: list[DeviceSample],
                 received_ns: int) -> list[DeviceSample]:
-        """The marker rows to store with this batch (none while nothing changes)."""
+        """The marker rows to store with this batch (none while nothing changes). A batch
+        older (by seq) than one already seen, a replay or a redelivery, tells nothing."""
         if not rows:
             return []
         newest = max(s.ts for _, s in rows)
@@ -54,8 +57,10 @@ class ClockWatch:
         key = (agent, device.asset_id)
         with self._lock:
             prev = self._devices.get(key)
+            if prev is not None and seq <= prev.seq:
+                return []
             if prev is None:
-                prev = self._devices[key] = _Device(newest, received_ns)
+                prev = self._devices[key] = _Device(seq, newest, received_ns)
                 ahead = newest - received_ns
                 return self._record(agent, device, prev, ahead if ahead > self.step else 0,
                                     oldest, oldest, newest)
@@ -73,7 +78,7 @@ class ClockWatch:
                 offset = 0  # was ahead, is not now
             marker = self._record(agent, device, prev, offset, min(oldest, prev.ts + 1),
                                   oldest, newest)
-            prev.ts, prev.received = newest, received_ns
+            prev.seq, prev.ts, prev.received = seq, newest, received_ns
             return marker
 
     def _record(self, agent: str, device: DevicePath, d: _Device, offset: int, at: int,

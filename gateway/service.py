@@ -222,7 +222,7 @@ class Gateway:
             if not self.cfg.agent_may(agent, device):  # its seq is not that agent's: unrecorded
                 raise ContractError("agent_not_allowed", f"agent {agent!r} may not publish "
                                     f"for {device.asset_id!r} (gateway config `agents`)")
-            item.rows = rows + self._clock.observe(agent, device, rows, time.time_ns())
+            item.rows = rows + self._clock.observe(agent, seq, device, rows, time.time_ns())
             item.seq = (agent, seq)
         except ContractError as exc:
             if isinstance(exc, BatchRejected):

@@ -5,6 +5,7 @@ windows the misplaced samples land in is flagged ``clock_skew``, not silently sh
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import UTC, datetime
 
@@ -34,32 +35,38 @@ def rows(ts: int) -> list:
 
 def test_clock_watch_rules():
     w = ClockWatch(60)
+    seqs = itertools.count()
     now = 1_800_000_000 * S
-    assert w.observe("e", CNC, rows(now - S), now) == []
-    assert w.observe("e", CNC, rows(now), now + S) == []  # in step
+    assert w.observe("e", next(seqs), CNC, rows(now - S), now) == []
+    assert w.observe("e", next(seqs), CNC, rows(now), now + S) == []  # in step
     # a backlog delivered late: old source times, but arriving long after the last batch
-    assert w.observe("e", CNC, rows(now + S), now + 2 * HOUR) == []
-    assert w.observe("e", CNC, rows(now + 2 * S), now + 2 * HOUR + 1) == []
-    assert w.observe("e", CNC, rows(now + 2 * HOUR), now + 2 * HOUR + S // 2) == []  # live
+    assert w.observe("e", next(seqs), CNC, rows(now + S), now + 2 * HOUR) == []
+    assert w.observe("e", next(seqs), CNC, rows(now + 2 * S), now + 2 * HOUR + 1) == []
+    live = now + 2 * HOUR
+    assert w.observe("e", next(seqs), CNC, rows(live), live + S // 2) == []  # live again
     # an hour back between two batches that arrived half a second apart
     t = now + 2 * HOUR + S
-    (marker,) = w.observe("e", CNC, rows(t - HOUR), t)
+    (marker,) = w.observe("e", next(seqs), CNC, rows(t - HOUR), t)
     assert marker[1].tag == CLOCK_SKEW_TAG and marker[1].ts == t - HOUR
     assert marker[1].value == pytest.approx(-3600, abs=3) and w.offsets()["e"] < -3590
-    assert w.observe("e", CNC, rows(t - HOUR + S), t + S) == []  # still off: no new marker
+    # still off: no new marker
+    assert w.observe("e", next(seqs), CNC, rows(t - HOUR + S), t + S) == []
     # put right: flagged stay where the samples landed and the real time they left
-    back = w.observe("e", CNC, rows(t + 2 * S), t + 2 * S)
+    back = w.observe("e", next(seqs), CNC, rows(t + 2 * S), t + 2 * S)
     off = marker[1].value
     assert [(s.ts, s.value) for _, s in back] == [
         (t - HOUR, off), (t - HOUR + S + 1, 0), (now + 2 * HOUR + 1, off), (t + 2 * S, 0)]
     assert w.offsets() == {}
-    (ahead,) = w.observe("e", CNC, rows(t + 3 * S + HOUR), t + 3 * S)  # an hour ahead
+    (ahead,) = w.observe("e", next(seqs), CNC, rows(t + 3 * S + HOUR), t + 3 * S)  # an hour ahead
     assert ahead[1].value == pytest.approx(3600, abs=1) and ahead[1].ts == t + 2 * S + 1
-    again = w.observe("e", CNC, rows(t + 4 * S), t + 4 * S)
+    again = w.observe("e", next(seqs), CNC, rows(t + 4 * S), t + 4 * S)
     off = ahead[1].value
     assert [(s.ts, s.value) for _, s in again] == [
         (t + 2 * S + 1, off), (t + 4 * S, 0), (t + 3 * S + HOUR, off), (t + 3 * S + HOUR + 1, 0)]
     assert w.steps == 4
+    # a replay (an older seq) an hour old, between live batches: nothing
+    assert w.observe("e", 3, CNC, rows(t + 5 * S - HOUR), t + 5 * S) == []
+    assert w.observe("e", next(seqs), CNC, rows(t + 6 * S), t + 6 * S) == [] and w.steps == 4
 
 
 def iso(ns: int) -> str:
