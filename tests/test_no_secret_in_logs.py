@@ -10,6 +10,7 @@ import copy
 import subprocess
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from services import mosquitto, require, start_plant_stack, victoria_metrics
@@ -72,9 +73,15 @@ def test_no_configured_secret_appears_in_any_log(tmp_path):
             assert httpx.post(f"{url}/api/v1/registry/reload", timeout=10, headers={
                 "Authorization": f"Bearer {SECRETS['admin_token']}"}).status_code == 200
             # a client with a wrong password is refused (and logged by the broker)
-            subprocess.run([require("mosquitto_pub"), "-p", str(broker.port), "-u", "edge-1",
-                            "-P", SECRETS["edge_mqtt"] + "-wrong", "-t", "x", "-m", "1"],
-                           capture_output=True, timeout=10)
+            bad = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            bad.username_pw_set("edge-1", SECRETS["edge_mqtt"] + "-wrong")
+            answers: list = []
+            bad.on_connect = lambda _c, _u, _f, reason, _p: answers.append(reason)
+            bad.connect("127.0.0.1", broker.port)
+            bad.loop_start()
+            wait_until(lambda: answers, 10, "the broker's answer")
+            bad.loop_stop()
+            assert answers[0].is_failure
         finally:
             sup.stop_all()
     logs = sorted((tmp_path / "logs").glob("*.log")) + [tmp_path / "m" / "mosquitto.log",
