@@ -141,3 +141,22 @@ def test_a_clock_step_is_flagged_not_shifted(mosquitto, tmp_path):
         assert "clock_skew" not in flags(first, first + S // 4)[0]
         last = phases["in step again"][1]
         assert "clock_skew" not in flags(last + S, last + 2 * S)[0]
+
+
+def test_windows_flagged_where_a_nonzero_marker_is_in_force(tmp_path):
+    from shopfloor.server.clock import clock_skew_by_window
+    from shopfloor.server.registry import Registry
+
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(REGISTRY))
+    asset = Registry.load(tmp_path / "registry.yaml").get(CNC.asset_id)
+    assert asset is not None
+    with SqliteStore(tmp_path / "s.db") as store:
+        # off from 100 to 200 and from 300 on (a marker at exactly 300)
+        store.write([(CNC, Sample(CLOCK_SKEW_TAG, ts * S, v, "uncertain"))
+                     for ts, v in ((100, -3600.0), (200, 0.0), (300, 60.5))])
+        windows = [(0, 50), (50, 100), (50, 101), (150, 160), (200, 300), (199, 201),
+                   (300, 301), (400, 500)]
+        got = clock_skew_by_window(store, [asset], [a * S for a, _ in windows],
+                                   [b * S for _, b in windows])
+    assert [bool(ids) for ids in got] == [False, False, True, True, False, True, True, True]
+    assert got[2] == [CNC.asset_id]
