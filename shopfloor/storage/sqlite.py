@@ -73,7 +73,9 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        # one connection per thread; a thread's is closed once it has ended (a server's
+        # worker threads come and go: each left two open files behind)
+        self._conns: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
         self._ids: dict[_SeriesKey, int] = {}  # series id cache (ids never change)
         self._closed = False
@@ -92,7 +94,10 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
             self._local.conn = conn
             with self._lock:
-                self._conns.append(conn)
+                ended = [t for t in self._conns if not t.is_alive()]
+                for t in ended:
+                    self._conns.pop(t).close()
+                self._conns[threading.current_thread()] = conn
         return conn
 
     # --- writer -------------------------------------------------------------------
@@ -214,7 +219,7 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            conns, self._conns = self._conns, []
+            conns, self._conns = list(self._conns.values()), {}
         for conn in conns:
             conn.close()
         self._local = threading.local()
