@@ -111,6 +111,7 @@ class BatchWriter:
         while True:
             try:
                 write(rows, seqs)
+                log.debug("%s: wrote %d samples of %d messages", name, len(rows), len(batch))
                 return True
             except PermanentWriteError as exc:
                 if len(batch) > 1:  # find the message(s) the store refuses

@@ -87,7 +87,8 @@ def test_no_configured_secret_appears_in_any_log(tmp_path):
     logs = sorted((tmp_path / "logs").glob("*.log")) + [tmp_path / "m" / "mosquitto.log",
                                                        tmp_path / "vm" / "vm.log"]
     text = {p.name: p.read_text(errors="replace") for p in logs}
-    assert all(text.values()) and len(text["gateway.log"].splitlines()) > 20
+    # every log has lines, at debug level (httpx, asyncua and pymodbus stay at warning)
+    assert all(text.values())
     assert "DEBUG" in text["gateway.log"] and "DEBUG" in text["edge.log"]
     for name, secret in SECRETS.items():
         for log, content in text.items():
