@@ -14,6 +14,7 @@ them: give the roll-ups a longer one than the raw samples.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -34,6 +35,7 @@ from .quantities import FLOAT_FIELDS, INT_FIELDS, Quantities
 
 BUCKETS, DEVICES, MAINTAINERS = "rollup_buckets", "rollup_devices", "rollup_maintainers"
 _FEW = 50  # up to this many devices are named in the query; more are picked afterwards
+_FLUSH_LINES = 20_000  # buffered bucket lines are written in requests of about this many
 
 
 def _today() -> int:
@@ -51,11 +53,33 @@ class InfluxBuckets:
         self._def = short_hash(definition)
         self._writer = open_influx_writer(cfg)
         self._reader = InfluxReader(cfg)
+        # Writes are buffered (a round over 1,000 machines is a few requests, not 2,000 of
+        # ~30 ms each) and go out before any read: buckets first, then the machine states
+        # that vouch for them, in a later request, so no reader sees a state before its
+        # buckets. What a crash loses was not vouched for by the maintainer's cursor.
+        self._buckets: list[str] = []
+        self._states: list[str] = []
+        self._lock = threading.Lock()  # the maintainer's thread and the requests' share it
+
+    def flush(self) -> None:
+        with self._lock:  # held while writing: states never overtake their buckets
+            for pending in (self._buckets, self._states):
+                if pending:
+                    self._writer.write_lines(pending)
+                    pending.clear()
+
+    def _add(self, pending: list[str], lines: list[str]) -> None:
+        with self._lock:
+            pending.extend(lines)
+            full = len(pending) >= _FLUSH_LINES
+        if full:
+            self.flush()
 
     def _where(self, *more: str) -> str:
         return " AND ".join((f"{quote_ident('def')}={quote_literal(self._def)}", *more))
 
     def _query(self, q: str) -> list[dict[str, Any]]:
+        self.flush()  # a reader in this process sees its own writes
         return self._reader.query(q)
 
     def put(self, device: str, res: int, starts: np.ndarray, q: Quantities) -> None:
@@ -66,8 +90,7 @@ class InfluxBuckets:
             fields: dict[str, float | int | str] = dict(zip(INT_FIELDS, ints, strict=True))
             fields.update(zip(FLOAT_FIELDS, floats, strict=True))
             lines.append(point(BUCKETS, tags, fields, s))
-        if lines:
-            self._writer.write_lines(lines)
+        self._add(self._buckets, lines)
 
     def sums(self, res: int, start: int, end: int, devices: list[str] | None,
              by: GroupBy) -> dict[str | int, Quantities]:
@@ -123,7 +146,7 @@ class InfluxBuckets:
         return out
 
     def set_device(self, device: str, state: DeviceState) -> None:
-        self._writer.write_lines([point(
+        self._add(self._states, [point(
             DEVICES, {"def": self._def, **_path(device)},
             {"fingerprint": state.fingerprint, "built_from": state.built_from,
              "settled": state.settled}, _today())])
@@ -139,6 +162,7 @@ class InfluxBuckets:
         return out
 
     def set_maintainer(self, state: MaintainerState) -> None:
+        self.flush()  # the cursor vouches for everything before it
         self._writer.write_lines([point(
             MAINTAINERS, {"def": self._def, "name": state.name},
             {"cursor": state.cursor, "heartbeat": state.heartbeat}, _today())])
@@ -149,5 +173,6 @@ class InfluxBuckets:
                     f"WHERE {self._where(res_tag)} AND time < {int(before)}")
 
     def close(self) -> None:
+        self.flush()
         self._writer.close()
         self._reader.close()
