@@ -28,6 +28,7 @@ class GatewayStats:
     seqs_lost: int = 0  # seqs given up on after every replay attempt
     samples_expired: int = 0  # deleted from the embedded store by retention
     retention_passes: int = 0  # completed retention passes
+    sparkplug: dict[str, int] = field(default_factory=dict)  # host events (births, seq_gaps..)
 
     def line(self) -> str:
         lat = "-" if self.last_batch_latency_s is None else \
@@ -38,4 +39,5 @@ class GatewayStats:
                 f"queue={self.queue_depth} rejects={rejects} write_errors={self.write_errors} "
                 f"gaps_open={self.gaps_open} replays={self.replay_requests} "
                 f"seqs_lost={self.seqs_lost} expired={self.samples_expired} "
-                f"connected={self.connected}")
+                f"connected={self.connected}" + "".join(
+                    f" sparkplug_{k}={v}" for k, v in sorted(self.sparkplug.items())))
