@@ -37,11 +37,14 @@ class MqttConfig(Strict):
 
 
 def mqtt_client(cfg: MqttConfig, client_id: str, *, clean_session: bool = True,
-                manual_ack: bool = False, max_inflight: int = 100) -> mqtt.Client:
-    """A configured (not yet connected) MQTT 3.1.1 client."""
+                manual_ack: bool = False, max_inflight: int = 100,
+                reconnect: bool = True) -> mqtt.Client:
+    """A configured (not yet connected) MQTT 3.1.1 client. ``reconnect=False``: its network
+    loop ends when the connection does (the caller opens a new client, e.g. a Sparkplug
+    session with a new will)."""
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
-        protocol=mqtt.MQTTv311, manual_ack=manual_ack,
+        protocol=mqtt.MQTTv311, manual_ack=manual_ack, reconnect_on_failure=reconnect,
     )
     if cfg.username is not None:
         client.username_pw_set(cfg.username, secret(cfg.password))

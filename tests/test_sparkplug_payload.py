@@ -57,6 +57,16 @@ def test_fits_and_inferred_datatypes():
     assert sp.datatype_for("UNKNOWN:9", "uint16") == DT.String  # the declared type cannot hold it
 
 
+def test_fields_are_those_tahu_uses():
+    m = Payload().metrics.add()
+    sp.set_value(m, DT.UInt32, 7)
+    assert m.WhichOneof("value") == "long_value"
+    sp.set_value(m, DT.UInt16, 7)
+    assert m.WhichOneof("value") == "int_value"
+    m.int_value = 9  # a sender that puts a UInt32 in int_value is read all the same
+    assert sp.get_value(m, DT.UInt32) == 9
+
+
 def test_narrow_values_sign_extended_by_a_sender_read_negative():
     m = Payload().metrics.add(name="x", datatype=DT.Int8, int_value=0xFF)
     assert sp.get_value(m, DT.Int8) == -1
@@ -76,8 +86,8 @@ def test_quality_and_unit_properties():
         sp.set_unit(m, "%")
         m = Payload.FromString(Payload(metrics=[m]).SerializeToString()).metrics[0]
         assert sp.get_quality(m) == q and sp.get_unit(m) == "%"
-    for code, q in ((192, Quality.GOOD), (216, Quality.GOOD), (64, Quality.UNCERTAIN),
-                    (0, Quality.BAD), (2**32 - 1, Quality.BAD)):  # Int32 -1: bad
+    for code, q in ((192, Quality.GOOD), (216, Quality.GOOD), (500, Quality.UNCERTAIN),
+                    (64, Quality.UNCERTAIN), (0, Quality.BAD), (2**32 - 1, Quality.BAD)):
         m = Payload().metrics.add(name="x")
         m.properties.keys.append("quality")
         m.properties.values.add(type=DT.Int32, int_value=code)

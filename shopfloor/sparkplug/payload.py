@@ -4,9 +4,10 @@ Topics are ``spBv1.0/{group}/{TYPE}/{node}[/{device}]`` (``Topic``) and the prim
 host's ``spBv1.0/STATE/{host_id}`` (``state_topic``; Sparkplug 3.0 JSON payload
 ``{"online": bool, "timestamp": ms}``). Times on the wire are milliseconds since the
 epoch; ours are nanoseconds (``to_ms`` / ``to_ns``). A metric's value lives in the oneof
-field its datatype names (``set_value`` / ``get_value``: signed integers as two's
-complement in the unsigned fields); its quality in the ``Quality`` property (OPC DA codes:
-192 good, 64 uncertain, 0 bad; absent = good) and its engineering unit in ``engUnit``.
+field its datatype names, as Tahu's encoders put it (``set_value`` / ``get_value``: UInt32
+in ``long_value``, signed integers as two's complement in the unsigned fields); its
+quality in the ``Quality`` property (Int32: 192 GOOD, 0 BAD, 500 STALE for our uncertain;
+absent = good) and its engineering unit in ``engUnit``.
 Everything here is the protobuf package's encoding: no wire code of our own.
 """
 
@@ -30,7 +31,8 @@ REBIRTH_ALIAS = 0  # the alias our edge nodes give it
 BDSEQ_METRIC = "bdSeq"
 QUALITY_PROPERTY = "Quality"
 UNIT_PROPERTY = "engUnit"
-QUALITY_CODES = {Quality.GOOD: 192, Quality.UNCERTAIN: 64, Quality.BAD: 0}
+# Sparkplug's quality codes: 0 BAD, 192 GOOD, 500 STALE (ours: uncertain)
+QUALITY_CODES = {Quality.GOOD: 192, Quality.UNCERTAIN: 500, Quality.BAD: 0}
 MAX_PAYLOAD_BYTES = 1_000_000
 
 Raw = bool | int | float | str
@@ -109,7 +111,7 @@ _INT_RANGES = {DT.Int8: (-(2**7), 2**7), DT.Int16: (-(2**15), 2**15),
                DT.UInt8: (0, 2**8), DT.UInt16: (0, 2**16), DT.UInt32: (0, 2**32),
                DT.UInt64: (0, 2**64), DT.DateTime: (0, 2**64)}
 _NARROW = {DT.Int8: 8, DT.Int16: 16, DT.Int32: 32}
-_LONG = {DT.Int64, DT.UInt64, DT.DateTime}
+_LONG = {DT.UInt32, DT.Int64, DT.UInt64, DT.DateTime}  # as Tahu's encoders do
 _TEXT = {DT.String, DT.Text, DT.UUID}
 # the edge's declared value types (mapping.tag_type) -> datatype
 DECLARED = {"bool": DT.Boolean, "bit": DT.Boolean, "string": DT.String,
@@ -219,8 +221,9 @@ def set_quality(metric: Any, quality: Quality) -> None:
 
 
 def get_quality(metric: Any) -> Quality:
-    """The ``Quality`` property as ours: OPC DA code 192+ good, 64-191 uncertain, below bad
-    (or a name); absent or unreadable: good."""
+    """The ``Quality`` property as ours: 192 (and OPC DA's good range up to 255) good, 500
+    (STALE) and OPC DA's 64-191 uncertain, anything else bad; a name as it says; absent or
+    unreadable: good."""
     pv = _property(metric, QUALITY_PROPERTY) if metric.HasField("properties") else None
     if pv is None:
         return Quality.GOOD
@@ -229,7 +232,9 @@ def get_quality(metric: Any) -> Quality:
         code = getattr(pv, field)
         if field == "int_value" and code >= 2**31:
             code -= 2**32  # Int32 -1 (Ignition's "unknown") and the like: bad
-        return Quality.GOOD if code >= 192 else Quality.UNCERTAIN if code >= 64 else Quality.BAD
+        if 192 <= code <= 255:
+            return Quality.GOOD
+        return Quality.UNCERTAIN if code == 500 or 64 <= code < 192 else Quality.BAD
     if field == "string_value":
         text = pv.string_value.lower()
         for q in Quality:
