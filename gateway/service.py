@@ -82,7 +82,8 @@ class Gateway:
         self.metrics = GatewayMetrics(cfg.metrics, self.stats) if cfg.metrics else None
         self._max_skew_ns = int(cfg.max_clock_skew_s * 1e9)
         self._accept = cfg.accepts if cfg.accept is not None else None
-        self._sparkplug = HostLink(cfg.sparkplug, self._accept) if cfg.sparkplug else None
+        self._sparkplug = HostLink(cfg.sparkplug, self._accept, self._max_skew_ns) \
+            if cfg.sparkplug else None
         self._batches: BatchWriter | None = None  # set with the stores (here or in start)
         self._retention: Retention | None = None
         if writers is not None:

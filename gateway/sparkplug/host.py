@@ -15,7 +15,15 @@ import time
 from collections import Counter
 from typing import Any
 
-from shopfloor.contract import SIGNAL_STATE, DevicePath, DeviceSample, Quality, Sample, State
+from shopfloor.contract import (
+    MAX_CLOCK_SKEW_NS,
+    SIGNAL_STATE,
+    DevicePath,
+    DeviceSample,
+    Quality,
+    Sample,
+    State,
+)
 from shopfloor.sparkplug.payload import (
     BDSEQ_METRIC,
     DT,
@@ -41,8 +49,10 @@ Birth = list[tuple[str, int | None, int]]  # (name, alias, datatype) per metric
 
 
 class SparkplugHost:
-    def __init__(self, cfg: SparkplugHostConfig, accept: Any = None):
+    def __init__(self, cfg: SparkplugHostConfig, accept: Any = None,
+                 max_skew_ns: int = MAX_CLOCK_SKEW_NS):
         self.cfg = cfg
+        self.max_skew_ns = max_skew_ns
         self.mapper = Mapper(cfg.devices, accept)
         self.sessions = Sessions(cfg.state_path)
         self.counts: Counter[str] = Counter()  # births, deaths, seq_gaps, rebirth_requests, ...
@@ -131,8 +141,8 @@ class SparkplugHost:
     @staticmethod
     def _death_ns(p: Any, session: NodeSession, now_ns: int) -> int:
         """The death's time: its timestamp, unless that is older than the session's last
-        message (a will stamped when it connected): then the time it arrived."""
-        if p.HasField("timestamp") and p.timestamp >= session.last_ms:
+        message (a will stamped when it connected) or in the future: then the time it arrived."""
+        if p.HasField("timestamp") and session.last_ms <= p.timestamp <= to_ms(now_ns):
             return to_ns(p.timestamp)
         return now_ns
 
@@ -175,6 +185,9 @@ class SparkplugHost:
             if m.is_historical:
                 self.counts["historical"] += 1
             ts = to_ns(m.timestamp if m.HasField("timestamp") else default_ms)
+            if abs(ts - now_ns) > self.max_skew_ns:
+                raise SparkplugError("bad_timestamp", f"{t}: {name!r} at {ts} is "
+                                     f"{(ts - now_ns) / 1e9:+.0f}s from the gateway's clock")
             sample = target.sample(name, value, get_quality(m), ts)
             if sample is not None:
                 rows.append((path, sample))

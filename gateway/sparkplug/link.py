@@ -2,7 +2,7 @@
 host's STATE (birth retained after subscribing, death as the will, the same timestamp in
 both, per Sparkplug 3.0), and the rebirth NCMDs the host asks for.
 
-``HostLink(cfg, accept)``: the gateway calls ``prepare`` before connecting,
+``HostLink(cfg, accept, max_skew_ns)``: the gateway calls ``prepare`` before connecting,
 ``subscriptions`` on connect, ``subscribed`` once the broker confirmed them,
 ``disconnected``, ``handle`` for each Sparkplug message (paho's thread) and ``stop``.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from shopfloor.contract import DeviceSample
+from shopfloor.contract import MAX_CLOCK_SKEW_NS, DeviceSample
 from shopfloor.sparkplug.payload import NAMESPACE, state_payload, state_topic, to_ms
 
 from .config import SparkplugHostConfig
@@ -26,9 +26,10 @@ PREFIX = NAMESPACE + "/"
 
 
 class HostLink:
-    def __init__(self, cfg: SparkplugHostConfig, accept: Any = None):
+    def __init__(self, cfg: SparkplugHostConfig, accept: Any = None,
+                 max_skew_ns: int = MAX_CLOCK_SKEW_NS):
         self.cfg = cfg
-        self.host = SparkplugHost(cfg, accept)
+        self.host = SparkplugHost(cfg, accept, max_skew_ns)
         self._topic = state_topic(cfg.host_id) if cfg.host_id else None
         self._state_ms = 0
 
