@@ -155,11 +155,20 @@ def cycle_times(ts: np.ndarray, product: Series, by_product: dict[str, float],
     """The ideal cycle time in force at each ``ts``: that of the latest ``product``
     sample at or before it, else ``default``; NaN where neither is known."""
     fallback = np.nan if default is None else default
-    names = [t if t is not None else (f"{v:g}" if v == v else "")
-             for t, v in zip(product.text, product.value, strict=True)]
-    table = np.array([by_product.get(n, fallback) for n in names] + [fallback])
+    if not len(product):
+        return np.full(len(ts), fallback)
+    # a product series is long runs of one name (heartbeats): look up each run once
+    text, value = np.array(product.text, dtype=object), product.value
+    change = np.ones(len(text), dtype=bool)
+    same_value = (value[1:] == value[:-1]) | (np.isnan(value[1:]) & np.isnan(value[:-1]))
+    change[1:] = (text[1:] != text[:-1]) | ~same_value
+    run = np.cumsum(change) - 1
+    table = np.array([by_product.get(t if t is not None else (f"{v:g}" if v == v else ""),
+                                     fallback)
+                      for t, v in zip(text[change].tolist(), value[change].tolist(),
+                                      strict=True)])
     i = np.searchsorted(product.ts, ts, side="right") - 1
-    return table[np.where(i >= 0, i, len(product.text))]
+    return np.where(i >= 0, table[run[np.maximum(i, 0)]], fallback)
 
 
 def _in_windows(ts: np.ndarray, windows: np.ndarray) -> np.ndarray:
