@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from shopfloor.contract import SIGNAL_STATE, ContractError, Quality, Sample, decode_batch
-from shopfloor.mqtt import describe, mqtt_client
+from shopfloor.mqtt import call_soon, describe, mqtt_client
 from shopfloor.sparkplug.payload import (
     MessageType,
     SparkplugError,
@@ -126,10 +126,7 @@ class SparkplugNode:
             await asyncio.to_thread(client.loop_stop)
 
     def _call(self, fn: Any, *args: Any) -> None:
-        try:
-            self.loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # loop closed during shutdown
-            pass
+        call_soon(self.loop, fn, *args)
 
     def _connected(self, rc: Any) -> None:
         if rc.is_failure:
