@@ -175,7 +175,7 @@ def test_their_edge_node_feeds_our_gateway_and_oee_matches(tmp_path, mosquitto):
         wait_until(lambda: gw.stats().samples_stored >= expected, 60, "every sample stored")
         stored = store_samples(store)
         assert len(stored) == expected, (len(stored), expected)
-        assert {(a, t) for a, t, *_ in stored} >= {(ASSETS["CNC-A"], "Spindle_Load"),
+        assert {(a, t) for a, t, *_ in stored} >= {(ASSETS["CNC-A"], "Spindle/Load"),
                                                     (ASSETS["Press-B"], "state")}
         assert not gw.stats().rejects and not watch.seen  # nothing lost, no rebirth asked
 

@@ -3,11 +3,12 @@ alias (unique in the node: ``Node Control/Rebirth`` is 0, tags count from 1 in c
 order), the datatype its device's last birth gave it, its unit, and its current value.
 
 ``Book(devices)`` builds the payloads: ``nbirth``, ``dbirth`` (every metric with name,
-alias, datatype, ``engUnit`` and its current value or null), ``ddata`` (samples by alias,
-source timestamps, ``Quality`` when not good, ``is_historical`` for stored-and-forwarded
-data; None if a sample needs a new birth first: a new tag, or a value its datatype cannot
-hold) and ``ndeath``. ``MsOutbox`` wraps the agent's outbox so what is stored is already
-in Sparkplug's milliseconds (one tag's samples 1 ms apart at least) and noted as current.
+alias, datatype, ``engUnit`` and its current value or null), ``ddata`` (samples by alias
+with their datatype, by which Tahu's decoders read each value; source timestamps,
+``Quality`` when not good, ``is_historical`` for stored-and-forwarded data; None if a
+sample needs a new birth first: a new tag, or a value its datatype cannot hold) and
+``ndeath``. ``MsOutbox`` wraps the agent's outbox so what is stored is already in
+Sparkplug's milliseconds (one tag's samples 1 ms apart at least) and noted as current.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class Book:
             d = defs.get(s.tag)
             if d is None or d.datatype is None or not fits(d.datatype, s.value):
                 return None
-            m = p.metrics.add(alias=d.alias, timestamp=to_ms(s.ts))
+            m = p.metrics.add(alias=d.alias, timestamp=to_ms(s.ts), datatype=d.datatype)
             set_value(m, d.datatype, s.value)
             set_quality(m, s.quality)
             if historical:
