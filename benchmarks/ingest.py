@@ -106,7 +106,7 @@ def message(m: int, per_msg: int, seq: int, ts0: int) -> tuple[str, bytes]:
     return DEVICES[m % len(DEVICES)].topic("data"), Batch("bench", seq, samples).encode()
 
 
-SP_GROUP, SP_METRICS = "bench", [f"m{i}" for i in range(5)]  # alias of m<i>: i + 1
+SP_GROUP, SP_METRICS = "bench", [f"m{i}" for i in range(5)]  # aliases unique in the node
 
 
 def sparkplug_messages(n_msgs: int, per_msg: int, node: str, ts0: int) -> list[tuple[str, bytes]]:
@@ -127,13 +127,14 @@ def sparkplug_messages(n_msgs: int, per_msg: int, node: str, ts0: int) -> list[t
         return p.SerializeToString()
 
     out.append((f"spBv1.0/{SP_GROUP}/NBIRTH/{node}", payload([])))
-    for d in DEVICES[:sparkplug_births(n_msgs) // len(SP_METRICS)]:
-        out.append((f"spBv1.0/{SP_GROUP}/DBIRTH/{node}/{d.device}",
-                    payload([(n, i + 1, ms0, 0.0) for i, n in enumerate(SP_METRICS)])))
+    k = len(SP_METRICS)  # device d's metric i: alias d * k + i + 1
+    for d, dev in enumerate(DEVICES[:sparkplug_births(n_msgs) // k]):
+        out.append((f"spBv1.0/{SP_GROUP}/DBIRTH/{node}/{dev.device}",
+                    payload([(n, d * k + i + 1, ms0, 0.0) for i, n in enumerate(SP_METRICS)])))
     for m in range(n_msgs):
-        device = DEVICES[m % len(DEVICES)].device
-        out.append((f"spBv1.0/{SP_GROUP}/DDATA/{node}/{device}", payload(
-            [(None, i % len(SP_METRICS) + 1, ms0 + m * per_msg + i + 1, float(i))
+        d = m % len(DEVICES)
+        out.append((f"spBv1.0/{SP_GROUP}/DDATA/{node}/{DEVICES[d].device}", payload(
+            [(None, d * k + i % k + 1, ms0 + m * per_msg + i + 1, float(i))
              for i in range(per_msg)])))
     return out
 
