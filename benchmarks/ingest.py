@@ -11,7 +11,10 @@ Starts its own Mosquitto and InfluxDB 1.x (Debian's influxd) on loopback ports, 
    both (in turn), and acks after the write;
 3. latency: a paced publisher (samples time-stamped when made, 100 messages/s x 50
    samples) -> stored in both stores, per sample: median and p99;
-4. roll-up maintenance: gateway -> embedded store again, with the server's roll-up
+4. the Sparkplug B path: the same flood as an edge node's DDATA (protobuf, 500 metrics
+   by alias per message, after an NBIRTH and a DBIRTH per device) -> the gateway's
+   Sparkplug host -> the embedded store, beside the JSON contract's;
+5. roll-up maintenance: gateway -> embedded store again, with the server's roll-up
    maintainer following the write log in another process (a round a second, as late
    data makes it work hardest: every write is in settled time), against without.
 """
@@ -39,6 +42,8 @@ from shopfloor.config import parse_config  # noqa: E402
 from shopfloor.contract import Batch, DevicePath, DeviceSample, Quality, Sample  # noqa: E402
 from shopfloor.gateway.config import GatewayConfig  # noqa: E402
 from shopfloor.gateway.service import Gateway  # noqa: E402
+from shopfloor.sparkplug.payload import DT, set_value  # noqa: E402
+from shopfloor.sparkplug.schema import Payload  # noqa: E402
 from shopfloor.storage import InfluxConfig  # noqa: E402
 from shopfloor.storage.influx import InfluxV1Writer  # noqa: E402
 from shopfloor.storage.sqlite import SqliteStore  # noqa: E402
@@ -101,21 +106,60 @@ def message(m: int, per_msg: int, seq: int, ts0: int) -> tuple[str, bytes]:
     return DEVICES[m % len(DEVICES)].topic("data"), Batch("bench", seq, samples).encode()
 
 
+SP_GROUP, SP_METRICS = "bench", [f"m{i}" for i in range(5)]  # aliases unique in the node
+
+
+def sparkplug_messages(n_msgs: int, per_msg: int, node: str, ts0: int) -> list[tuple[str, bytes]]:
+    """The Sparkplug twin of ``message``: an NBIRTH, a DBIRTH per device used (its five
+    Double metrics' values stored too: ``sparkplug_births``), then ``n_msgs`` DDATA of
+    ``per_msg`` metrics by alias, seq 0-255 running on over all of them."""
+    out, seq, ms0 = [], 0, ts0 // 10**6
+
+    def payload(metrics: list[tuple[str | None, int, int, float]]) -> bytes:
+        nonlocal seq
+        p = Payload(timestamp=ms0, seq=seq)
+        seq = (seq + 1) % 256
+        for name, alias, ts_ms, v in metrics:
+            m = p.metrics.add(alias=alias, timestamp=ts_ms, datatype=DT.Double)
+            if name is not None:
+                m.name = name
+            set_value(m, DT.Double, v)
+        return p.SerializeToString()
+
+    out.append((f"spBv1.0/{SP_GROUP}/NBIRTH/{node}", payload([])))
+    k = len(SP_METRICS)  # device d's metric i: alias d * k + i + 1
+    for d, dev in enumerate(DEVICES[:sparkplug_births(n_msgs) // k]):
+        out.append((f"spBv1.0/{SP_GROUP}/DBIRTH/{node}/{dev.device}",
+                    payload([(n, d * k + i + 1, ms0, 0.0) for i, n in enumerate(SP_METRICS)])))
+    for m in range(n_msgs):
+        d = m % len(DEVICES)
+        out.append((f"spBv1.0/{SP_GROUP}/DDATA/{node}/{DEVICES[d].device}", payload(
+            [(None, d * k + i % k + 1, ms0 + m * per_msg + i + 1, float(i))
+             for i in range(per_msg)])))
+    return out
+
+
+def sparkplug_births(n_msgs: int) -> int:
+    return min(n_msgs, len(DEVICES)) * len(SP_METRICS)
+
+
 def publish(port: int, n_msgs: int, per_msg: int, per_s: float | None, seq0: int,
-            ready: Any, go: Any) -> None:
-    """Child process: flood (``per_s`` None) or pace ``n_msgs`` data messages at QoS 1."""
+            ready: Any, go: Any, sparkplug: bool = False) -> None:
+    """Child process: flood (``per_s`` None) or pace ``n_msgs`` data messages at QoS 1;
+    ``sparkplug``: a flood of Sparkplug B messages from edge node ``n<seq0>``."""
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{seq0}")
     pub.max_inflight_messages_set(1000)
     pub.connect("127.0.0.1", port)
     pub.loop_start()
     ts0 = time.time_ns() - 3600 * 10**9 + seq0 * 10**6
-    msgs = [message(m, per_msg, seq0 + m, ts0 + m * 10**6) for m in range(n_msgs)] \
+    msgs = sparkplug_messages(n_msgs, per_msg, f"n{seq0}", ts0) if sparkplug else \
+        [message(m, per_msg, seq0 + m, ts0 + m * 10**6) for m in range(n_msgs)] \
         if per_s is None else []
     ready.set()
     go.wait(60)
     start = time.monotonic()
     infos = []
-    for m in range(n_msgs):
+    for m in range(len(msgs) if sparkplug else n_msgs):
         if per_s is not None:  # stamped when "the device changed", sent on schedule
             time.sleep(max(0.0, start + m / per_s - time.monotonic()))
             topic, payload = message(m, per_msg, seq0 + m, time.time_ns())
@@ -155,14 +199,20 @@ def maintain(path: str, stop: Any, rounds: Any) -> None:
 
 def through_gateway(tmp: Path, port: int, influx: services.InfluxDB1, n_msgs: int,
                     per_msg: int, per_s: float | None, seq0: int,
-                    stores: str = "both", rollups: bool = False) -> tuple[float, list[int]]:
-    """(samples/s, latencies in ns): flood when ``per_s`` is None, else paced."""
+                    stores: str = "both", rollups: bool = False,
+                    sparkplug: bool = False) -> tuple[float, list[int]]:
+    """(samples/s, latencies in ns): flood when ``per_s`` is None, else paced;
+    ``sparkplug``: the flood as Sparkplug B (the births' values counted in)."""
     path = tmp / f"gw{seq0}.db"
     cfg = parse_config({"mqtt": {"host": "127.0.0.1", "port": port},
                         "client_id": f"bench-gw-{seq0}", "share_group": None,
                         "batch": {"max_samples": 20_000, "max_interval_s": 0.05},
                         "queue_max_messages": 2000,
-                        "store": {"embedded": {"path": str(path)}}}, GatewayConfig)
+                        "store": {"embedded": {"path": str(path)}},
+                        **({"sparkplug": {"devices": [
+                            {"group": SP_GROUP, "node": "*", "device": "*",
+                             "asset": "acme/plant1/sp/line0/{device}"}]}} if sparkplug else {}),
+                        }, GatewayConfig)
     store = TimedStore(path)
     store.latencies_ns = []
     influx_w = InfluxV1Writer(InfluxConfig(version=1, url=influx.url, database=influx.database))
@@ -181,13 +231,14 @@ def through_gateway(tmp: Path, port: int, influx: services.InfluxDB1, n_msgs: in
         while rounds.value == 0:  # its first round: the machines seen, nothing to build
             time.sleep(0.05)
     ready, go = ctx.Event(), ctx.Event()
-    child = ctx.Process(target=publish, args=(port, n_msgs, per_msg, per_s, seq0, ready, go))
+    child = ctx.Process(target=publish, args=(port, n_msgs, per_msg, per_s, seq0, ready, go,
+                                              sparkplug))
     child.start()
     if not ready.wait(60):
         raise RuntimeError("the publisher process did not start")
     t = time.perf_counter()
     go.set()
-    total = n_msgs * per_msg
+    total = n_msgs * per_msg + (sparkplug_births(n_msgs) if sparkplug else 0)
     deadline = time.monotonic() + 120
     with tqdm(total=total, desc=f"through the gateway ({'paced' if per_s else 'flood'})",
               unit="sample", disable=None, leave=False) as bar:
@@ -228,6 +279,8 @@ def main() -> None:
                                        stores="influx")
             r_gw, _ = through_gateway(tmp, broker.port, ix, n_msgs, 500, None, 2 * 10**5)
             _, lat = through_gateway(tmp, broker.port, ix, 1000, 50, 100.0, 10**6)
+            r_sp, _ = through_gateway(tmp, broker.port, ix, n_msgs, 500, None, 5 * 10**5,
+                                      stores="embedded", sparkplug=True)
             r_plain, _ = through_gateway(tmp, broker.port, ix, n_msgs, 500, None, 3 * 10**5,
                                          stores="embedded")
             r_roll, _ = through_gateway(tmp, broker.port, ix, n_msgs, 500, None, 4 * 10**5,
@@ -238,6 +291,7 @@ def main() -> None:
     for name, r in (("embedded store (SqliteStore.write, 5k batches)", r_emb),
                     ("InfluxDB 1.6 (gateway writer: /write, 5k lines, gzip)", r_inf),
                     ("gateway end to end: MQTT -> decode -> embedded store", r_gwe),
+                    ("gateway end to end: Sparkplug B -> host -> embedded store", r_sp),
                     ("gateway end to end: MQTT -> decode -> InfluxDB", r_gwi),
                     ("gateway end to end: MQTT -> decode -> InfluxDB + embedded", r_gw),
                     ("naive: influxdb-client Point + 1 sync HTTP per sample", r_naive)):

@@ -28,6 +28,7 @@ from .metrics import AgentMetrics
 from .outbox import Outbox
 from .protocols import driver_for
 from .publisher import DevicePublisher
+from .sparkplug.ports import sparkplug_ports
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,12 @@ class Agent:
                              listener=self.metrics.publish_latency if self.metrics else None)
         log.info("edge agent %s: %d devices, MQTT %s, outbox %s", cfg.agent_id,
                  len(cfg.devices), describe(cfg.mqtt), cfg.outbox.path)
+        ports: dict[str, Any] = {}
+        if cfg.sparkplug is not None:  # a Sparkplug B edge node instead of the JSON contract
+            self.outbox, ports = sparkplug_ports(cfg, self.outbox, loop)
         for dev in cfg.devices:
             self._buffers[dev.id] = []
-            pub = DevicePublisher(
+            pub = ports.get(dev.id) or DevicePublisher(
                 agent=cfg.agent_id, device=dev.id, path=dev.device_path, mqtt_cfg=cfg.mqtt,
                 outbox=self.outbox, meta=meta_payload(cfg.agent_id, dev.tags),
                 max_inflight=cfg.publish.max_inflight, loop=loop,

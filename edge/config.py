@@ -19,6 +19,7 @@ from shopfloor.mqtt import MqttConfig
 from .device import DeviceBase, DevicePathConfig, TagBase
 from .modbus.config import BIT_TABLES, ModbusDevice, ModbusTag, Register, SerialLine
 from .opcua.config import DataChangeFilter, OpcUaDevice, OpcUaSecurity, OpcUaTag
+from .sparkplug.config import SparkplugEdgeConfig
 
 __all__ = ["BIT_TABLES", "DataChangeFilter", "DeviceBase", "DeviceConfig", "DevicePathConfig",
            "EdgeConfig", "MetricsConfig", "ModbusDevice", "ModbusTag", "OpcUaDevice",
@@ -59,6 +60,9 @@ class EdgeConfig(Strict):
     publish: PublishConfig = PublishConfig()
     stats_interval_s: float = Field(60.0, gt=0, description="period of the stats log line")
     metrics: MetricsConfig | None = Field(None, description="Prometheus /metrics; off if unset")
+    sparkplug: SparkplugEdgeConfig | None = Field(
+        None, description="publish as a Sparkplug B edge node instead of shopfloor's JSON "
+                          "contract; unset: the JSON contract")
     devices: list[DeviceConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

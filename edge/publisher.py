@@ -28,7 +28,7 @@ from shopfloor.contract import (
     decode_replay_request,
     state_status_payload,
 )
-from shopfloor.mqtt import MqttConfig, describe, mqtt_client
+from shopfloor.mqtt import MqttConfig, call_soon, describe, mqtt_client
 
 from .outbox import Outbox
 
@@ -85,10 +85,7 @@ class DevicePublisher:
         self._call(self._command, bytes(msg.payload))
 
     def _call(self, fn: Any, *args: Any) -> None:
-        try:
-            self.loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # loop closed during shutdown
-            pass
+        call_soon(self.loop, fn, *args)
 
     # the event loop
     def _connected(self, rc: Any) -> None:

@@ -12,6 +12,8 @@ from shopfloor.contract import MAX_CLOCK_SKEW_NS, DevicePath
 from shopfloor.mqtt import MqttConfig
 from shopfloor.storage import StoreConfig
 
+from .sparkplug.config import SparkplugHostConfig
+
 
 class BatchConfig(Strict):
     max_samples: int = Field(5000, ge=1, le=1_000_000,
@@ -84,6 +86,9 @@ class GatewayConfig(Strict):
         MAX_CLOCK_SKEW_NS / 1e9, gt=0, le=100 * 366 * 86_400,
         description="samples whose source ts is further than this from the gateway's clock "
                     "are rejected (bad_timestamp)")
+    sparkplug: SparkplugHostConfig | None = Field(
+        None, description="also ingest Sparkplug B (spBv1.0/...) from edge nodes, mapped to "
+                          "assets and signals; off if unset")
     store: StoreConfig
 
     @field_validator("accept")

@@ -48,6 +48,12 @@ class _StatsCollector(Collector):
         for reason, n in sorted(s.rejects.items()):
             rejects.add_metric([reason], n)
         yield rejects
+        sparkplug = CounterMetricFamily(P + "sparkplug_events", "Sparkplug host events: births, "
+                                        "deaths, seq_gaps, rebirth_requests, historical "
+                                        "metrics, ...", labels=["event"])
+        for event, n in sorted(s.sparkplug.items()):
+            sparkplug.add_metric([event], n)
+        yield sparkplug
         yield GaugeMetricFamily(P + "queue_depth", "decoded messages waiting to be written",
                                 value=s.queue_depth)
         yield GaugeMetricFamily(P + "gaps_open", "seq gaps not filled yet", value=s.gaps_open)

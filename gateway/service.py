@@ -55,6 +55,8 @@ from .config import GatewayConfig
 from .deadletter import DEAD_LETTER_PAYLOAD_BYTES, publish_dead_letter
 from .metrics import GatewayMetrics
 from .retention import Retention
+from .sparkplug.link import PREFIX as SPARKPLUG_PREFIX
+from .sparkplug.link import HostLink
 from .stats import GatewayStats
 from .writer import BatchWriter, Received, collect
 
@@ -88,6 +90,8 @@ class Gateway:
         self.metrics = GatewayMetrics(cfg.metrics, self.stats) if cfg.metrics else None
         self._max_skew_ns = int(cfg.max_clock_skew_s * 1e9)
         self._accept = cfg.accepts if cfg.accept is not None else None
+        self._sparkplug = HostLink(cfg.sparkplug, self._accept, self._max_skew_ns) \
+            if cfg.sparkplug else None
         self._batches: BatchWriter | None = None  # set with the stores (here or in start)
         self._retention: Retention | None = None
         if writers is not None:
@@ -118,6 +122,8 @@ class Gateway:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        if self._sparkplug is not None:
+            self._sparkplug.prepare(client)
         self._client = client
         self._writer_thread = threading.Thread(target=self._writer_loop, name="gateway-writer",
                                                daemon=True)
@@ -147,6 +153,8 @@ class Gateway:
                 self._give_up.set()
                 self._writer_thread.join(30)
         if self._client is not None:
+            if self._sparkplug is not None:
+                self._sparkplug.stop(self._client)
             self._client.disconnect()  # queued after the PUBACKs, so those go out first
             self._client.loop_stop()
         if self.metrics is not None:
@@ -161,7 +169,8 @@ class Gateway:
             return dataclasses.replace(
                 self._stats, rejects=dict(self._rejects), queue_depth=self._queue.qsize(),
                 clock_steps=self._clock.steps, clock_offsets_s=self._clock.offsets(),
-                connected=self._connected, **self._completeness.counts(), **retention)
+                connected=self._connected, **self._completeness.counts(), **retention,
+                sparkplug=self._sparkplug.counts() if self._sparkplug is not None else {})
 
     @property
     def running(self) -> bool:
@@ -180,12 +189,15 @@ class Gateway:
             self._connected = True
         log.info("connected to %s (session present: %s)", describe(self.cfg.mqtt),
                  getattr(flags, "session_present", "?"))
-        client.subscribe(self.topic_filter, qos=1)
+        extra = self._sparkplug.subscriptions() if self._sparkplug is not None else []
+        client.subscribe([(f, 1) for f in (self.topic_filter, *extra)])
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         with self._lock:
             self._gen += 1  # mids of the old connection must not be acked on a new one
             self._connected = False
+        if self._sparkplug is not None:
+            self._sparkplug.disconnected(_c)
         if not self._stopping.is_set():
             log.warning("disconnected from %s (%s); reconnecting", describe(self.cfg.mqtt),
                         reason)
@@ -195,6 +207,8 @@ class Gateway:
             log.error("subscription to %s refused: %s", self.topic_filter, reasons)
             return
         log.info("subscribed to %s", self.topic_filter)
+        if self._sparkplug is not None:
+            self._sparkplug.subscribed(_c)
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -216,14 +230,18 @@ class Gateway:
             topic = msg._topic.decode("utf-8", "replace")  # noqa: SLF001
         item = Received(gen, msg.mid, msg.qos, topic, [], payload[:DEAD_LETTER_PAYLOAD_BYTES])
         try:
-            agent, seq, rows = decode_data(topic, payload, max_skew_ns=self._max_skew_ns,
-                                           accept=self._accept)
-            device = DevicePath.from_topic(topic)[0]
-            if not self.cfg.agent_may(agent, device):  # its seq is not that agent's: unrecorded
-                raise ContractError("agent_not_allowed", f"agent {agent!r} may not publish "
-                                    f"for {device.asset_id!r} (gateway config `agents`)")
-            item.rows = rows + self._clock.observe(agent, seq, device, rows, time.time_ns())
-            item.seq = (agent, seq)
+            if self._sparkplug is not None and topic.startswith(SPARKPLUG_PREFIX):
+                item.rows = self._sparkplug.handle(client, topic, payload)
+            else:
+                agent, seq, rows = decode_data(topic, payload, max_skew_ns=self._max_skew_ns,
+                                               accept=self._accept)
+                device = DevicePath.from_topic(topic)[0]
+                if not self.cfg.agent_may(agent, device):  # not that agent's seq: unrecorded
+                    raise ContractError("agent_not_allowed", f"agent {agent!r} may not publish "
+                                        f"for {device.asset_id!r} (gateway config `agents`)")
+                item.rows = rows + self._clock.observe(agent, seq, device, rows,
+                                                       time.time_ns())
+                item.seq = (agent, seq)
         except ContractError as exc:
             if isinstance(exc, BatchRejected):
                 item.seq = (exc.agent, exc.seq)  # handled: recorded, never asked for again

@@ -31,6 +31,7 @@ class GatewayStats:
     clock_offsets_s: dict[str, float] = field(default_factory=dict)  # agent -> offset now
     samples_expired: int = 0  # deleted from the embedded store by retention
     retention_passes: int = 0  # completed retention passes
+    sparkplug: dict[str, int] = field(default_factory=dict)  # host events (births, seq_gaps..)
 
     def line(self) -> str:
         lat = "-" if self.last_batch_latency_s is None else \
@@ -43,4 +44,5 @@ class GatewayStats:
                 f"gaps_open={self.gaps_open} replays={self.replay_requests} "
                 f"seqs_lost={self.seqs_lost} expired={self.samples_expired} "
                 f"clock_steps={self.clock_steps} "
-                f"connected={self.connected}")
+                f"connected={self.connected}" + "".join(
+                    f" sparkplug_{k}={v}" for k, v in sorted(self.sparkplug.items())))

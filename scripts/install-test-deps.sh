@@ -2,8 +2,10 @@
 # System packages the integration tests start for real: Mosquitto, InfluxDB 1.x,
 # VictoriaMetrics (InfluxDB v2 write endpoint); socat links two ptys for the Modbus RTU
 # serial test; Chromium (the dashboard's browser test, driven by Playwright; no
-# `playwright install`) with a CJK font for the Chinese labels. Installs only what is
-# missing.
+# `playwright install`) with a CJK font for the Chinese labels; Node.js and the
+# independent Sparkplug B peers of the interop tests (tests/peers: Eclipse Tahu's
+# sparkplug-client and sparkplug-payload, pinned by its package-lock.json). Installs only
+# what is missing.
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
@@ -12,6 +14,8 @@ command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
 command -v socat >/dev/null || need+=(socat)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -d /usr/share/fonts/truetype/wqy ] || need+=(fonts-wqy-zenhei)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing Debian packages: ${need[*]}"
@@ -22,3 +26,5 @@ fi
 for svc in mosquitto influxdb victoria-metrics; do
   (command -v service >/dev/null && service "$svc" stop) >/dev/null 2>&1 || true
 done
+peers="$(dirname "$0")/../tests/peers"
+[ -d "$peers/node_modules/sparkplug-client" ] || npm ci --prefix "$peers" --no-audit --no-fund

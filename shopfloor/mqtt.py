@@ -1,14 +1,17 @@
 """MQTT connection settings and a paho-mqtt client factory shared by edge and gateway.
 
 paho runs its network loop in its own thread (``loop_start``); callers bridge to
-their own threads or event loop deliberately.
+their own threads or event loop deliberately (``call_soon``: a callback into an event loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from pydantic import Field, SecretStr
@@ -37,11 +40,14 @@ class MqttConfig(Strict):
 
 
 def mqtt_client(cfg: MqttConfig, client_id: str, *, clean_session: bool = True,
-                manual_ack: bool = False, max_inflight: int = 100) -> mqtt.Client:
-    """A configured (not yet connected) MQTT 3.1.1 client."""
+                manual_ack: bool = False, max_inflight: int = 100,
+                reconnect: bool = True) -> mqtt.Client:
+    """A configured (not yet connected) MQTT 3.1.1 client. ``reconnect=False``: its network
+    loop ends when the connection does (the caller opens a new client, e.g. a Sparkplug
+    session with a new will)."""
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
-        protocol=mqtt.MQTTv311, manual_ack=manual_ack,
+        protocol=mqtt.MQTTv311, manual_ack=manual_ack, reconnect_on_failure=reconnect,
     )
     if cfg.username is not None:
         client.username_pw_set(cfg.username, secret(cfg.password))
@@ -66,3 +72,12 @@ def describe(cfg: MqttConfig) -> str:
     scheme = "mqtts" if cfg.tls else "mqtt"
     user = f"{cfg.username}@" if cfg.username else ""
     return f"{scheme}://{user}{cfg.host}:{cfg.port}"
+
+
+def call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    """Hand a paho callback (its network thread) to ``loop``; a loop closed during shutdown
+    takes nothing."""
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:
+        pass

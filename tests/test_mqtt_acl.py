@@ -1,7 +1,8 @@
 """A hostile or broken publisher (issue 17, point 8) on a real Mosquitto with the compose
 stack's ACL file (deploy/compose/acl) and a password file: an edge user can publish only
 under its own devices' topics, whatever it sends; the gateway also rejects a batch whose
-agent is not allowed for its topic (`agents`), e.g. one claiming another agent's id."""
+agent is not allowed for its topic (`agents`), e.g. one claiming another agent's id. With
+the file's Sparkplug lines in force, a Sparkplug edge node too publishes only as itself."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from test_gateway import gateway_cfg, wait_until
 
 from shopfloor.contract import Batch, DevicePath, Sample
 from shopfloor.gateway.service import Gateway
+from shopfloor.sparkplug.payload import DT, decode_state
+from shopfloor.sparkplug.schema import Payload
 from shopfloor.storage.sqlite import SqliteStore
 
 COMPOSE = Path(__file__).parents[1] / "deploy" / "compose"
@@ -42,16 +45,20 @@ def publish(c: mqtt.Client, dev: DevicePath, agent: str, seq: int) -> None:
     c.publish(dev.topic("data"), payload, qos=1).wait_for_publish(10)
 
 
-@pytest.fixture
-def broker(tmp_path):
+def secured_broker(tmp_path: Path, acl_text: str):  # type: ignore[no-untyped-def]
     passwd = tmp_path / "passwd"
     passwd.touch()
     for user, pw in USERS.items():
         subprocess.run([require("mosquitto_passwd"), "-b", str(passwd), user, pw], check=True)
     acl = tmp_path / "acl"
-    acl.write_text((COMPOSE / "acl").read_text() + EDGE_2)
-    with mosquitto(tmp_path / "m", f"allow_anonymous false\npassword_file {passwd}\n"
-                                   f"acl_file {acl}\n") as b:
+    acl.write_text(acl_text)
+    return mosquitto(tmp_path / "m", f"allow_anonymous false\npassword_file {passwd}\n"
+                                     f"acl_file {acl}\n")
+
+
+@pytest.fixture
+def broker(tmp_path):
+    with secured_broker(tmp_path, (COMPOSE / "acl").read_text() + EDGE_2) as b:
         yield b
 
 
@@ -111,3 +118,56 @@ def test_an_edge_publishes_only_under_its_own_topics(broker, tmp_path):
             c.disconnect()
             c.loop_stop()
         gw.stop()
+
+
+def sparkplug(seq: int, metrics: tuple[tuple[str, int, int], ...] = ()) -> bytes:
+    p = Payload(timestamp=time.time_ns() // 10**6, seq=seq)
+    for name, alias, value in metrics:
+        p.metrics.add(name=name, alias=alias, datatype=DT.Int64, long_value=value)
+    return p.SerializeToString()
+
+
+@pytest.mark.timeout(120)
+def test_sparkplug_nodes_publish_only_as_themselves_under_the_acl(tmp_path):
+    acl = "".join(line[1:] if line.startswith(("#user ", "#topic ")) else line
+                  for line in (COMPOSE / "acl").read_text().splitlines(keepends=True))
+    group, node = "acme-plant1", "edge-1"
+    with secured_broker(tmp_path, acl + EDGE_2) as b:
+        cfg = gateway_cfg(b, tmp_path, mqtt={"host": "127.0.0.1", "port": b.port,
+                                             "username": "gateway", "password": USERS["gateway"]},
+                          sparkplug={"host_id": "shopfloor-gw", "devices": [
+                              {"group": group, "node": "*", "device": "*",
+                               "asset": "acme/plant1/machining/line1/{device}"}]})
+        gw = Gateway(cfg)
+        gw.start()
+        edge1, edge2 = client(b.port, "edge-1"), client(b.port, "edge-2")
+        try:
+            assert gw.wait_ready(10)
+            edge1.subscribe([("spBv1.0/STATE/shopfloor-gw", 1),
+                             (f"spBv1.0/{group}/NCMD/{node}", 1)])
+            wait_until(lambda: edge1.received, what="the host's STATE, read by the node")
+            assert decode_state(edge1.received[0].payload)[0] is True
+            for c, who in ((edge2, node), (edge1, node), (edge2, "edge-2")):
+                base = f"spBv1.0/{group}"
+                c.publish(f"{base}/NBIRTH/{who}", sparkplug(0), qos=1).wait_for_publish(10)
+                c.publish(f"{base}/DBIRTH/{who}/cnc-01", sparkplug(1, (("part_count", 1, 5),)),
+                          qos=1).wait_for_publish(10)
+                c.publish(f"{base}/DDATA/{who}/cnc-01", sparkplug(2, (("part_count", 1, 6),)),
+                          qos=1).wait_for_publish(10)
+            # edge-2 as edge-1: dropped by the broker; edge-1 as itself: 3 messages; edge-2
+            # as itself: no ACL lines for it under spBv1.0, dropped too
+            wait_until(lambda: gw.stats().messages_done == 3, what="edge-1's three messages")
+            time.sleep(0.5)
+            stats = gw.stats()
+            assert stats.messages == 3 and not stats.rejects, stats
+            assert stats.sparkplug["births"] == 2 and stats.samples_stored == 2
+            # a seq jump: the gateway may write the node's NCMD, which the node reads
+            edge1.publish(f"spBv1.0/{group}/DDATA/{node}/cnc-01",
+                          sparkplug(9, (("part_count", 1, 7),)), qos=1).wait_for_publish(10)
+            wait_until(lambda: any("/NCMD/" in m.topic for m in edge1.received),
+                       what="the rebirth request through the ACL")
+        finally:
+            for c in (edge1, edge2):
+                c.disconnect()
+                c.loop_stop()
+            gw.stop()
