@@ -20,8 +20,10 @@ from shopfloor.server import auth, kernels
 from shopfloor.server.api import ROUTERS
 from shopfloor.server.api.deps import ServerState
 from shopfloor.server.config import ServerConfig
+from shopfloor.server.federation.enterprise import open_uplink
 from shopfloor.server.registry import Registry
 from shopfloor.server.rollup import open_rollups
+from shopfloor.server.rollup.source import QuantitySource
 from shopfloor.storage import open_reader
 
 log = logging.getLogger("shopfloor.server")
@@ -44,9 +46,16 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         state.rollups, maintainer = open_rollups(cfg, reader, state.registry)
         if maintainer is not None:
             maintainer.start()
+        uplink = state.uplink = open_uplink(cfg, base_dir, state.registry,
+                                            lambda: QuantitySource(reader, state.rollups))
+        if uplink is not None:
+            uplink.start()
         try:
             yield
         finally:
+            if uplink is not None:
+                uplink.stop()
+                state.uplink = None
             if maintainer is not None:
                 maintainer.stop()
             if state.rollups is not None:
