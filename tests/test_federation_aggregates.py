@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from federation_data import S, fill, machines
+from federation_data import registry as registry_doc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shopfloor.contract import DevicePath, Sample
 from shopfloor.server import digitalization, kernels, oee
 from shopfloor.server.app import create_app
 from shopfloor.server.config import ServerConfig
@@ -23,50 +24,15 @@ from shopfloor.server.rollup.source import QuantitySource
 from shopfloor.storage.sqlite import SqliteStore
 from shopfloor.times import datetime_ns
 
-S = 10**9
 DAY1 = datetime_ns(datetime(2026, 11, 3))  # 2026-11-03T00:00Z
-REGISTRY = {
-    "cluster": {"id": "park"},
-    "enterprises": [
-        {"id": "acme", "name": "Acme", "sites": [{"id": "p1", "workshops": [{"id": "w", "lines": [
-            {"id": "l1", "equipment": [
-                {"id": "cnc-01", "ideal_cycle_time_s": 2, "numerically_controlled": True,
-                 "key_process": True},
-                {"id": "press", "ideal_cycle_time_s": 4, "key_process": True},
-                {"id": "old", "digital": False}]}]}]}]},
-        {"id": "bolt", "sites": [{"id": "p1", "workshops": [{"id": "w", "lines": [
-            {"id": "l1", "equipment": [
-                {"id": "m1", "ideal_cycle_time_s": 3, "numerically_controlled": True,
-                 "key_process": True}]}]}]}]},
-    ]}
-MACHINES = {"acme/p1/w/l1/cnc-01": 1, "acme/p1/w/l1/press": 2, "bolt/p1/w/l1/m1": 3}
-
-
-def fill(store: SqliteStore, day0: int, days: int) -> None:
-    """Each machine cycles PRODUCING / DOWN / IDLE with parts and rejects, per its seed."""
-    rows = []
-    for asset, seed in MACHINES.items():
-        dev = DevicePath(*asset.split("/"))
-        rng = np.random.default_rng(seed)
-        t, parts, rejects = day0, 0, 0
-        while t < day0 + days * 86400 * S:
-            state = rng.choice(["PRODUCING", "PRODUCING", "DOWN", "IDLE"])
-            rows.append((dev, Sample("state", t, str(state))))
-            if state == "PRODUCING":
-                parts += int(rng.integers(100, 600))
-                rejects += int(rng.integers(0, 5))
-            rows.append((dev, Sample("part_count", t, parts)))
-            rows.append((dev, Sample("reject_count", t, rejects)))
-            t += int(rng.integers(20, 3000)) * S
-    store.write(rows)
 
 
 @pytest.fixture(scope="module")
 def plant(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fed")
     with SqliteStore(tmp / "store.db") as store:
-        fill(store, DAY1, 3)
-    (tmp / "registry.yaml").write_text(yaml.safe_dump(REGISTRY))
+        fill(store, DAY1, 3, machines())
+    (tmp / "registry.yaml").write_text(yaml.safe_dump(registry_doc()))
 
     def cfg(ent: str) -> ServerConfig:
         return ServerConfig.model_validate({
