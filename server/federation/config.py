@@ -32,7 +32,7 @@ class FederationConfig(Strict):
         ["equipment", "oee", "completeness"], min_length=1,
         description="sections of each aggregate that leave the enterprise: equipment "
                     "counts by class, OEE totals (times and counts), data completeness")
-    queue: Path = Field(Path("federation-outbox.db"),
+    queue: Path = Field("federation-outbox.db", validate_default=True,
                         description="durable outbox (SQLite), relative to this file")
     interval_s: float = Field(60.0, gt=0, le=86400,
                               description="time between rounds (compute, then push)")
@@ -61,7 +61,7 @@ class ClusterConfig(Strict):
     """The cluster server (`shopfloor cluster --config FILE`)."""
 
     name: str = Field("cluster", min_length=1, description="the cluster's display name")
-    database: Path = Field(Path("cluster.db"),
+    database: Path = Field("cluster.db", validate_default=True,
                            description="aggregates (SQLite), relative to this file")
     http: ClusterHttp = ClusterHttp()
     enterprises: list[EnterpriseAccount] = Field(
