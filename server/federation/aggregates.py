@@ -140,11 +140,11 @@ class Aggregate(_Wire):
         return repr(sorted(doc.items()))
 
 
-def seen_before(reader: SampleReader, equipment: list[Asset], at: int, window_ns: int
-                ) -> dict[str, int]:
-    """Equipment id -> its newest state sample in [at - window_ns, at); ``at`` now or later:
-    the store's ``last_seen`` (as /digitalization reads it)."""
-    if at >= time.time_ns():
+def seen_before(reader: SampleReader, equipment: list[Asset], at: int, window_ns: int,
+                live: bool) -> dict[str, int]:
+    """Equipment id -> its newest state sample in [at - window_ns, at); ``live`` (``at`` is
+    now): the store's ``last_seen``, as /digitalization reads it."""
+    if live:
         return reader.last_seen()
     out = {}
     for a in equipment:
@@ -178,8 +178,8 @@ def aggregate(cfg: ServerConfig, registry: Registry, source: QuantitySource,
     doc: dict = {}
     if "equipment" in shared:
         window = seconds_ns(cfg.digitalization.networked_window_s)
-        c = digitalization.counts(registry, ent, seen_before(source.reader, equipment, at,
-                                                             window), at, window)
+        seen = seen_before(source.reader, equipment, at, window, live=at == now)
+        c = digitalization.counts(registry, ent, seen, at, window)
         doc["equipment"] = EquipmentCounts(
             **vars(c), numerically_controlled=sum(
                 bool(a.equipment and a.equipment.numerically_controlled) for a in equipment))
