@@ -10,5 +10,7 @@ by class, the additive OEE totals and data completeness. The cluster never sees 
 - ``store``: the cluster's SQLite of aggregates (one row per enterprise and period);
 - ``indicators``: the cluster's history, pooled and mean of enterprises, published
   figures, gaps and most improved; ``export``: CSV and XLSX of them;
-- ``cluster``: the cluster server (``create_cluster_app``, ``run``).
+- ``cluster``: the cluster server (``create_cluster_app``, ``run``), its views in
+  ``cluster_routes``; ``enterprise``: the uplink an enterprise server starts; ``db``: how
+  the SQLite files are opened.
 """

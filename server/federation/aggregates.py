@@ -30,6 +30,9 @@ from .config import FederationConfig, Section
 from .periods import Period
 
 SCHEMA = "shopfloor.federation/v1"
+# the fields of ``oee.Totals`` that travel as they are (the lists travel as their lengths)
+_SUMMED = ("total", "reject", "ideal_s", "startup_reject", "reject_ideal_s",
+           "startup_reject_ideal_s", "parts_without_ict", "equipment")
 Count = Field(ge=0)
 
 
@@ -73,10 +76,7 @@ class OeeTotals(_Wire):
     def of(cls, t: oee.Totals) -> OeeTotals:
         return cls(state_ns={s: int(t.state_ns[c]) for s, c in STATE_CODES.items()},
                    stops={f: int(t.stops[i]) for i, f in enumerate(STOP_FIELDS)},
-                   total=t.total, reject=t.reject, ideal_s=t.ideal_s,
-                   startup_reject=t.startup_reject, reject_ideal_s=t.reject_ideal_s,
-                   startup_reject_ideal_s=t.startup_reject_ideal_s,
-                   parts_without_ict=t.parts_without_ict, equipment=t.equipment,
+                   **{f: getattr(t, f) for f in _SUMMED},
                    equipment_without_data=len(t.without_data),
                    equipment_without_cycle_time=len(t.without_cycle_time),
                    equipment_with_clock_skew=len(t.clock_skew))
@@ -90,11 +90,9 @@ class OeeTotals(_Wire):
         def tags(n: int) -> list[str]:
             return [f"{who}#{k}" for k in range(n)]
         return oee.Totals(
-            state_ns=state, total=self.total, reject=self.reject, ideal_s=self.ideal_s,
+            state_ns=state,
             stops=np.array([self.stops.get(f, 0) for f in STOP_FIELDS], dtype=np.int64),
-            startup_reject=self.startup_reject, reject_ideal_s=self.reject_ideal_s,
-            startup_reject_ideal_s=self.startup_reject_ideal_s,
-            parts_without_ict=self.parts_without_ict, equipment=self.equipment,
+            **{f: getattr(self, f) for f in _SUMMED},
             without_data=tags(self.equipment_without_data),
             without_cycle_time=tags(self.equipment_without_cycle_time),
             clock_skew=tags(self.equipment_with_clock_skew))

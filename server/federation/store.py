@@ -6,13 +6,13 @@ sample: a body is an ``Aggregate``, which forbids every field it does not name."
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Literal
 
 from .aggregates import Aggregate
+from .db import open_db
 
 Outcome = Literal["new", "replaced", "duplicate", "stale"]
 _SCHEMA = """
@@ -33,9 +33,7 @@ class ClusterStore:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_db(self.path, _SCHEMA)
 
     def put(self, agg: Aggregate) -> Outcome:
         key = (agg.enterprise, agg.period, agg.label)

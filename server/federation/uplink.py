@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from shopfloor.times import NS, iso
 
 from .aggregates import Aggregate
 from .config import FederationConfig
+from .db import open_db
 
 log = logging.getLogger("shopfloor.federation")
 PATH = "/api/v1/federation/aggregates"
@@ -49,9 +49,7 @@ class Outbox:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_db(self.path, _SCHEMA)
 
     def put(self, agg: Aggregate) -> bool:
         """Queue ``agg`` unless its figures are those delivered or waiting; True if queued."""
