@@ -138,16 +138,17 @@ class Aggregate(_Wire):
         return repr(sorted(doc.items()))
 
 
-def seen_before(reader: SampleReader, equipment: list[Asset], at: int, window_ns: int,
-                live: bool) -> dict[str, int]:
-    """Equipment id -> its newest state sample in [at - window_ns, at); ``live`` (``at`` is
-    now): the store's ``last_seen``, as /digitalization reads it."""
+def seen_before(reader: SampleReader, equipment: list[Asset], at: int, live: bool
+                ) -> dict[str, int]:
+    """Equipment id -> its newest state sample before ``at`` (``digitalization.counts``
+    checks it against the networked window); ``live`` (``at`` is now): the store's
+    ``last_seen``, as /digitalization reads it."""
     if live:
         return reader.last_seen()
     out = {}
-    for a in equipment:
+    for a in equipment:  # an empty window and the one sample before it: the newest
         assert a.device is not None
-        s = reader.read(a.device, SIGNAL_STATE, at - window_ns, at, before=0)
+        s = reader.read(a.device, SIGNAL_STATE, at, at, before=1)
         if len(s):
             out[a.id] = int(s.ts[-1])
     return out
@@ -176,7 +177,7 @@ def aggregate(cfg: ServerConfig, registry: Registry, source: QuantitySource,
     doc: dict = {}
     if "equipment" in shared:
         window = seconds_ns(cfg.digitalization.networked_window_s)
-        seen = seen_before(source.reader, equipment, at, window, live=at == now)
+        seen = seen_before(source.reader, equipment, at, live=at == now)
         c = digitalization.counts(registry, ent, seen, at, window)
         doc["equipment"] = EquipmentCounts(
             **vars(c), numerically_controlled=sum(
