@@ -106,6 +106,10 @@ def test_the_wire_model_refuses_anything_else(plant):
         Aggregate.model_validate({**body, "samples": [[0, 1.0]]})
     with pytest.raises(ValueError, match="ts"):
         Aggregate.model_validate({**body, "oee": {**body["oee"], "ts": [1]}})
+    with pytest.raises(ValueError, match="not a day"):
+        Aggregate.model_validate({**body, "label": "2026-11"})
+    with pytest.raises(ValueError, match="2026-Q4"):
+        Aggregate.model_validate({**body, "label": "yesterday"})
 
 
 def test_the_enterprise_endpoint_shows_what_is_shared(plant):

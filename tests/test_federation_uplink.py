@@ -110,3 +110,14 @@ def test_periods_covering_a_span():
     assert [p.label for p in periods.covering("day", t0, t1, tz)] == [
         "2026-11-30", "2026-12-01"]
     assert [p.label for p in periods.covering("month", t0, t1, tz)] == ["2026-11", "2026-12"]
+
+
+def test_a_rejected_aggregate_waits_but_does_not_hold_up_the_others(tmp_path):
+    def answer(request: httpx.Request) -> httpx.Response:
+        rejected = b'"2026-11-03"' in request.content
+        return httpx.Response(422 if rejected else 200, json={})
+    days = [agg(f"2026-11-0{d}", d, d) for d in (3, 4)]
+    up = Uplink(fed(), Outbox(tmp_path / "o.db"), lambda _days: days,
+                transport=httpx.MockTransport(answer))
+    assert up.round() == 1 and "HTTP 422 to 2026-11-03" in up.status.last_error
+    assert [w[1] for w in up.outbox.waiting()] == ["2026-11-03"]

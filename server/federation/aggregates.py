@@ -14,7 +14,7 @@ import time
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shopfloor.contract import SIGNAL_STATE, STATE_CODES, State
 from shopfloor.server import digitalization, kernels, oee
@@ -27,7 +27,7 @@ from shopfloor.storage import SampleReader
 from shopfloor.times import iso, seconds_ns
 
 from .config import FederationConfig, Section
-from .periods import Period
+from .periods import Period, parse
 
 SCHEMA = "shopfloor.federation/v1"
 # the fields of ``oee.Totals`` that travel as they are (the lists travel as their lengths)
@@ -128,6 +128,12 @@ class Aggregate(_Wire):
     equipment: EquipmentCounts | None = None
     oee: OeeTotals | None = None
     completeness: Completeness | None = None
+
+    @model_validator(mode="after")
+    def _label_names_the_period(self) -> Aggregate:
+        if parse(self.label).kind != self.period:
+            raise ValueError(f"label {self.label!r} is not a {self.period}")
+        return self
 
     def body(self) -> dict:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

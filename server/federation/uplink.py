@@ -141,13 +141,17 @@ class Uplink:
         return self.push()
 
     def push(self) -> int:
-        """POST the queue oldest first; stop at the first failure (the rest waits)."""
+        """POST the queue oldest first; stop at an outage, a refused credential or a server
+        error (the rest waits); an aggregate the cluster rejects (another 4xx) waits too,
+        but the next ones go on."""
         sent = 0
         for period, label, revision, body in self.outbox.waiting():
-            err = self._post(body)
+            err, stop = self._post(body)
             if err is not None:
                 self.status.last_error = err
-                break
+                if stop:
+                    break
+                continue
             self.outbox.delivered(period, label, revision)
             sent += 1
             self.status.last_delivery = time.time_ns()
@@ -155,8 +159,9 @@ class Uplink:
         self.status.pushed += sent
         return sent
 
-    def _post(self, body: dict) -> str | None:
-        """None when accepted, else what went wrong (without the credential)."""
+    def _post(self, body: dict) -> tuple[str | None, bool]:
+        """(None, _) when accepted, else what went wrong (without the credential) and
+        whether to stop this round."""
         headers = {"Authorization": f"Bearer {self.cfg.token.get_secret_value()}"}
         try:
             r = self._client.post(PATH, json=body, headers=headers)
@@ -164,17 +169,18 @@ class Uplink:
             err = f"cluster unreachable ({type(exc).__name__})"
             log.info("federation: %s; %d aggregates wait in the outbox", err,
                      self.outbox.counts()["pending"])
-            return err
+            return err, True
         if r.status_code in (401, 403):
             err = f"cluster refused enterprise {self.cfg.enterprise!r}'s credential " \
                   f"(HTTP {r.status_code})"
             log.error("federation: %s; check federation.token", err)
-            return err
+            return err, True
         if r.status_code >= 300:
-            err = f"cluster answered HTTP {r.status_code}: {r.text[:200]}"
+            err = f"cluster answered HTTP {r.status_code} to {body.get('label')}: " \
+                  f"{r.text[:200]}"
             log.warning("federation: %s", err)
-            return err
-        return None
+            return err, r.status_code >= 500
+        return None, False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="federation-uplink",
