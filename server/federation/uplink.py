@@ -144,7 +144,7 @@ class Uplink:
         """POST the queue oldest first; stop at an outage, a refused credential or a server
         error (the rest waits); an aggregate the cluster rejects (another 4xx) waits too,
         but the next ones go on."""
-        sent = 0
+        sent, self.status.last_error = 0, None
         for period, label, revision, body in self.outbox.waiting():
             err, stop = self._post(body)
             if err is not None:
@@ -155,7 +155,6 @@ class Uplink:
             self.outbox.delivered(period, label, revision)
             sent += 1
             self.status.last_delivery = time.time_ns()
-            self.status.last_error = None
         self.status.pushed += sent
         return sent
 
