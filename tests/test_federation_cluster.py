@@ -256,3 +256,29 @@ def test_reads_need_a_token_when_anonymous_reads_are_off(world, tmp_path):
         assert c.get("/api/v1/cluster").status_code == 401
         ok = c.get("/api/v1/cluster", headers=bearer("bureau-token-0123456789"))
         assert ok.status_code == 200 and ok.json()["enterprises"] == []
+
+
+@pytest.mark.parametrize("lang, heading", [("en", "Key-process NC rate"),
+                                           ("zh", "关键工序数控化率")])
+def test_the_printable_report_shows_the_api_figures(cluster, lang, heading):
+    import re
+
+    c, _ = cluster
+    api = c.get("/api/v1/cluster/history", params={"start": "2026-Q4", "granularity":
+                                                   "quarter"}).json()["periods"][0]
+    r = c.get("/api/v1/cluster/report", params={"period": "2026-Q4", "lang": lang})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    page = r.text
+    assert f'lang="{lang}"' in page and heading in page and "<script" not in page
+    sections = dict(re.findall(r'<section data-indicator="(\w+)">(.*?)</section>', page))
+    assert list(sections) == list(api["pooled"])[:8]
+    for ind, body in sections.items():
+        values = re.findall(r'data-value="([^"]*)"', body)
+        want = [r_[ind] for r_ in api["enterprises"]] + [api["pooled"][ind],
+                                                         api["mean_of_enterprises"][ind]]
+        assert [None if v == "" else float(v) for v in values] == want
+        rows = len(want)  # two enterprises, pooled, mean; a tick per published figure
+        assert body.count('stroke="#c00"') == {"key_process_nc_rate": 2 * rows,
+                                               "equipment_digitalization_rate": rows
+                                               }.get(ind, 0)
+    assert page.count("数据完整率" if lang == "zh" else "data completeness") >= 8 * 4

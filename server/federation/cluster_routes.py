@@ -1,16 +1,17 @@
 """The cluster views: ``/cluster`` (who federates), ``/cluster/history`` (every
 enterprise's indicators per month or quarter, pooled and mean, published figures and
 gaps), ``/cluster/enterprises/{id}/history``, ``/cluster/improved`` and the exports
-``/cluster/export/comparison`` and ``/cluster/export/enterprises/{id}`` (CSV or XLSX)."""
+``/cluster/export/comparison`` and ``/cluster/export/enterprises/{id}`` (CSV or XLSX),
+and ``/cluster/report`` (the printable page, English or Chinese)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
-from . import export, indicators, periods
+from . import export, indicators, periods, report
 from .cluster import ClusterState
 
 MAX_PERIODS = 120
@@ -134,3 +135,12 @@ def export_enterprise(state: StateDep, enterprise: str, period: Label,
         raise HTTPException(404, f"no aggregates of enterprise {enterprise!r} for {period}")
     return _file(export.enterprise_table(doc, enterprise), format,
                  f"{enterprise}-{doc['period']}")
+
+
+@router.get("/report", response_class=HTMLResponse)
+def get_report(state: StateDep, period: Label,
+               lang: Annotated[Literal["en", "zh"], Query(description="en or zh")] = "en"
+               ) -> HTMLResponse:
+    """The printable report of a month or quarter: a chart per indicator with the
+    published figures, the data completeness beside each figure, the definitions."""
+    return HTMLResponse(report.render(_one(state, period), lang, state.config.name))
