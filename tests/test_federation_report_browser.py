@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
-from test_federation_cluster import cluster, world  # noqa: F401 - the fixtures
+
+from tests.test_federation_cluster import cluster, world  # noqa: F401 - the fixtures
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.timeout(120)

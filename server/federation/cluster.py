@@ -62,12 +62,13 @@ def create_cluster_app(cfg: ClusterConfig, base_dir: Path = Path(".")) -> FastAP
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        state.store = ClusterStore(db)
+        outer = state.store  # lifespans may nest (test clients)
+        store = state.store = ClusterStore(db)
         try:
             yield
         finally:
-            state.store.close()
-            state.store = None
+            store.close()
+            state.store = outer
 
     app = FastAPI(title="shopfloor cluster", version=__version__, lifespan=lifespan,
                   description="Aggregates federated by enterprises; the cluster's "
