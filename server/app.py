@@ -20,6 +20,7 @@ from shopfloor.server import auth, kernels
 from shopfloor.server.api import ROUTERS
 from shopfloor.server.api.deps import ServerState
 from shopfloor.server.config import ServerConfig
+from shopfloor.server.federation.aggregates import enterprise_of
 from shopfloor.server.federation.enterprise import open_uplink
 from shopfloor.server.registry import Registry
 from shopfloor.server.rollup import open_rollups
@@ -35,6 +36,8 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
     opened by its lifespan, after every kernel is compiled."""
     registry_path = cfg.registry if cfg.registry.is_absolute() else base_dir / cfg.registry
     state = ServerState(cfg, Registry.load(registry_path), registry_path)
+    if cfg.federation is not None:
+        enterprise_of(state.registry, cfg.federation)  # a wrong id fails at start
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -172,3 +172,11 @@ def test_period_labels(label, kind, first, after):
 def test_a_bad_period_label_says_what_is_expected():
     with pytest.raises(periods.PeriodError, match="2026-Q4"):
         periods.parse("2026-13")
+
+
+def test_an_enterprise_not_in_the_registry_fails_at_start(plant):
+    from shopfloor.config import ConfigError
+
+    tmp, cfg, _, _ = plant
+    with pytest.raises(ConfigError, match="'nope' is not an enterprise.*acme"):
+        create_app(cfg("nope"), tmp)

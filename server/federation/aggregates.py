@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shopfloor.config import ConfigError
 from shopfloor.contract import SIGNAL_STATE, STATE_CODES, State
 from shopfloor.server import digitalization, kernels, oee
 from shopfloor.server.config import ServerConfig
@@ -164,8 +165,8 @@ def enterprise_of(registry: Registry, fed: FederationConfig) -> Asset:
     asset = registry.get(fed.enterprise)
     if asset is None or asset.level != "enterprise":
         ids = [e.id for e in registry.enterprises()]
-        raise ValueError(f"federation.enterprise={fed.enterprise!r} is not an enterprise of "
-                         f"the registry (it has {ids})")
+        raise ConfigError(f"federation.enterprise={fed.enterprise!r} is not an enterprise "
+                          f"of the registry (it has {ids})")
     return asset
 
 

@@ -13,7 +13,7 @@ from shopfloor.server.registry import Registry
 from shopfloor.server.rollup.source import QuantitySource
 
 from . import periods
-from .aggregates import Aggregate, aggregate, enterprise_of
+from .aggregates import Aggregate, aggregate
 from .uplink import Outbox, Uplink, days_back_ns
 
 
@@ -50,6 +50,5 @@ def open_uplink(cfg: ServerConfig, base_dir: Path, registry: Registry,
     fed = cfg.federation
     if fed is None:
         return None
-    enterprise_of(registry, fed)  # a wrong enterprise id fails at start
     path = fed.queue if fed.queue.is_absolute() else base_dir / fed.queue
     return Uplink(fed, Outbox(path), lambda days: recent(cfg, registry, source(), days))
