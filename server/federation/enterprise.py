@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.registry import Registry
 from shopfloor.server.rollup.source import QuantitySource
+from shopfloor.times import NS
 
 from . import periods
 from .aggregates import Aggregate, aggregate
-from .uplink import Outbox, Uplink, days_back_ns
+from .uplink import Outbox, Uplink
 
 
 def zone(cfg: ServerConfig) -> ZoneInfo:
@@ -38,7 +39,7 @@ def recent(cfg: ServerConfig, registry: Registry, source: QuantitySource, days: 
     now, tz = time.time_ns(), zone(cfg)
     out = []
     for kind in cfg.federation.periods:
-        span = periods.covering(kind, now - days_back_ns(days), now, tz)
+        span = periods.covering(kind, now - days * 86400 * NS, now, tz)
         out += [aggregate(cfg, registry, source, p, tz, now) for p in span]
     return out
 

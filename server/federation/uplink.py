@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from shopfloor.times import NS, iso
+from shopfloor.times import iso
 
 from .aggregates import Aggregate
 from .config import FederationConfig
@@ -198,7 +198,3 @@ class Uplink:
             self._thread.join(timeout=self.cfg.timeout_s + 5)
         self._client.close()
         self.outbox.close()
-
-
-def days_back_ns(days: int) -> int:
-    return days * 86400 * NS
