@@ -282,3 +282,19 @@ def test_the_printable_report_shows_the_api_figures(cluster, lang, heading):
                                                "equipment_digitalization_rate": rows
                                                }.get(ind, 0)
     assert page.count("数据完整率" if lang == "zh" else "data completeness") >= 8 * 4
+
+
+def test_one_enterprise_history_and_the_cluster_listing(cluster):
+    c, _ = cluster
+    all_ = c.get("/api/v1/cluster/history", params={"start": "2026-10", "end": "2026-11"}
+                 ).json()["periods"]
+    one = c.get("/api/v1/cluster/enterprises/acme/history",
+                params={"start": "2026-10", "end": "2026-11"}).json()["periods"]
+    for a, o in zip(all_, one, strict=True):
+        assert o["enterprise"] == next(e for e in a["enterprises"] if e["id"] == "acme")
+        assert o["pooled"] == a["pooled"] and o["published"] == a["published"]
+    assert c.get("/api/v1/cluster/enterprises/nobody/history",
+                 params={"start": "2026-10"}).status_code == 404
+    listing = c.get("/api/v1/cluster").json()
+    assert [(e["id"], e["name"], e["aggregates"]) for e in listing["enterprises"]] == [
+        ("acme", "Acme Precision", 2), ("bolt", "bolt", 2)]
