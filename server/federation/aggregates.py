@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -171,7 +172,7 @@ def enterprise_of(registry: Registry, fed: FederationConfig) -> Asset:
 
 
 def aggregate(cfg: ServerConfig, registry: Registry, source: QuantitySource,
-              period: Period, tz, now: int | None = None) -> Aggregate:
+              period: Period, tz: ZoneInfo, now: int | None = None) -> Aggregate:
     """The aggregate of the configured enterprise over ``period`` (up to now)."""
     fed = cfg.federation
     assert fed is not None
