@@ -121,6 +121,7 @@ class Uplink:
                  transport: httpx.BaseTransport | None = None):
         self.cfg, self.outbox, self.compute = cfg, outbox, compute
         self.status = Status()
+        self._down = False
         self._client = httpx.Client(base_url=cfg.cluster_url.rstrip("/"),
                                     timeout=cfg.timeout_s, verify=cfg.verify_tls,
                                     transport=transport)
@@ -133,11 +134,11 @@ class Uplink:
         try:
             queued = sum(self.outbox.put(a) for a in self.compute(days))
         except Exception:  # a bad round must not end the uplink
-            log.exception("federation: computing the aggregates failed")
+            log.exception("computing the aggregates failed")
             queued = 0
         self.status.rounds += 1
         self.status.last_round = time.time_ns()
-        log.debug("federation: %d aggregates queued", queued)
+        log.debug("%d aggregates queued", queued)
         return self.push()
 
     def push(self) -> int:
@@ -166,18 +167,23 @@ class Uplink:
             r = self._client.post(PATH, json=body, headers=headers)
         except httpx.HTTPError as exc:
             err = f"cluster unreachable ({type(exc).__name__})"
-            log.info("federation: %s; %d aggregates wait in the outbox", err,
-                     self.outbox.counts()["pending"])
+            if not self._down:  # once per outage, not every round
+                log.warning("%s; aggregates wait in the outbox (%d now)", err,
+                            self.outbox.counts()["pending"])
+            self._down = True
             return err, True
+        if self._down:
+            log.info("cluster reachable again; sending the outbox")
+            self._down = False
         if r.status_code in (401, 403):
             err = f"cluster refused enterprise {self.cfg.enterprise!r}'s credential " \
                   f"(HTTP {r.status_code})"
-            log.error("federation: %s; check federation.token", err)
+            log.error("%s; check federation.token", err)
             return err, True
         if r.status_code >= 300:
             err = f"cluster answered HTTP {r.status_code} to {body.get('label')}: " \
                   f"{r.text[:200]}"
-            log.warning("federation: %s", err)
+            log.warning("%s", err)
             return err, r.status_code >= 500
         return None, False
 
