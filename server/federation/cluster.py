@@ -101,8 +101,10 @@ def create_cluster_app(cfg: ClusterConfig, base_dir: Path = Path(".")) -> FastAP
             raise HTTPException(403, f"this credential is enterprise {acc.id!r}'s")
         assert state.store is not None
         outcome = state.store.put(agg)
-        log.info("%s %s %s revision %d: %s", agg.enterprise, agg.period, agg.label,
-                 agg.revision, outcome)
+        # the running periods are replaced every round: only news at info
+        log.log(logging.INFO if outcome in ("new", "stale") else logging.DEBUG,
+                "%s %s %s revision %d: %s", agg.enterprise, agg.period, agg.label,
+                agg.revision, outcome)
         return {"enterprise": agg.enterprise, "period": agg.period, "label": agg.label,
                 "revision": agg.revision, "outcome": outcome}
 
