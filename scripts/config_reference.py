@@ -20,6 +20,7 @@ from shopfloor.cli import HelpFormatter
 from shopfloor.edge.config import EdgeConfig
 from shopfloor.gateway.config import GatewayConfig
 from shopfloor.server.config import ServerConfig
+from shopfloor.server.federation.config import ClusterConfig
 from shopfloor.server.registry import RegistryModel
 from shopfloor.simulators.scenario import Scenario
 
@@ -30,6 +31,8 @@ FILES = [
     ("Gateway (`shopfloor gateway --config`)", GatewayConfig, "gateway/gateway.sample.yaml"),
     ("Server (`shopfloor server --config`)", ServerConfig, "server/server.sample.yaml"),
     ("Registry (the server's `registry:` file)", RegistryModel, "server/registry.sample.yaml"),
+    ("Cluster server (`shopfloor cluster --config`)", ClusterConfig,
+     "server/federation/cluster.sample.yaml"),
 ]
 HEADER = """# Configuration reference
 

@@ -20,8 +20,11 @@ from shopfloor.server import auth, kernels
 from shopfloor.server.api import ROUTERS
 from shopfloor.server.api.deps import ServerState
 from shopfloor.server.config import ServerConfig
+from shopfloor.server.federation.aggregates import enterprise_of
+from shopfloor.server.federation.enterprise import open_uplink
 from shopfloor.server.registry import Registry
 from shopfloor.server.rollup import open_rollups
+from shopfloor.server.rollup.source import QuantitySource
 from shopfloor.storage import open_reader
 
 log = logging.getLogger("shopfloor.server")
@@ -33,6 +36,8 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
     opened by its lifespan, after every kernel is compiled."""
     registry_path = cfg.registry if cfg.registry.is_absolute() else base_dir / cfg.registry
     state = ServerState(cfg, Registry.load(registry_path), registry_path)
+    if cfg.federation is not None:
+        enterprise_of(state.registry, cfg.federation)  # a wrong id fails at start
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -44,9 +49,16 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         state.rollups, maintainer = open_rollups(cfg, reader, state.registry)
         if maintainer is not None:
             maintainer.start()
+        uplink = state.uplink = open_uplink(cfg, base_dir, state.registry,
+                                            lambda: QuantitySource(reader, state.rollups))
+        if uplink is not None:
+            uplink.start()
         try:
             yield
         finally:
+            if uplink is not None:
+                uplink.stop()
+                state.uplink = None
             if maintainer is not None:
                 maintainer.stop()
             if state.rollups is not None:

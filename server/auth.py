@@ -32,18 +32,18 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class TokenConfig(Strict):
-    name: str = Field(min_length=1, description="who holds it (for your records)")
+class HashedSecret(Strict):
+    """A secret configured as its SHA-256 (or in plain, hashed as it is compared)."""
+
     sha256: SecretStr | None = Field(
         None, description="the token's SHA-256, 64 hex digits (`printf %s TOKEN | "
                           "sha256sum`); the server keeps no token in plain")
     token: SecretStr | None = Field(
         None, min_length=16, description="or the bearer token in plain, >= 16 chars "
                                          "(prefer sha256: then no config holds it)")
-    scopes: list[Scope] = ["read"]
 
     @model_validator(mode="after")
-    def _one_form(self) -> TokenConfig:
+    def _one_form(self) -> HashedSecret:
         if (self.sha256 is None) == (self.token is None):
             raise ValueError("give the token's sha256 or the token, not both")
         if self.sha256 is not None and not _HEX64.fullmatch(self.sha256.get_secret_value()):
@@ -56,6 +56,15 @@ class TokenConfig(Strict):
             return self.sha256.get_secret_value().lower().encode()
         assert self.token is not None
         return token_hash(self.token.get_secret_value()).encode()
+
+    def matches(self, presented: str) -> bool:
+        """The presented token is this one (hashes compared in constant time)."""
+        return hmac.compare_digest(token_hash(presented).encode(), self.digest())
+
+
+class TokenConfig(HashedSecret):
+    name: str = Field(min_length=1, description="who holds it (for your records)")
+    scopes: list[Scope] = ["read"]
 
 
 class AuthConfig(Strict):
@@ -70,9 +79,8 @@ def scopes_of(cfg: AuthConfig, presented: str) -> set[str]:
     """Scopes of the presented token, its hash checked against every configured one in
     constant time."""
     got: set[str] = set()
-    given = token_hash(presented).encode()
     for t in cfg.tokens:
-        if hmac.compare_digest(given, t.digest()):
+        if t.matches(presented):
             got |= set(t.scopes)
     if "admin" in got:
         got.add("read")

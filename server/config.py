@@ -9,6 +9,7 @@ from pydantic import Field
 from shopfloor.config import Strict
 from shopfloor.server.auth import AuthConfig
 from shopfloor.server.calendar import CalendarConfig
+from shopfloor.server.federation.config import FederationConfig
 from shopfloor.storage import StoreConfig
 
 
@@ -66,3 +67,6 @@ class ServerConfig(Strict):
     digitalization: DigitalizationConfig = DigitalizationConfig()
     auth: AuthConfig = AuthConfig()
     rollup: RollupConfig = RollupConfig()
+    federation: FederationConfig | None = Field(
+        None, description="share this enterprise's aggregates with a cluster server "
+                          "(outbound only; see DESIGN.md \"Federation\")")

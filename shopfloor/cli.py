@@ -77,6 +77,12 @@ def _server(args: argparse.Namespace) -> None:
     app.run(args.config)
 
 
+def _cluster(args: argparse.Namespace) -> None:
+    from shopfloor.server.federation import cluster
+
+    cluster.run(args.config)
+
+
 def _rollup(args: argparse.Namespace) -> int:
     from shopfloor.server.rollup import rebuild
 
@@ -180,6 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="metrics server: REST API (OEE, assets) and dashboard")
     p.add_argument("--config", type=Path, required=True, help="server config YAML")
     p.set_defaults(func=_server)
+
+    p = sub.add_parser("cluster", formatter_class=fmt,
+                       help="cluster server: receives enterprises' aggregates, serves the "
+                            "cluster's indicators over time and reports",
+                       description="Enterprise servers with a `federation:` section push "
+                                   "their day and month aggregates here (never a sample); "
+                                   "the cluster serves monthly and quarterly history "
+                                   "(pooled and mean of enterprises, published figures, "
+                                   "gaps, most improved) and CSV/XLSX exports under "
+                                   "/api/v1/cluster.")
+    p.add_argument("--config", type=Path, required=True,
+                   help="cluster config YAML (server/federation/cluster.sample.yaml)")
+    p.set_defaults(func=_cluster)
     return parser
 
 

@@ -19,6 +19,7 @@ BAD = {
                 "store.embeded"),
     "server": ("--config", "registry: r.yaml\nstore: {embedded: {path: s.db}}\n"
                "oee: {stale_after_s: -1}\n", "oee.stale_after_s"),
+    "cluster": ("--config", "enterprises: [{id: acme, sha256: nothex}]\n", "enterprises.0"),
 }
 
 
@@ -40,7 +41,7 @@ def test_missing_file_is_a_clear_error(tmp_path):
     assert r.returncode == 2 and "file not found" in r.stderr
 
 
-@pytest.mark.parametrize("command", ["up", "simulate", "edge", "gateway", "server"])
+@pytest.mark.parametrize("command", ["up", "simulate", "edge", "gateway", "server", "cluster"])
 def test_help_lists_options(command):
     r = subprocess.run([sys.executable, "-m", "shopfloor", command, "--help"],
                        capture_output=True, text=True, timeout=60)

@@ -4,7 +4,8 @@
   store reader, the ``Window`` of scope/start/end, its ``MetricsQuery``);
 - ``ops`` (``/healthz``, no token), ``assets``, ``metrics`` (``/oee``, ``/losses``,
   ``/trend``, ``/timeline``), ``digitalization`` (``/digitalization``, ``/compare``),
-  ``live`` (``/state``, ``/stream``): the ``read`` scope;
+  ``live`` (``/state``, ``/stream``), ``federation`` (``/federation``,
+  ``/federation/aggregates``): the ``read`` scope;
 - ``admin`` (``/registry/reload``): the ``admin`` scope.
 
 A new route goes into the module of its kind, or a new module whose ``router`` is
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from shopfloor.server.api import admin, assets, digitalization, live, metrics, ops
+from shopfloor.server.api import admin, assets, digitalization, federation, live, metrics, ops
 from shopfloor.server.auth import Scope
 
 # (router, the token scope its routes need or None), in the order of the OpenAPI document
@@ -27,4 +28,5 @@ ROUTERS: list[tuple[APIRouter, Scope | None]] = [
     (digitalization.router, "read"),
     (admin.router, "admin"),
     (live.router, "read"),
+    (federation.router, "read"),
 ]

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 
 from shopfloor.server.config import OeeConfig, ServerConfig
+from shopfloor.server.federation.uplink import Uplink
 from shopfloor.server.oee import MetricsQuery
 from shopfloor.server.registry import Asset, Registry
 from shopfloor.server.rollup.source import QuantitySource, Rollups
@@ -34,6 +35,7 @@ class ServerState:
     registry_path: Path
     reader: SampleReader | None = None
     rollups: Rollups | None = None
+    uplink: Uplink | None = None  # with a ``federation:`` section, while the lifespan runs
 
     @staticmethod
     def of(app: FastAPI) -> ServerState:
