@@ -1,4 +1,5 @@
-"""API tokens with ``read`` and ``admin`` scopes (admin implies read).
+"""API tokens with ``read`` and ``admin`` scopes (admin implies read), and the role and
+lines of each (``roles``: who may write what).
 
 Tokens come from the server config as ``SecretStr``; a presented token is compared
 with every configured one in constant time, and neither is ever logged. With
@@ -17,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, SecretStr
 
 from shopfloor.config import Strict
+from shopfloor.server.roles import Role
 
 Scope = Literal["read", "admin"]
 
@@ -25,6 +27,11 @@ class TokenConfig(Strict):
     name: str = Field(min_length=1, description="who holds it (for your records)")
     token: SecretStr = Field(min_length=16, description="the bearer token, >= 16 chars")
     scopes: list[Scope] = ["read"]
+    role: Role | None = Field(None, description="viewer, operator, engineer or admin "
+                                                "(default: admin with the admin scope, "
+                                                "else viewer); see server/roles.py")
+    lines: list[str] = Field([], description="an operator's lines (asset ids): the stops "
+                                             "it may classify")
 
 
 class AuthConfig(Strict):
@@ -35,13 +42,18 @@ class AuthConfig(Strict):
 _bearer = HTTPBearer(auto_error=False)
 
 
-def scopes_of(cfg: AuthConfig, presented: str) -> set[str]:
-    """Scopes of the presented token, checking all tokens in constant time each."""
-    got: set[str] = set()
+def holders(cfg: AuthConfig, presented: str) -> list[TokenConfig]:
+    """The configured tokens equal to the presented one, each compared in constant time."""
     given = presented.encode()
-    for t in cfg.tokens:
-        if hmac.compare_digest(given, t.token.get_secret_value().encode()):
-            got |= set(t.scopes)
+    return [t for t in cfg.tokens
+            if hmac.compare_digest(given, t.token.get_secret_value().encode())]
+
+
+def scopes_of(cfg: AuthConfig, presented: str) -> set[str]:
+    """Scopes of the presented token."""
+    got: set[str] = set()
+    for t in holders(cfg, presented):
+        got |= set(t.scopes) | ({"admin"} if t.role == "admin" else set())
     if "admin" in got:
         got.add("read")
     return got

@@ -77,6 +77,8 @@ def _device(m: MachineSpec) -> dict[str, Any]:
     else:
         device.update(host=m.host, port=m.port, unit=1, poll_s=0.05, timeout_s=1.0,
                       tags=modbus_tags(product) + stop_reason_tag(m))
+        if m.stop_reasons is not None:  # state and reason in one read (over 7-10)
+            device["max_gap_registers"] = 4
     return device
 
 
