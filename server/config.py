@@ -9,6 +9,7 @@ from pydantic import Field
 from shopfloor.config import Strict
 from shopfloor.server.auth import AuthConfig
 from shopfloor.server.calendar import CalendarConfig
+from shopfloor.server.operations.config import OperationsConfig
 from shopfloor.storage import StoreConfig
 
 
@@ -66,3 +67,5 @@ class ServerConfig(Strict):
     digitalization: DigitalizationConfig = DigitalizationConfig()
     auth: AuthConfig = AuthConfig()
     rollup: RollupConfig = RollupConfig()
+    operations: OperationsConfig = Field(
+        OperationsConfig(), description="reasons, plans, targets and alerts (a database)")

@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 
 from shopfloor.server.config import OeeConfig, ServerConfig
 from shopfloor.server.oee import MetricsQuery
+from shopfloor.server.operations.service import Operations
 from shopfloor.server.registry import Asset, Registry
 from shopfloor.server.rollup.source import QuantitySource, Rollups
 from shopfloor.storage import SampleReader
@@ -34,6 +35,7 @@ class ServerState:
     registry_path: Path
     reader: SampleReader | None = None
     rollups: Rollups | None = None
+    operations: Operations | None = None  # the operations database and alert thread
 
     @staticmethod
     def of(app: FastAPI) -> ServerState:
