@@ -2,8 +2,8 @@
 # System packages the integration tests start for real: Mosquitto, InfluxDB 1.x,
 # VictoriaMetrics (InfluxDB v2 write endpoint); socat links two ptys for the Modbus RTU
 # serial test; Chromium (the dashboard's browser test, driven by Playwright; no
-# `playwright install`) with a CJK font for the Chinese labels. Installs only what is
-# missing.
+# `playwright install`) with a CJK font for the Chinese labels; PostgreSQL (the
+# operations database's tests start a private cluster). Installs only what is missing.
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
@@ -12,6 +12,7 @@ command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
 command -v socat >/dev/null || need+=(socat)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -d /usr/share/fonts/truetype/wqy ] || need+=(fonts-wqy-zenhei)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing Debian packages: ${need[*]}"
@@ -19,6 +20,6 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 # The packages' own services are not used: the tests start private instances.
-for svc in mosquitto influxdb victoria-metrics; do
+for svc in mosquitto influxdb victoria-metrics postgresql; do
   (command -v service >/dev/null && service "$svc" stop) >/dev/null 2>&1 || true
 done

@@ -25,6 +25,7 @@ from shopfloor.errors import ShopfloorError
 from shopfloor.server.operations.config import DatabaseConfig
 
 log = logging.getLogger("shopfloor.server.operations")
+logging.getLogger("alembic").setLevel(logging.WARNING)
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_FILE = "operations.db"
 _MIGRATION_LOCK = 15_150_015  # PostgreSQL advisory lock key held while migrating
@@ -115,3 +116,24 @@ class Database:
 def open_database(cfg: DatabaseConfig, default_dir: Path) -> Database:
     default_dir.mkdir(parents=True, exist_ok=True)
     return Database(database_url(cfg, default_dir), cfg.migrate)
+
+
+def run_upgrade(config_path: Path | str) -> int:
+    """``shopfloor db upgrade``: migrate the database of a server config."""
+    from shopfloor.config import load_config
+    from shopfloor.server.config import ServerConfig
+    from shopfloor.server.operations.service import default_dir
+
+    config_path = Path(config_path)
+    cfg = load_config(config_path, ServerConfig)
+    where = default_dir(cfg, config_path.parent)
+    where.mkdir(parents=True, exist_ok=True)
+    url = database_url(cfg.operations.database, where)
+    engine = create_engine(url)
+    try:
+        before = current_revision(engine)
+        upgrade(engine)
+        print(f"{describe(url)}: schema {before} -> {current_revision(engine)}")
+    finally:
+        engine.dispose()
+    return 0
