@@ -32,7 +32,7 @@ def _setup_logging(level: str) -> None:
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    for noisy in ("httpx", "httpcore", "asyncua", "pymodbus", "numba"):
+    for noisy in ("httpx", "httpcore", "asyncua", "pymodbus", "numba", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
 
 

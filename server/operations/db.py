@@ -25,7 +25,6 @@ from shopfloor.errors import ShopfloorError
 from shopfloor.server.operations.config import DatabaseConfig
 
 log = logging.getLogger("shopfloor.server.operations")
-logging.getLogger("alembic").setLevel(logging.WARNING)
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_FILE = "operations.db"
 _MIGRATION_LOCK = 15_150_015  # PostgreSQL advisory lock key held while migrating
