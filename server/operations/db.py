@@ -2,12 +2,13 @@
 embedded store), the engine, its migrations, sessions.
 
 ``open_database`` migrates to the newest schema (Alembic, ``migrations/``) unless the
-config says not to; several servers starting at once against PostgreSQL take turns
-(an advisory lock), so each migration runs once.
+config says not to; several servers starting at once take turns (PostgreSQL: an advisory
+lock; SQLite: a lock file beside it), so each migration runs once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,9 +54,25 @@ def _alembic(connection) -> Config:
     return cfg
 
 
+@contextmanager
+def _file_lock(engine: Engine) -> Iterator[None]:
+    """SQLite: one migrator at a time on this host (a lock file beside the database)."""
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        yield
+        return
+    with open(f"{path}.migrate-lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def upgrade(engine: Engine) -> None:
-    """Migrate to the newest schema (one migrator at a time on PostgreSQL)."""
-    with engine.begin() as conn:
+    """Migrate to the newest schema, one migrator at a time (PostgreSQL: an advisory lock;
+    SQLite: a lock file)."""
+    with _file_lock(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         command.upgrade(_alembic(conn), "head")
