@@ -31,18 +31,23 @@ def get_orders(window: WindowDep, ops: OperationsDep, source: SourceDep, config:
     return {**window.head(), "target_oee": target, **doc}
 
 
+def _plan(ops: OperationsDep, who: PrincipalDep, what: str, status: int, write: Any) -> Any:
+    """``write(session)`` for an engineer or admin; a ``PlanError`` answers ``status``."""
+    must(who, who.may_plan, what)
+    with ops.db.session() as s:
+        try:
+            return write(s)
+        except plans.PlanError as exc:
+            raise HTTPException(status, str(exc)) from None
+
+
 @router.post("/orders", status_code=201)
 def add_order(body: plans.OrderIn, ops: OperationsDep, who: PrincipalDep,
               registry: RegistryDep) -> dict[str, Any]:
     """Add a production order (engineers and admins)."""
-    must(who, who.may_plan, "add orders")
-    with ops.db.session() as s:
-        try:
-            row = plans.add_order(s, who, body, registry)
-        except plans.PlanError as exc:
-            raise HTTPException(409, str(exc)) from None
-        return {"order_no": row.order_no, "line": row.line, "product": row.product,
-                "planned_qty": row.planned_qty}
+    row = _plan(ops, who, "add orders", 409, lambda s: plans.add_order(s, who, body, registry))
+    return {"order_no": row.order_no, "line": row.line, "product": row.product,
+            "planned_qty": row.planned_qty}
 
 
 @router.delete("/orders/{order_no}", status_code=204)
@@ -65,10 +70,5 @@ def get_targets(ops: OperationsDep) -> dict[str, float]:
 def put_target(body: plans.TargetIn, ops: OperationsDep, who: PrincipalDep,
                registry: RegistryDep) -> dict[str, Any]:
     """Set an asset's target OEE (engineers and admins)."""
-    must(who, who.may_plan, "set targets")
-    with ops.db.session() as s:
-        try:
-            row = plans.set_target(s, who, body, registry)
-        except plans.PlanError as exc:
-            raise HTTPException(404, str(exc)) from None
-        return {"scope": row.scope, "oee": row.oee, "updated_by": row.updated_by}
+    row = _plan(ops, who, "set targets", 404, lambda s: plans.set_target(s, who, body, registry))
+    return {"scope": row.scope, "oee": row.oee, "updated_by": row.updated_by}

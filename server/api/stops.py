@@ -90,18 +90,17 @@ def _change(ops: OperationsDep, who: PrincipalDep, registry: RegistryDep, ref: S
 def set_reason(body: ReasonBody, ops: OperationsDep, who: PrincipalDep,
                registry: RegistryDep) -> dict[str, Any]:
     """Give a stop segment a reason (or take it back with null); kept in the audit."""
-    seg = _change(ops, who, registry, body, lambda m: ops.book.set_reason(
-        who, m, body.stop_start, body.segment_start, body.reason))
-    return seg.to_json()
+    return _change(ops, who, registry, body, lambda m: ops.book.set_reason(
+        who, m, body.stop_start, body.segment_start, body.reason)).to_json()
 
 
 @router.post("/stops/comment")
 def set_comment(body: CommentBody, ops: OperationsDep, who: PrincipalDep,
                 registry: RegistryDep) -> dict[str, Any]:
     """Comment a stop segment (null or "" removes the comment); kept in the audit."""
-    seg = _change(ops, who, registry, body, lambda m: ops.book.set_comment(
-        who, m, body.stop_start, body.segment_start, body.comment))
-    return seg.to_json()
+    done = ops.book.set_comment
+    return _change(ops, who, registry, body, lambda m: done(
+        who, m, body.stop_start, body.segment_start, body.comment)).to_json()
 
 
 @router.post("/stops/split")

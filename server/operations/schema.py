@@ -42,31 +42,32 @@ class Reason(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)  # order among siblings
 
 
-class StopSegment(Base):
+class _SegmentRef:
+    """A row about the segment ``segment_start`` of the stop (machine, stop_start)."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    machine: Mapped[str] = mapped_column(String(ASSET))
+    stop_start: Mapped[int] = mapped_column(BigInteger)
+    segment_start: Mapped[int] = mapped_column(BigInteger)
+
+
+class StopSegment(_SegmentRef, Base):
     """What people said about (part of) a stop: the segment of stop (machine, stop_start)
     from ``segment_start`` to the next segment's start or the stop's end."""
 
     __tablename__ = "stop_segments"
     __table_args__ = (UniqueConstraint("machine", "stop_start", "segment_start"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    machine: Mapped[str] = mapped_column(String(ASSET))
-    stop_start: Mapped[int] = mapped_column(BigInteger)
-    segment_start: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str | None] = mapped_column(String(64))
     comment: Mapped[str | None] = mapped_column(Text)
     updated_by: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[int] = mapped_column(BigInteger)
 
 
-class StopAudit(Base):
+class StopAudit(_SegmentRef, Base):
     """Every change to a stop: who, when, what it was and what it became."""
 
     __tablename__ = "stop_audit"
     __table_args__ = (Index("ix_stop_audit_stop", "machine", "stop_start"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    machine: Mapped[str] = mapped_column(String(ASSET))
-    stop_start: Mapped[int] = mapped_column(BigInteger)
-    segment_start: Mapped[int] = mapped_column(BigInteger)
     action: Mapped[str] = mapped_column(String(16))  # reason | comment | split
     old_value: Mapped[str | None] = mapped_column(Text)
     new_value: Mapped[str | None] = mapped_column(Text)

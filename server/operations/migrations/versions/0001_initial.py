@@ -17,6 +17,20 @@ depends_on = None
 ASSET = 400
 
 
+def _segment_ref() -> list[sa.Column]:
+    """The columns naming a stop's segment (``schema._SegmentRef``)."""
+    return [sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("machine", sa.String(ASSET), nullable=False),
+            sa.Column("stop_start", sa.BigInteger, nullable=False),
+            sa.Column("segment_start", sa.BigInteger, nullable=False)]
+
+
+def _stamp(what: str) -> list[sa.Column]:
+    """Who did ``what`` (created, updated) and when (ns)."""
+    return [sa.Column(f"{what}_by", sa.String(200), nullable=False),
+            sa.Column(f"{what}_at", sa.BigInteger, nullable=False)]
+
+
 def upgrade() -> None:
     op.create_table(
         "reasons",
@@ -29,22 +43,13 @@ def upgrade() -> None:
         sa.Column("planned", sa.Boolean, nullable=False),
         sa.Column("position", sa.Integer, nullable=False))
     op.create_table(
-        "stop_segments",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("machine", sa.String(ASSET), nullable=False),
-        sa.Column("stop_start", sa.BigInteger, nullable=False),
-        sa.Column("segment_start", sa.BigInteger, nullable=False),
+        "stop_segments", *_segment_ref(),
         sa.Column("reason", sa.String(64)),
         sa.Column("comment", sa.Text),
-        sa.Column("updated_by", sa.String(200), nullable=False),
-        sa.Column("updated_at", sa.BigInteger, nullable=False),
+        *_stamp("updated"),
         sa.UniqueConstraint("machine", "stop_start", "segment_start"))
     op.create_table(
-        "stop_audit",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("machine", sa.String(ASSET), nullable=False),
-        sa.Column("stop_start", sa.BigInteger, nullable=False),
-        sa.Column("segment_start", sa.BigInteger, nullable=False),
+        "stop_audit", *_segment_ref(),
         sa.Column("action", sa.String(16), nullable=False),
         sa.Column("old_value", sa.Text),
         sa.Column("new_value", sa.Text),
@@ -60,15 +65,13 @@ def upgrade() -> None:
         sa.Column("planned_qty", sa.Integer, nullable=False),
         sa.Column("planned_start", sa.BigInteger, nullable=False),
         sa.Column("planned_end", sa.BigInteger, nullable=False),
-        sa.Column("created_by", sa.String(200), nullable=False),
-        sa.Column("created_at", sa.BigInteger, nullable=False))
+        *_stamp("created"))
     op.create_index("ix_orders_line", "orders", ["line"])
     op.create_table(
         "targets",
         sa.Column("scope", sa.String(ASSET), primary_key=True),
         sa.Column("oee", sa.Float, nullable=False),
-        sa.Column("updated_by", sa.String(200), nullable=False),
-        sa.Column("updated_at", sa.BigInteger, nullable=False))
+        *_stamp("updated"))
     op.create_table(
         "alert_rules",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -79,8 +82,7 @@ def upgrade() -> None:
         sa.Column("for_s", sa.Float, nullable=False),
         sa.Column("threshold", sa.Float),
         sa.Column("enabled", sa.Boolean, nullable=False),
-        sa.Column("created_by", sa.String(200), nullable=False),
-        sa.Column("created_at", sa.BigInteger, nullable=False))
+        *_stamp("created"))
     op.create_table(
         "alerts",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
