@@ -206,6 +206,8 @@ def stack(tmp_path_factory, postgresql):
                 assert r.status_code == 201, r.text
             server_procs = list(sup.procs)
             plant, _, _ = start_plant_stack(sup, files)
+            wait_until(lambda: files.truth.read_text().startswith('{"type":"scenario"'), 10,
+                       "the truth log's header")
             t0 = load_truth(files.truth).t0
             opened = [("open", PRESS2)]
             wait_until(lambda: hook_sqlite.events() == opened and hook_pg.events() == opened
