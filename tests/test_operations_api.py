@@ -27,7 +27,7 @@ T0 = 1_763_800_000 * S
 LINE1, LINE2 = "acme/plant1/machining/line1", "acme/plant1/machining/line2"
 CNC, PRESS = f"{LINE1}/cnc-01", f"{LINE2}/press-01"
 TOKENS = {"op1": "operator-line1-token", "eng": "engineer-token-0001",
-          "view": "viewer-token-000001"}
+          "view": "viewer-token-000001", "old-admin": "admin-scope-token-01"}
 REGISTRY = {"cluster": {"id": "demo-cluster"}, "enterprises": [{"id": "acme", "sites": [{
     "id": "plant1", "workshops": [{"id": "machining", "lines": [
         {"id": "line1", "equipment": [{"id": "cnc-01", "ideal_cycle_time_s": 0.5}]},
@@ -69,7 +69,8 @@ def config(tmp_path, database_url: str, **alerts) -> ServerConfig:
             {"name": "Olga (line 1)", "token": TOKENS["op1"], "role": "operator",
              "lines": [LINE1]},
             {"name": "Eve", "token": TOKENS["eng"], "role": "engineer"},
-            {"name": "Vic", "token": TOKENS["view"]}]},
+            {"name": "Vic", "token": TOKENS["view"]},
+            {"name": "ops", "token": TOKENS["old-admin"], "scopes": ["admin"]}]},
         "operations": {"database": {"url": database_url},
                        "alerts": {"evaluate": False, **alerts}}})
 
@@ -184,6 +185,12 @@ def test_roles_guard_every_write(client):
     assert client.put("/api/v1/reasons", json=reason, headers=auth("eng")).status_code == 200
     assert client.get("/api/v1/whoami", headers=auth("op1")).json() == {
         "name": "Olga (line 1)", "role": "operator", "lines": [LINE1]}
+    # tokens from before roles keep their meaning: the admin scope is an admin
+    assert client.get("/api/v1/whoami", headers=auth("old-admin")).json()["role"] == "admin"
+    assert client.get("/api/v1/whoami", headers=auth("view")).json()["role"] == "viewer"
+    assert client.get("/api/v1/whoami").json()["name"] == "anonymous"
+    assert client.post("/api/v1/orders", json={**order, "order_no": "A-9"},
+                       headers=auth("old-admin")).status_code == 201
 
 
 def test_orders_against_plan_and_oee_by_order_and_product(client):
