@@ -82,6 +82,9 @@ class Minutes:
     def maintainers(self) -> list:
         return []
 
+    def set_maintainer(self, _state) -> None:
+        pass
+
 
 def build(args, work: Path, influx: services.InfluxDB1 | None, d: Definition) -> dict:
     registry = Registry(RegistryModel.model_validate(registry_doc(args.machines)))

@@ -4,9 +4,11 @@ dashboard) and ``run()``."""
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import FrameType
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -73,9 +75,16 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
     return app
 
 
+def _stop(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # `shopfloor server` exits 0
+
+
 def run(config_path: Path | str) -> None:
     import uvicorn
 
+    # uvicorn stops gracefully on SIGTERM, then raises it again under the handler it found:
+    # the default one would end the process with 143; as for SIGINT, exit 0
+    signal.signal(signal.SIGTERM, _stop)
     config_path = Path(config_path)
     cfg = load_config(config_path, ServerConfig)
     app = create_app(cfg, config_path.parent)

@@ -20,6 +20,7 @@ from shopfloor.contract import STATE_CODES, State
 from shopfloor.server import kernels
 from shopfloor.server.calendar import CalendarConfig
 from shopfloor.server.calendar import steps as calendar_steps
+from shopfloor.server.clock import clock_skew_by_window
 from shopfloor.server.config import OeeConfig
 from shopfloor.server.rates import ratio
 from shopfloor.server.registry import Asset
@@ -86,6 +87,7 @@ class Totals:
     equipment: int = 0
     without_data: list[str] = field(default_factory=list)
     without_cycle_time: list[str] = field(default_factory=list)
+    clock_skew: list[str] = field(default_factory=list)  # an edge clock was off (clock.py)
 
     @classmethod
     def of(cls, q: Quantities, row: int = 0, **kw: Any) -> Totals:
@@ -125,6 +127,7 @@ def totals_by(source: QuantitySource, groups: dict[str, list[Asset]], q: Metrics
     read of every machine's quantities."""
     everyone = list({a.id: a for g in groups.values() for a in g}.values())
     rows = source.per_device(everyone, q.definition, q.t0, q.t1)
+    skewed = set(clock_skew_by_window(source.reader, everyone, [q.t0], [q.t1])[0])
     out = {}
     for name, equipment in groups.items():
         totals = Totals()
@@ -134,7 +137,8 @@ def totals_by(source: QuantitySource, groups: dict[str, list[Asset]], q: Metrics
             totals.add(Totals.of(row, equipment=1,
                                  without_data=[] if seen else [asset.id],
                                  without_cycle_time=[asset.id] if lacks_cycle_time(asset)
-                                 or row["parts_without_ict"][0] > 0 else []))
+                                 or row["parts_without_ict"][0] > 0 else [],
+                                 clock_skew=[asset.id] if asset.id in skewed else []))
         out[name] = totals
     return out
 
@@ -159,6 +163,8 @@ def report(totals: Totals) -> dict[str, Any]:
         flags.append("ideal_cycle_time_missing")
     if secs["OFFLINE"] > 0:
         flags.append("data_gaps")
+    if totals.clock_skew:  # samples stamped by a clock that was off: times misplaced
+        flags.append("clock_skew")
     return {
         "availability": a, "performance": p, "quality": q, "oee": oee,
         "times_s": secs,
@@ -168,6 +174,7 @@ def report(totals: Totals) -> dict[str, Any]:
         "counts": {"total": totals.total, "good": good, "reject": totals.reject},
         "equipment": totals.equipment,
         "equipment_without_data": totals.without_data,
+        "equipment_with_clock_skew": totals.clock_skew,
         "flags": flags,
     }
 

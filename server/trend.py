@@ -13,6 +13,7 @@ import numpy as np
 from shopfloor.errors import ShopfloorError
 from shopfloor.server import calendar
 from shopfloor.server.calendar import CalendarConfig
+from shopfloor.server.clock import clock_skew_by_window
 from shopfloor.server.oee import MetricsQuery, Totals, lacks_cycle_time, report
 from shopfloor.server.registry import Asset
 from shopfloor.server.rollup.source import QuantitySource
@@ -69,9 +70,11 @@ def trend(source: QuantitySource, equipment: list[Asset], q: MetricsQuery,
     rows = source.per_window(equipment, q.definition,
                              list(zip(starts.tolist(), ends.tolist(), strict=True)))
     missing = [a.id for a in equipment if lacks_cycle_time(a)]
+    skewed = clock_skew_by_window(source.reader, equipment, starts.tolist(), ends.tolist())
     out = []
     for j in range(len(starts)):
-        doc = report(Totals.of(rows, j, equipment=len(equipment), without_cycle_time=missing))
+        doc = report(Totals.of(rows, j, equipment=len(equipment), without_cycle_time=missing,
+                               clock_skew=skewed[j]))
         out.append({"start": int(starts[j]), "end": int(ends[j]), "label": labels[j],
                     **{k: doc[k] for k in ("availability", "performance", "quality", "oee",
                                            "planned_busy_time_s", "times_s", "counts",

@@ -81,6 +81,9 @@ SIGNAL_STOP_REASON = "stop_reason"
 NO_REASON = "NONE"
 SIGNALS = (SIGNAL_STATE, SIGNAL_PART_COUNT, SIGNAL_REJECT_COUNT, "ideal_cycle_time",
            "program", SIGNAL_PRODUCT, "alarm", SIGNAL_STOP_REASON)
+# Written by the gateway, not an edge (gateway/clock.py): the device's clock offset from
+# the gateway's in seconds, in force from its ts; 0 when back in step.
+CLOCK_SKEW_TAG = "clock_skew_s"
 
 
 class ContractError(ShopfloorError, ValueError):

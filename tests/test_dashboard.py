@@ -25,6 +25,7 @@ import httpx
 import pytest
 import yaml
 from playwright.sync_api import Page, sync_playwright
+from services import sigint_default
 
 from shopfloor.up import DEMO_SCENARIO, free_port
 
@@ -80,7 +81,8 @@ class Stack:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shopfloor", "up", "--workdir", str(workdir), "--port",
              str(port), "--scenario", str(scenario), "--duration", "150"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=sigint_default)  # stop() sends SIGINT
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:

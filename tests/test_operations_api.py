@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from shopfloor.contract import DevicePath, Sample
 from shopfloor.server.app import create_app
+from shopfloor.server.auth import token_hash
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.operations.alerts import Evaluator
 from shopfloor.server.operations.config import AlertsConfig
@@ -66,8 +67,8 @@ def config(tmp_path, database_url: str, **alerts) -> ServerConfig:
         "oee": {"stale_after_s": 60, "small_stop_s": 0},
         "rollup": {"enabled": False, "maintain": False},
         "auth": {"anonymous_read": True, "tokens": [
-            {"name": "Olga (line 1)", "token": TOKENS["op1"], "role": "operator",
-             "lines": [LINE1]},
+            {"name": "Olga (line 1)", "sha256": token_hash(TOKENS["op1"]), "role": "operator",
+             "lines": [LINE1]},  # a hashed token carries its role as a plain one does
             {"name": "Eve", "token": TOKENS["eng"], "role": "engineer"},
             {"name": "Vic", "token": TOKENS["view"]},
             {"name": "ops", "token": TOKENS["old-admin"], "scopes": ["admin"]}]},

@@ -6,10 +6,12 @@ after a late write the maintainer has not applied yet (hypothesis over windows).
 
 from __future__ import annotations
 
+import copy
 import random
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -107,7 +109,7 @@ def built(request, tmp_path_factory):
             late.clear()
         maintainer.round(now_ns=hi)
     held = late  # still on their way when the questions are asked
-    rollups = Rollups(buckets, store, d)
+    rollups = Rollups(buckets, store, d, cache_s=0)
     yield store, equipment, rollups, d, held
     store.close()
 
@@ -181,3 +183,131 @@ def test_another_definition_is_answered_from_raw(built):
     assert_equal(fast.per_device(equipment, other, T0, T0 + 3600 * S),
                  QuantitySource(store).per_device(equipment, other, T0, T0 + 3600 * S))
     assert fast.answered.buckets == 0
+
+
+# --- maintainers, parameter changes, retention -------------------------------------
+
+def yaml_copy(doc):
+    return copy.deepcopy(doc)
+
+
+def small_plant(tmp_path, hours: int = 3):
+    rng = random.Random(3)
+    registry = Registry(RegistryModel.model_validate(REGISTRY))
+    equipment = registry.equipment_under(registry.root)[:2]
+    path = tmp_path / "store.db"
+    store = SqliteStore(path)
+    rows = [(a.device, s) for a in equipment for s in history(a.device, rng, False)
+            if s.ts < T0 + hours * 3600 * S]
+    return store, path, equipment, rows
+
+
+class Interrupting:
+    """A reader that runs ``during`` once, after its first read (a write that lands while a
+    maintainer is computing from what it read before)."""
+
+    def __init__(self, store: SqliteStore, during):
+        self.store, self.during = store, during
+
+    def read(self, *args, **kw):
+        out = self.store.read(*args, **kw)
+        if self.during is not None:
+            during, self.during = self.during, None
+            during()
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_two_maintainers_never_leave_a_stale_bucket(tmp_path):
+    store, path, equipment, rows = small_plant(tmp_path)
+    d = Definition(30 * S, 120 * S, 300 * S)
+    held = [r for r in rows if T0 + 3600 * S <= r[1].ts < T0 + 3700 * S]
+    store.write([r for r in rows if r not in held])
+    late = [(dev, Sample(s.tag, s.ts, s.value, s.quality)) for dev, s in held]
+    end = T0 + 3 * 3600 * S
+    b = Maintainer(store, store, SqliteBuckets(path, d.fingerprint()), lambda: equipment, d,
+                   name="b")
+
+    def meanwhile() -> None:  # while a computes from what it read: late rows, b's round
+        store.write(late)
+        b.round(now_ns=end)
+
+    a = Maintainer(Interrupting(store, meanwhile), store,
+                   SqliteBuckets(path, d.fingerprint()), lambda: equipment, d, name="a")
+    a.round(now_ns=end)  # then writes what it computed from before the late rows: stale
+    rollups = Rollups(SqliteBuckets(path, d.fingerprint()), store, d, live_s=10**9, cache_s=0)
+    window = (T0, end - 10 * 60 * S)
+    want = QuantitySource(store).per_device(equipment, d, *window)
+    # a's buckets may be stale, but a's cursor says the late write is not applied by all
+    fast = QuantitySource(store, rollups)
+    assert_equal(fast.per_device(equipment, d, *window), want)
+    a.round(now_ns=end)  # its next round recomputes: now every bucket is right
+    b.round(now_ns=end)
+    fast = QuantitySource(store, rollups)
+    assert_equal(fast.per_device(equipment, d, *window), want)
+    assert fast.answered.raw_spans == 0 and fast.answered.buckets > 0
+
+
+def test_new_cycle_times_rebuild_that_machine(tmp_path):
+    store, path, equipment, rows = small_plant(tmp_path)
+    store.write(rows)
+    d = Definition(30 * S, 120 * S, 300 * S)
+    end = T0 + 3 * 3600 * S
+    buckets = SqliteBuckets(path, d.fingerprint())
+    Maintainer(store, store, buckets, lambda: equipment, d).round(now_ns=end)
+    doc = yaml_copy(REGISTRY)
+    doc["enterprises"][0]["sites"][0]["workshops"][0]["lines"][0]["equipment"][0][
+        "ideal_cycle_time_s"] = 33.0
+    changed = Registry(RegistryModel.model_validate(doc)).equipment_under(
+        Registry(RegistryModel.model_validate(doc)).root)[:2]
+    rollups = Rollups(buckets, store, d, cache_s=0)  # states read fresh after each round
+    window = (T0, end - 10 * 60 * S)
+    fast = QuantitySource(store, rollups)
+    assert_equal(fast.per_device(changed, d, *window),
+                 QuantitySource(store).per_device(changed, d, *window))
+    assert fast.answered.raw_spans >= 1  # m1's buckets are of its old cycle time: raw
+    Maintainer(store, store, buckets, lambda: changed, d).round(now_ns=end)
+    fast = QuantitySource(store, rollups)
+    assert_equal(fast.per_device(changed, d, *window),
+                 QuantitySource(store).per_device(changed, d, *window))
+    assert fast.answered.raw_spans == 0
+
+
+def test_before_raw_retention_buckets_alone_answer_and_say_so(tmp_path):
+    store, path, equipment, rows = small_plant(tmp_path)
+    store.write(rows)
+    d = Definition(30 * S, 120 * S, 300 * S)
+    end = T0 + 3 * 3600 * S
+    buckets = SqliteBuckets(path, d.fingerprint())
+    Maintainer(store, store, buckets, lambda: equipment, d).round(now_ns=end)
+    window = (T0 + 3600 * S + 30 * S, end - 10 * 60 * S)  # starts mid-minute
+    before = QuantitySource(store).per_device(equipment, d, *window)
+    cutoff = T0 + 2 * 3600 * S
+    while store.delete_expired(cutoff, 100_000) == 100_000:  # retention thins the raw data
+        pass
+    assert store.raw_from() == cutoff
+    fast = QuantitySource(store, Rollups(buckets, store, d))
+    got = fast.per_device(equipment, d, *window)
+    assert fast.answered.to_json()["left_out_s"] == 30.0 * len(equipment)  # the first 30 s
+    rounded = QuantitySource(store, Rollups(buckets, store, d)).per_device(
+        equipment, d, T0 + 3600 * S + 60 * S, window[1])
+    assert_equal(got, rounded)  # the whole minutes, from buckets
+    assert any(got[k].ints.tolist() != before[k].ints.tolist() for k in got)
+
+
+def test_rollup_rebuild_command(tmp_path, capsys):
+    from shopfloor.cli import main
+
+    store, path, equipment, rows = small_plant(tmp_path, hours=1)
+    store.write(rows)
+    store.close()
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(REGISTRY))
+    (tmp_path / "server.yaml").write_text(yaml.safe_dump({
+        "registry": "registry.yaml", "store": {"embedded": {"path": str(path)}},
+        "rollup": {"backfill_days": 400}}))
+    assert main(["rollup", "rebuild", "--config", str(tmp_path / "server.yaml")]) == 0
+    assert "rebuilt 3 machines" in capsys.readouterr().out
+    assert main(["rollup", "rebuild", "--config", str(tmp_path / "server.yaml"),
+                 "--machine", "acme/nope"]) == 2

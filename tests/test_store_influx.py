@@ -366,7 +366,7 @@ def test_auth_and_parameters_on_the_wire():
     sample_line, mark = seen[0].content.decode().split("\n")
     assert sample_line == to_line(DEV, Sample("x", T0, 1.0))
     assert mark.startswith("sample_writes,area=machining,device=cnc-01,")  # the write log
-    assert f" lo={T0}i,hi={T0}i " in mark
+    assert f" lo={T0}i,hi={T0}i,at=" in mark  # "at": the time it was written, a field
 
     def reject(req: httpx.Request) -> httpx.Response:
         return httpx.Response(400, json={"error": "partial write: field type conflict"})

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from shopfloor.server import losses, oee, timeline, trend
 from shopfloor.server.api.deps import ConfigDep, ReaderDep, SourceDep, WindowDep
+from shopfloor.server.rollup.source import QuantitySource
 from shopfloor.times import iso
 
 MAX_INTERVALS = 50_000
@@ -49,6 +50,17 @@ async def _granularity(granularity: Annotated[Granularity, Query(
     return granularity
 
 
+def answered(doc: dict[str, Any], source: QuantitySource) -> dict[str, Any]:
+    """``doc`` with how it was answered (roll-up buckets, raw spans); where the store no
+    longer keeps raw samples for part of the window, flagged ``raw_retention``."""
+    how = source.answered.to_json()
+    if "left_out_s" in how:
+        for d in [doc, *doc.get("buckets", [])]:
+            if "flags" in d:
+                d["flags"].append("raw_retention")
+    return {**doc, "answered_from": how}
+
+
 @router.get("/oee")
 def get_oee(window: WindowDep, source: SourceDep) -> dict[str, Any]:
     """OEE with availability, performance and quality for one asset and window.
@@ -58,7 +70,7 @@ def get_oee(window: WindowDep, source: SourceDep) -> dict[str, Any]:
     zero. The window end is clipped to now.
     """
     doc = oee.compute(source, window.equipment, window.query())
-    return {**window.head(), **doc, "answered_from": source.answered.to_json()}
+    return answered({**window.head(), **doc}, source)
 
 
 @router.get("/losses")
@@ -69,9 +81,9 @@ def get_losses(window: WindowDep, thresholds: Annotated[LossThresholds, Depends(
     ratios, with the OEE they explain. See METRICS.md for every formula."""
     q = window.query(thresholds.small_stop_s, thresholds.startup_s)
     totals = oee.totals_of(source, window.equipment, q)
-    return {**window.head(), "small_stop_threshold_s": thresholds.small_stop_s,
-            "startup_window_s": thresholds.startup_s, **losses.report_losses(totals),
-            "answered_from": source.answered.to_json()}
+    return answered({**window.head(), "small_stop_threshold_s": thresholds.small_stop_s,
+                     "startup_window_s": thresholds.startup_s,
+                     **losses.report_losses(totals)}, source)
 
 
 @router.get("/trend")
@@ -85,9 +97,9 @@ def get_trend(window: WindowDep, granularity: Annotated[Granularity, Depends(_gr
         raise HTTPException(422, str(exc)) from None
     for r in rows:
         r["start"], r["end"] = iso(r["start"]), iso(r["end"])
-    return {"scope": window.asset.id, "level": window.asset.level, "granularity": granularity,
-            "start": iso(window.t0), "end": iso(window.t1), "buckets": rows,
-            "answered_from": source.answered.to_json()}
+    return answered({"scope": window.asset.id, "level": window.asset.level,
+                     "granularity": granularity, "start": iso(window.t0),
+                     "end": iso(window.t1), "buckets": rows}, source)
 
 
 @router.get("/timeline")

@@ -5,7 +5,8 @@ so several stateless servers share the roll-ups:
   path; one field per quantity (integers as integers); time = the bucket's start, so a
   bucket written again overwrites itself;
 - ``rollup_devices`` (fingerprint, built_from, settled) and ``rollup_maintainers``
-  (cursor, heartbeat): a point per update, the newest one counts.
+  (cursor, heartbeat): one point per day (an update overwrites the day's point), the
+  newest counts.
 
 Old buckets live as long as the retention policy (v1: ``rollup.retention_policy``) keeps
 them: give the roll-ups a longer one than the raw samples.
@@ -28,11 +29,16 @@ from shopfloor.storage.influx import (
     quote_literal,
 )
 
-from .buckets import DeviceState, GroupBy, MaintainerState, short_hash
+from .buckets import DAY, DeviceState, GroupBy, MaintainerState, short_hash
 from .quantities import FLOAT_FIELDS, INT_FIELDS, Quantities
 
 BUCKETS, DEVICES, MAINTAINERS = "rollup_buckets", "rollup_devices", "rollup_maintainers"
 _FEW = 50  # up to this many devices are named in the query; more are picked afterwards
+
+
+def _today() -> int:
+    """The time of a state point: a round overwrites today's, so they do not pile up."""
+    return time.time_ns() // DAY * DAY
 
 
 def _path(device: str) -> dict[str, str]:
@@ -77,15 +83,17 @@ class InfluxBuckets:
                 "(" + " AND ".join(f"{quote_ident(k)}={quote_literal(v)}"
                                    for k, v in _path(d).items()) + ")" for d in devices) + ")")
         group = ",".join(quote_ident(k) for k in PATH_TAGS)
-        if by == "start":
-            group = f"time({int(res)}ns),{group}"
+        if by == "start":  # summed over the devices by InfluxDB when they are all wanted
+            group = f"time({int(res)}ns)" if devices is None or named else \
+                f"time({int(res)}ns),{group}"
         series = self._query(f"SELECT {cols} FROM {quote_ident(BUCKETS)} "  # noqa: S608
                              f"WHERE {self._where(*where)} GROUP BY {group} fill(none)")
         wanted = None if devices is None or named else set(devices)
         n = len(INT_FIELDS)
         out: dict[str | int, Quantities] = {}
         for s in series:
-            device = "/".join(s["tags"][k] for k in PATH_TAGS)
+            tags = s.get("tags") or {}
+            device = "/".join(tags.get(k, "") for k in PATH_TAGS)
             if wanted is not None and device not in wanted:
                 continue
             for row in s.get("values") or []:
@@ -118,7 +126,7 @@ class InfluxBuckets:
         self._writer.write_lines([point(
             DEVICES, {"def": self._def, **_path(device)},
             {"fingerprint": state.fingerprint, "built_from": state.built_from,
-             "settled": state.settled}, time.time_ns())])
+             "settled": state.settled}, _today())])
 
     def maintainers(self) -> list[MaintainerState]:
         out = []
@@ -133,7 +141,7 @@ class InfluxBuckets:
     def set_maintainer(self, state: MaintainerState) -> None:
         self._writer.write_lines([point(
             MAINTAINERS, {"def": self._def, "name": state.name},
-            {"cursor": state.cursor, "heartbeat": state.heartbeat}, time.time_ns())])
+            {"cursor": state.cursor, "heartbeat": state.heartbeat}, _today())])
 
     def prune(self, res: int, before: int) -> None:
         res_tag = f"{quote_ident('res')}={quote_literal(str(res))}"

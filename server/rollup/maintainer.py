@@ -77,6 +77,8 @@ class Maintainer:
         self.backfill_ns = None if backfill_days is None else int(backfill_days * 86400e9)
         mine = [m for m in buckets.maintainers() if m.name == name]
         self.cursor = mine[0].cursor if mine else 0
+        # known before its first round: no other maintainer prunes writes it has not seen
+        buckets.set_maintainer(MaintainerState(name, self.cursor, time.time_ns()))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -23,8 +23,9 @@ import numpy as np
 from shopfloor.server.registry import Asset
 from shopfloor.storage import SampleReader
 from shopfloor.storage.base import WriteLog
+from shopfloor.times import iso
 
-from .buckets import DAY, BucketStore
+from .buckets import DAY, BucketStore, DeviceState, MaintainerState
 from .maintainer import machine_fingerprint
 from .plan import Span, decompose, floor_to
 from .quantities import INT_INDEX, Definition, Quantities, compute, read_inputs
@@ -43,6 +44,17 @@ class Rollups:
     live_s: float = 90.0  # a maintainer seen this recently is following the log
     overlap_ns: int = 0  # InfluxDB: slack for writers' clocks (as the maintainer's)
     minute_ns: int | None = None  # minute buckets are kept this long (maintainer.prune)
+    cache_s: float = 1.0  # machine and maintainer states are read at most this often
+    _states: tuple[float, dict, list] | None = field(default=None, repr=False)
+
+    def states(self) -> tuple[dict[str, DeviceState], list[MaintainerState]]:
+        """The machines' and maintainers' states, read at most every ``cache_s``. An older
+        reading is safe: ``settled`` and the cursors only move on, and the writes since
+        the cursors are always read fresh (``QuantitySource._valid``)."""
+        now = time.monotonic()
+        if self._states is None or now - self._states[0] > self.cache_s:
+            self._states = (now, self.buckets.devices(), self.buckets.maintainers())
+        return self._states[1], self._states[2]
 
     def minute_from(self, now: int) -> int:
         """Minute buckets exist from here on (hours and days for good)."""
@@ -51,14 +63,20 @@ class Rollups:
 
 @dataclass
 class Answered:
-    """How an answer was made, for the response: buckets read, raw spans computed."""
+    """How an answer was made, for the response: buckets read, raw spans computed, and
+    where the store no longer keeps raw samples, the edges answered by buckets alone."""
 
     buckets: int = 0
     raw_spans: int = 0
-    raw_before_retention: bool = False  # a raw span older than the store keeps raw data
+    raw_from: int | None = None  # raw samples are complete from here on
+    left_out_ns: int = 0  # window time before ``raw_from`` that no whole bucket covers
 
     def to_json(self) -> dict[str, object]:
-        return {"buckets": self.buckets, "raw_spans": self.raw_spans}
+        doc: dict[str, object] = {"buckets": self.buckets, "raw_spans": self.raw_spans}
+        if self.left_out_ns:
+            doc |= {"rollups_only_before": iso(self.raw_from or 0),
+                    "left_out_s": self.left_out_ns / 1e9}
+        return doc
 
 
 @dataclass
@@ -94,7 +112,7 @@ class QuantitySource:
                     by: str) -> dict[str, Quantities]:
         self.answered = Answered()
         valid = self._valid(equipment, d)
-        raw_from = self.reader.raw_from() if valid else None
+        raw_from = self.reader.raw_from()
         minute_from = self.rollups.minute_from(time.time_ns()) if self.rollups else 0
         out: dict[str, Quantities] = {}
 
@@ -158,6 +176,11 @@ class QuantitySource:
         """The raw spans of one machine, contiguous runs computed from one read each."""
         assert asset.device is not None and asset.equipment is not None
         spans = sorted((s, e, j) for j, ss in raw.items() for s, e in ss)
+        if raw_from is not None:  # retention thinned the raw samples before raw_from: the
+            old = [(s, e) for s, e, _ in spans if s < raw_from]  # buckets alone answer
+            self.answered.raw_from = raw_from
+            self.answered.left_out_ns += sum(e - s for s, e in old)
+            spans = [sp for sp in spans if sp[0] >= raw_from]
         out: list[tuple[int, Quantities]] = []
         i = 0
         while i < len(spans):
@@ -173,8 +196,6 @@ class QuantitySource:
             out += [(j, Quantities(q.ints[k:k + 1], q.floats[k:k + 1]))
                     for k, (_, _, j) in enumerate(run)]
             self.answered.raw_spans += len(run)
-            if raw_from is not None and lo < raw_from:
-                self.answered.raw_before_retention = True
         return out
 
     def _valid(self, equipment: list[Asset], d: Definition) -> dict[str, _Valid]:
@@ -183,11 +204,10 @@ class QuantitySource:
         if r is None or r.definition.fingerprint() != d.fingerprint():
             return {}
         now = time.time_ns()
-        maintainers = r.buckets.maintainers()
+        states, maintainers = r.states()
         live = [m.cursor for m in maintainers if now - m.heartbeat <= r.live_s * 1e9]
         applied = min(live) if live else max((m.cursor for m in maintainers), default=0)
         _, pending = r.log.written_since(applied - r.overlap_ns)
-        states = r.buckets.devices()
         out = {}
         for a in equipment:
             st = states.get(a.id)

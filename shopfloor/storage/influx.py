@@ -82,7 +82,8 @@ class _LoggedWrites:
         now = max(time.time_ns(), self._last_mark_ns + 1)
         self._last_mark_ns = now
         marks = [point(WRITES, {**{k: getattr(d, k) for k in PATH_TAGS},
-                                "writer": self._writer_id}, {"lo": lo, "hi": hi}, now)
+                                "writer": self._writer_id}, {"lo": lo, "hi": hi, "at": now},
+                       now)
                  for d, (lo, hi) in write_spans(rows).items()]
         self.write_lines(to_lines(rows) + marks)
 
@@ -204,6 +205,7 @@ class InfluxReader:
         self._http = httpx.Client(base_url=cfg.url.rstrip("/"), headers=headers, auth=auth,
                                   timeout=cfg.timeout_s, transport=transport)
         self._params: dict[str, str] = {"db": cfg.db, "epoch": "ns"}
+        self._rp: tuple[float, int] | None = None  # (when asked, retention ns; 0 = forever)
         if cfg.retention_policy:
             self._params["rp"] = cfg.retention_policy
 
@@ -282,7 +284,14 @@ class InfluxReader:
         return out
 
     def raw_from(self) -> int | None:
-        """From the retention policy's duration (``INF``: None)."""
+        """From the retention policy's duration (``INF``: None), asked once a minute."""
+        now = time.monotonic()
+        if self._rp is None or now - self._rp[0] > 60:
+            self._rp = (now, self._retention_ns())
+        ns = self._rp[1]
+        return time.time_ns() - ns if ns else None
+
+    def _retention_ns(self) -> int:
         rows = self.query(f"SHOW RETENTION POLICIES ON {quote_ident(self.cfg.db)}")
         for s in rows:
             cols = s.get("columns") or []
@@ -292,27 +301,23 @@ class InfluxReader:
                 if (doc.get("name") == wanted) if wanted else doc.get("default"):
                     # shard groups go whole once they end before now - duration, so
                     # everything after that is still there
-                    ns = _duration_ns(str(doc.get("duration", "0s")))
-                    return time.time_ns() - ns if ns else None
-        return None
+                    return _duration_ns(str(doc.get("duration", "0s")))
+        return 0
 
     def written_since(self, after: int) -> tuple[int, dict[str, tuple[int, int]]]:
         """The cursor is the writers' clock (ns): give ``after`` some slack for clocks that
         differ between gateways."""
         group = ",".join(quote_ident(k) for k in PATH_TAGS)
-        lo, hi, last = (quote_ident(c) for c in ("lo", "hi", "last"))
-        series = self.query(f"SELECT min({lo}),max({hi}),last({lo}) AS {last} "  # noqa: S608
+        lo, hi, at = (quote_ident(c) for c in ("lo", "hi", "at"))
+        series = self.query(f"SELECT min({lo}),max({hi}),max({at}) "  # noqa: S608
                             f"FROM {quote_ident(WRITES)} WHERE time > {int(after)} "
                             f"GROUP BY {group}")
         cursor, out = after, {}
         for s in series:
             tags = s.get("tags") or {}
-            for _t, mn, mx, _last in s.get("values") or []:
+            for _t, mn, mx, last in s.get("values") or []:
                 out["/".join(tags[k] for k in PATH_TAGS)] = (int(mn), int(mx))
-        if out:  # the newest mark's time: last() is a selector, its time is the point's
-            newest = self.query(f"SELECT last({lo}) FROM {quote_ident(WRITES)} "  # noqa: S608
-                                f"WHERE time > {int(after)}")
-            cursor = max(int(v[0]) for s in newest for v in s.get("values") or [])
+                cursor = max(cursor, int(last))
         return cursor, out
 
     def prune_write_log(self, upto: int) -> None:

@@ -73,7 +73,9 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        # one connection per thread; a thread's is closed once it has ended (a server's
+        # worker threads come and go: each left two open files behind)
+        self._conns: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
         self._ids: dict[_SeriesKey, int] = {}  # series id cache (ids never change)
         self._closed = False
@@ -92,7 +94,10 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
             self._local.conn = conn
             with self._lock:
-                self._conns.append(conn)
+                ended = [t for t in self._conns if not t.is_alive()]
+                for t in ended:
+                    self._conns.pop(t).close()
+                self._conns[threading.current_thread()] = conn
         return conn
 
     # --- writer -------------------------------------------------------------------
@@ -124,7 +129,8 @@ class SqliteStore:
                    for agent, add in done(seqs, closed).items()}
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                conn.execute("ROLLBACK")
             raise
         self._ids.update(new_ids)  # only ids that are committed
         return out
@@ -178,7 +184,8 @@ class SqliteStore:
                              "DO UPDATE SET value=max(value, excluded.value)", (cutoff_ns,))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                conn.execute("ROLLBACK")
             raise
         return deleted
 
@@ -212,7 +219,7 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            conns, self._conns = self._conns, []
+            conns, self._conns = list(self._conns.values()), {}
         for conn in conns:
             conn.close()
         self._local = threading.local()
