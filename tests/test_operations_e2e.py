@@ -7,7 +7,8 @@ Checked against the simulators' ground truth: machine-given reasons reach the Pa
 stop by stop; an alert for the 20 s stop (threshold 10 s) opens, is delivered once per
 database to a webhook on loopback and (from the PostgreSQL pair) once over MQTT, and
 resolves after every server was stopped and started again; OEE by order and product
-and parts against plan; and in Chromium an operator classifies two stops of line 2.
+and parts against plan; and in Chromium an operator classifies two stops of line 2, and
+the line view shows its order against plan.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -332,7 +334,21 @@ def test_an_operator_classifies_two_stops_in_the_browser(stack, tmp_path):
         page.locator("[data-testid=lang]").click()
         page.wait_for_selector("[data-testid=view-operator] >> text=未分类停机")
         page.screenshot(path=str(tmp_path / "operator-zh.png"), full_page=True)
+        # the line view's plan card: the line's order, parts made vs plan
+        order = {"order_no": "E2E-L2", "line": LINE2, "product": "GEAR", "planned_qty": 100,
+                 "planned_start": iso(s0), "planned_end": iso(s1)}
+        assert httpx.post(f"{server.url}/api/v1/orders", headers=ENG, timeout=10,
+                          json=order).status_code == 201
+        page.goto(f"{server.url}/#/asset/{quote(LINE2, safe='')}")
+        row = page.locator("[data-testid=plan] [data-testid=order-E2E-L2]")
+        row.wait_for()
+        page.locator("[data-testid=plan] [data-testid=product-GEAR]").wait_for()
+        cells = row.locator("td").all_inner_texts()
         browser.close()
+    planned = server.api("orders", scope=LINE2, start=iso(s0), end=iso(s1))["orders"]
+    assert [o["order_no"] for o in planned] == ["E2E-L2"]
+    assert cells[:3] == ["E2E-L2", "GEAR", "100"]
+    assert cells[5] == f"{round(planned[0]['good']):,}" and planned[0]["good"] > 0
     assert errors == []
     after = server.api("pareto", **win)
     have = {r["reason"]: r for r in after["reasons"]}
