@@ -331,6 +331,8 @@ def test_an_operator_classifies_two_stops_in_the_browser(stack, tmp_path):
                                "'[data-testid=audit] tbody tr').length === 2")
         page.screenshot(path=str(tmp_path / "operator.png"), full_page=True)
         audit_text = page.locator("[data-testid=audit]").inner_text()
+        page.locator("[data-testid=alerts] tr[data-status=resolved]").wait_for()
+        alert_rows = page.locator("[data-testid=alerts] tr[data-status]").count()
         page.locator("[data-testid=lang]").click()
         page.wait_for_selector("[data-testid=view-operator] >> text=未分类停机")
         page.screenshot(path=str(tmp_path / "operator-zh.png"), full_page=True)
@@ -363,6 +365,7 @@ def test_an_operator_classifies_two_stops_in_the_browser(stack, tmp_path):
         (picked[1][0], picked[1][1], "TOOLING", None, "Omar (line 2)"),
         (picked[0][0], picked[0][1], "STARVED", None, "Omar (line 2)")]
     assert "Omar (line 2)" in audit_text
+    assert alert_rows == 1  # press-02's 20 s stop, shown in the operator's view
     # the operator's token cannot touch line 1 or the plans
     op = {"Authorization": f"Bearer {TOKENS['op2']}"}
     line1 = server.api("stops", scope=LINE1, start=win["start"], end=win["end"])["stops"][0]
