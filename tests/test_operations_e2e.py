@@ -303,12 +303,13 @@ def test_an_operator_classifies_two_stops_in_the_browser(stack, tmp_path):
     win = {"scope": LINE2, "start": iso(s0 - 10 * S), "end": iso(s1 + 10 * S)}
     before = server.api("pareto", **win)
     assert before["reasons"] == [] and before["unclassified"]["count"] >= 2
-    errors: list[str] = []
+    errors: list[str] = []  # console errors
+    page_errors: list[str] = []  # exceptions, in either view
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1024, "height": 768}, has_touch=True)
         page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
         page.goto(f"{server.url}/?token={TOKENS['op2']}#/operator/{LINE2}")
         page.wait_for_selector("[data-testid=whoami][data-role=operator]")
         stops = page.locator("[data-testid=stops] [data-stop-start]")
@@ -355,7 +356,7 @@ def test_an_operator_classifies_two_stops_in_the_browser(stack, tmp_path):
     assert [o["order_no"] for o in planned] == ["E2E-L2"]
     assert cells[:3] == ["E2E-L2", "GEAR", "100"]
     assert cells[5] == f"{round(planned[0]['good']):,}" and planned[0]["good"] > 0
-    assert operator_errors == [] and failed == []
+    assert operator_errors == [] and failed == [] and page_errors == []
     after = server.api("pareto", **win)
     have = {r["reason"]: r for r in after["reasons"]}
     assert set(have) == {"STARVED", "TOOLING"}
