@@ -4,8 +4,9 @@
 # serial test; Chromium (the dashboard's browser test, driven by Playwright; no
 # `playwright install`) with a CJK font for the Chinese labels; Node.js and the
 # independent Sparkplug B peers of the interop tests (tests/peers: Eclipse Tahu's
-# sparkplug-client and sparkplug-payload, pinned by its package-lock.json). Installs only
-# what is missing.
+# sparkplug-client and sparkplug-payload, pinned by its package-lock.json); PostgreSQL
+# (the operations database's tests start a private cluster). Installs only what is
+# missing.
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
@@ -16,6 +17,7 @@ command -v socat >/dev/null || need+=(socat)
 [ -d /usr/share/fonts/truetype/wqy ] || need+=(fonts-wqy-zenhei)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing Debian packages: ${need[*]}"
@@ -23,7 +25,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 # The packages' own services are not used: the tests start private instances.
-for svc in mosquitto influxdb victoria-metrics; do
+for svc in mosquitto influxdb victoria-metrics postgresql; do
   (command -v service >/dev/null && service "$svc" stop) >/dev/null 2>&1 || true
 done
 peers="$(dirname "$0")/../tests/peers"

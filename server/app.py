@@ -22,6 +22,7 @@ from shopfloor.server.api.deps import ServerState
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.federation.aggregates import enterprise_of
 from shopfloor.server.federation.enterprise import open_uplink
+from shopfloor.server.operations.service import open_operations
 from shopfloor.server.registry import Registry
 from shopfloor.server.rollup import open_rollups
 from shopfloor.server.rollup.source import QuantitySource
@@ -44,11 +45,13 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         t = time.perf_counter()
         kernels.warm_up()
         log.info("kernels ready in %.2fs", time.perf_counter() - t)
-        outer = state.reader, state.rollups  # lifespans may nest (test clients)
+        outer = state.reader, state.rollups, state.operations  # lifespans may nest (tests)
         reader = state.reader = open_reader(cfg.store)
         state.rollups, maintainer = open_rollups(cfg, reader, state.registry)
         if maintainer is not None:
             maintainer.start()
+        state.operations = open_operations(cfg, base_dir, reader, state.rollups,
+                                           state.registry)
         uplink = state.uplink = open_uplink(cfg, base_dir, state.registry,
                                             lambda: QuantitySource(reader, state.rollups))
         if uplink is not None:
@@ -59,11 +62,12 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
             if uplink is not None:
                 uplink.stop()
                 state.uplink = None
+            state.operations.close()
             if maintainer is not None:
                 maintainer.stop()
             if state.rollups is not None:
                 state.rollups.buckets.close()
-            state.reader, state.rollups = outer
+            state.reader, state.rollups, state.operations = outer
             close = getattr(reader, "close", None)
             if close:
                 close()

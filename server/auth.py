@@ -1,4 +1,5 @@
-"""API tokens with ``read`` and ``admin`` scopes (admin implies read).
+"""API tokens with ``read`` and ``admin`` scopes (admin implies read), and the role and
+lines of each (``roles``: who may write what).
 
 A token is configured as its SHA-256 (``sha256``: hex, what ``printf %s TOKEN |
 sha256sum`` prints), or in plain (``token``, a ``SecretStr``; kept working, hashed as it is
@@ -21,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, SecretStr, model_validator
 
 from shopfloor.config import Strict
+from shopfloor.server.roles import Role
 
 Scope = Literal["read", "admin"]
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -65,6 +67,11 @@ class HashedSecret(Strict):
 class TokenConfig(HashedSecret):
     name: str = Field(min_length=1, description="who holds it (for your records)")
     scopes: list[Scope] = ["read"]
+    role: Role | None = Field(None, description="viewer, operator, engineer or admin "
+                                                "(default: admin with the admin scope, "
+                                                "else viewer); see server/roles.py")
+    lines: list[str] = Field([], description="an operator's lines (asset ids): the stops "
+                                             "it may classify")
 
 
 class AuthConfig(Strict):
@@ -75,13 +82,17 @@ class AuthConfig(Strict):
 _bearer = HTTPBearer(auto_error=False)
 
 
+def holders(cfg: AuthConfig, presented: str) -> list[TokenConfig]:
+    """The configured tokens the presented one is: its hash checked against every
+    configured one in constant time."""
+    return [t for t in cfg.tokens if t.matches(presented)]
+
+
 def scopes_of(cfg: AuthConfig, presented: str) -> set[str]:
-    """Scopes of the presented token, its hash checked against every configured one in
-    constant time."""
+    """Scopes of the presented token (a token with the admin role has the admin scope)."""
     got: set[str] = set()
-    for t in cfg.tokens:
-        if t.matches(presented):
-            got |= set(t.scopes)
+    for t in holders(cfg, presented):
+        got |= set(t.scopes) | ({"admin"} if t.role == "admin" else set())
     if "admin" in got:
         got.add("read")
     return got

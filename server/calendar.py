@@ -76,6 +76,17 @@ def shifts(cal: CalendarConfig, t0: int, t1: int) -> list[tuple[str, int, int, l
     return out
 
 
+def current_shift(cal: CalendarConfig | None, now: int) -> tuple[str, int]:
+    """(label, start) of the shift holding ``now``; without a calendar the UTC day."""
+    if cal is not None:
+        for name, s, e, _ in shifts(cal, now - 1, now + 1):
+            if s <= now < e:
+                return name, s
+        return "no shift", now
+    day = now - now % (86400 * NS)
+    return "day", day
+
+
 def steps(cal: CalendarConfig, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray]:
     """The calendar over [t0, t1) as a step function (ts ascending, codes)."""
     pts: list[tuple[int, int]] = [(min(t0, 0), NO_SHIFT)]

@@ -10,6 +10,7 @@ from shopfloor.config import Strict
 from shopfloor.server.auth import AuthConfig
 from shopfloor.server.calendar import CalendarConfig
 from shopfloor.server.federation.config import FederationConfig
+from shopfloor.server.operations.config import OperationsConfig
 from shopfloor.storage import StoreConfig
 
 
@@ -70,3 +71,5 @@ class ServerConfig(Strict):
     federation: FederationConfig | None = Field(
         None, description="share this enterprise's aggregates with a cluster server "
                           "(outbound only; see DESIGN.md \"Federation\")")
+    operations: OperationsConfig = Field(
+        OperationsConfig(), description="reasons, plans, targets and alerts (a database)")

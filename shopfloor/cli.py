@@ -32,7 +32,7 @@ def _setup_logging(level: str) -> None:
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    for noisy in ("httpx", "httpcore", "asyncua", "pymodbus", "numba"):
+    for noisy in ("httpx", "httpcore", "asyncua", "pymodbus", "numba", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
 
 
@@ -87,6 +87,12 @@ def _rollup(args: argparse.Namespace) -> int:
     from shopfloor.server.rollup import rebuild
 
     return rebuild.run_rebuild(args.config, args.machine)
+
+
+def _db(args: argparse.Namespace) -> int:
+    from shopfloor.server.operations import db
+
+    return db.run_upgrade(args.config)
 
 
 def _up(args: argparse.Namespace) -> None:
@@ -181,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--machine", action="append", default=None,
                    help="equipment id to rebuild, repeated for several (default: every machine)")
     p.set_defaults(func=_rollup)
+
+    p = sub.add_parser("db", formatter_class=fmt,
+                       help="the operations database (reasons, plans, alerts)",
+                       description="The server migrates it at start unless "
+                                   "operations.database.migrate is false; then run this.")
+    dsub = p.add_subparsers(dest="db_command", metavar="TOOL", required=True)
+    d = dsub.add_parser("upgrade", formatter_class=fmt, help="migrate to the newest schema")
+    d.add_argument("--config", type=Path, required=True, help="server config YAML")
+    p.set_defaults(func=_db)
 
     p = sub.add_parser("server", formatter_class=fmt,
                        help="metrics server: REST API (OEE, assets) and dashboard")

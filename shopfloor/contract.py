@@ -75,8 +75,12 @@ SIGNAL_STATE = "state"
 SIGNAL_PART_COUNT = "part_count"
 SIGNAL_REJECT_COUNT = "reject_count"
 SIGNAL_PRODUCT = "product"  # product or program id, a string or a number
+# the machine's reason code for the stop it is in (the edge's value map turns the PLC's
+# code into a code of the reason tree); "" or NO_REASON: none given
+SIGNAL_STOP_REASON = "stop_reason"
+NO_REASON = "NONE"
 SIGNALS = (SIGNAL_STATE, SIGNAL_PART_COUNT, SIGNAL_REJECT_COUNT, "ideal_cycle_time",
-           "program", SIGNAL_PRODUCT, "alarm")
+           "program", SIGNAL_PRODUCT, "alarm", SIGNAL_STOP_REASON)
 # Written by the gateway, not an edge (gateway/clock.py): the device's clock offset from
 # the gateway's in seconds, in force from its ts; 0 when back in step.
 CLOCK_SKEW_TAG = "clock_skew_s"
@@ -320,6 +324,20 @@ def agent_cmd_topic(agent: str) -> str:
     if not SEGMENT_RE.fullmatch(agent):
         raise ContractError("bad_agent", f"agent {agent[:80]!r} is not an identifier")
     return f"{AGENT_TOPIC_ROOT}/{agent}/cmd"
+
+
+# --- alerts (server -> anyone) ----------------------------------------------------------
+# ``shopfloor/v1/_alerts/{asset id}`` (QoS 1, not retained): each alert's opening and
+# resolution as JSON (``server/operations/delivery.py`` says the fields).
+ALERT_TOPIC_ROOT = f"{TOPIC_ROOT}/{VERSION}/_alerts"
+
+
+def alert_topic(asset_id: str) -> str:
+    """The topic an alert about ``asset_id`` (``enterprise/site/...``) is published on."""
+    parts = asset_id.split("/")
+    if not all(SEGMENT_RE.fullmatch(p) for p in parts):
+        raise ContractError("bad_topic", f"asset {asset_id[:80]!r} is not an asset id")
+    return f"{ALERT_TOPIC_ROOT}/{asset_id}"
 
 
 def replay_request(ranges: list[tuple[int, int]]) -> bytes:

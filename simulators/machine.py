@@ -13,6 +13,10 @@ With ``products`` the machine starts on the first product and changes over to th
 next (cyclically) when a SETUP segment ends: from then on a part takes that product's
 ``ideal_cycle_time_s * speed_factor``, and progress towards a part restarts from zero
 (the new product's first part is a fresh one). Events carry the product being made.
+
+With ``stop_reasons`` each stop of a state that has reasons is given one (drawn from a
+stream of its own, so the states and parts of a seeded run do not change); events carry
+the PLC code being served (0 while producing or when the stop has none).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from enum import IntEnum
 from shopfloor.contract import State
 
 from .codes import STOP_STATES
-from .scenario import MachineSpec, Timeline
+from .scenario import MachineSpec, StopReason, Timeline
 
 VALUE_PERIOD_S = 0.5
 # Relative odds of each stop state after the first four stops.
@@ -56,6 +60,7 @@ class Event:
     spindle_load: float
     reject: bool = False  # for PART events: this part is a reject
     product: str | None = None  # the product being made (None: the machine has none)
+    stop_reason: int = 0  # the PLC's reason code being served (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,7 @@ class Segment:
     state: State
     start: float
     end: float  # math.inf for the final NO_SHIFT
+    reason: StopReason | None = None  # the stop's reason, on machines that give one
 
 
 class MachineModel:
@@ -89,7 +95,7 @@ class MachineModel:
 
     def segments(self) -> Iterator[Segment]:
         """State intervals in time order; the last one (NO_SHIFT) never ends."""
-        rng = self._rng("states")
+        rng, reasons = self._rng("states"), self._rng("reasons")
         if self.shift_start > 0:
             yield Segment(State.NO_SHIFT, 0.0, self.shift_start)
         first_stops = list(STOP_STATES)
@@ -99,7 +105,8 @@ class MachineModel:
         while t < self.shift_end:
             lo, hi = self.spec.durations_s[state]
             end = min(t + rng.uniform(lo, hi), self.shift_end)
-            yield Segment(state, t, end)
+            given = self.spec.stop_reasons.of(state) if self.spec.stop_reasons else []
+            yield Segment(state, t, end, reasons.choice(given) if given else None)
             t = end
             if state is State.PRODUCING:
                 if n_stops < len(first_stops):
@@ -154,7 +161,9 @@ class MachineModel:
                 cycle = products[k].ideal_cycle_time_s * self.spec.speed_factor
             changeover = bool(products) and seg.state is State.SETUP
             load = self._spindle(value_rng, seg.state)
-            yield Event(seg.start, Kind.STATE, seg.state, parts, rejects, load, product=product)
+            code = seg.reason.code if seg.reason else 0
+            yield Event(seg.start, Kind.STATE, seg.state, parts, rejects, load, product=product,
+                        stop_reason=code)
             pending: list[tuple[float, Kind]] = []
             if seg.state is State.PRODUCING:
                 # Parts complete strictly inside [start, end); a part due exactly at
@@ -176,11 +185,13 @@ class MachineModel:
                     reject = parts_rng.random() < self.spec.reject_rate
                     parts += 1
                     rejects += reject
-                    yield Event(t, kind, seg.state, parts, rejects, load, reject, product)
+                    yield Event(t, kind, seg.state, parts, rejects, load, reject, product,
+                                code)
                 else:
                     tick += 1
                     load = self._spindle(value_rng, seg.state)
-                    yield Event(t, kind, seg.state, parts, rejects, load, product=product)
+                    yield Event(t, kind, seg.state, parts, rejects, load, product=product,
+                                stop_reason=code)
 
     @staticmethod
     def _ticks(first: int, end: float) -> Iterator[tuple[float, Kind]]:

@@ -12,6 +12,10 @@ Holding registers, the machine:
 | 3-4 | reject count (cumulative) | uint32 ABCD |
 | 5-6 | spindle load % | float32 ABCD |
 | 7-10 | product id (empty without ``products``) | string, 8 ASCII chars, ABCD, NUL padded |
+| 11 | stop reason code (0: none; always 0 without ``stop_reasons``) | uint16 |
+
+A state change is one write of the whole image, so a reader never sees a new state with
+the old product or reason.
 
 Type test bank (fixed values, for commissioning a reader's types and byte orders):
 holding and input registers from ``BANK_START`` (100) hold every type of ``BANK_VALUES``
@@ -46,7 +50,8 @@ REG_REJECT_COUNT = 3
 REG_SPINDLE_LOAD = 5
 REG_PRODUCT = 7
 PRODUCT_REGISTERS = 4  # 8 characters
-REGISTER_COUNT = 11
+REG_STOP_REASON = 11
+REGISTER_COUNT = 12
 _WRITE_MULTIPLE = 16  # function code used to address the holding registers
 SERIAL_LINE = {"baudrate": 19200, "bytesize": 8, "parity": "N", "stopbits": 1}
 
@@ -97,10 +102,10 @@ def product_words(product: str | None) -> list[int]:
 
 
 def registers(ev: Event) -> list[int]:
-    """The full register image (0..10) of a machine snapshot."""
+    """The full register image (0..11) of a machine snapshot."""
     return ([DEVICE_STATE_CODES[ev.state]] + uint32_words(ev.part_count)
             + uint32_words(ev.reject_count) + float32_words(ev.spindle_load)
-            + product_words(ev.product))
+            + product_words(ev.product) + [ev.stop_reason])
 
 
 def _f32(v: float) -> float:
@@ -238,11 +243,8 @@ class ModbusMachine:
 
     async def apply(self, ev: Event, ts_ns: int) -> None:
         del ts_ns  # Modbus carries no timestamps: the reader stamps its read time
-        if ev.kind is Kind.STATE:
-            if ev.product is not None:  # before the state, like the OPC UA machine
-                await self._set(REG_PRODUCT, product_words(ev.product))
-            await self._set(REG_STATE, [DEVICE_STATE_CODES[ev.state]])
-            await self._set(REG_SPINDLE_LOAD, float32_words(ev.spindle_load))
+        if ev.kind is Kind.STATE:  # state, product and reason in one write
+            await self._set(REG_STATE, registers(ev))
         elif ev.kind is Kind.PART:
             # One write for both counters, so a reader never sees them out of step.
             await self._set(REG_PART_COUNT,

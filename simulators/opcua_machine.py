@@ -5,8 +5,10 @@ the machine (``ns=2;s={machine}``) with the variables ``ns=2;s={machine}.State``
 (Int32 device state code), ``.PartCount`` (UInt32), ``.RejectCount`` (UInt32) and
 ``.SpindleLoad`` (Double, an analog item: its ``EURange`` property is 0..100, so a client
 can ask for a percent deadband). A machine with ``products`` also serves
-``ns=2;s={machine}.Product`` (String, the product being made). Every write carries the
-event time as SourceTimestamp and ServerTimestamp.
+``ns=2;s={machine}.Product`` (String, the product being made), and a machine with
+``stop_reasons`` ``ns=2;s={machine}.StopReason`` (UInt16, the PLC's reason code of the
+stop it is in, 0 for none; written with the state). Every write carries the event time
+as SourceTimestamp and ServerTimestamp.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ VARIABLES: dict[str, ua.VariantType] = {
 }
 EU_RANGES: dict[str, tuple[float, float]] = {"SpindleLoad": (0.0, 100.0)}
 PRODUCT = "Product"  # served only by machines with products
+STOP_REASON = "StopReason"  # served only by machines with stop_reasons
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -169,6 +172,11 @@ class OpcUaMachine:
                 ua.NodeId(f"{machine}.{PRODUCT}", idx), ua.QualifiedName(PRODUCT, idx),
                 ua.Variant(self.spec.products[0].id, ua.VariantType.String))
             self._nodes[PRODUCT] = var.nodeid
+        if self.spec.stop_reasons is not None:
+            var = await obj.add_variable(
+                ua.NodeId(f"{machine}.{STOP_REASON}", idx), ua.QualifiedName(STOP_REASON, idx),
+                ua.Variant(0, ua.VariantType.UInt16))
+            self._nodes[STOP_REASON] = var.nodeid
         for i in range(self.options.extra_variables):
             var = await obj.add_variable(ua.NodeId(f"{machine}.Var{i}", idx),
                                          ua.QualifiedName(f"Var{i}", idx), float(i))
@@ -220,7 +228,8 @@ class OpcUaMachine:
         iserver.attribute_service.read = limited_read  # type: ignore[method-assign]
 
     async def _write(self, name: str, value: float | int | str, when: datetime) -> None:
-        vtype = ua.VariantType.String if name == PRODUCT else VARIABLES[name]
+        vtype = {PRODUCT: ua.VariantType.String, STOP_REASON: ua.VariantType.UInt16}.get(
+            name) or VARIABLES[name]
         dv = ua.DataValue(ua.Variant(value, vtype),
                           SourceTimestamp=when, ServerTimestamp=when)
         self._values[name] = dv
@@ -232,6 +241,8 @@ class OpcUaMachine:
         if ev.kind is Kind.STATE:
             if ev.product is not None and PRODUCT in self._nodes:  # before the state
                 await self._write(PRODUCT, ev.product, when)
+            if STOP_REASON in self._nodes:  # the same source time as the state
+                await self._write(STOP_REASON, ev.stop_reason, when)
             await self._write("State", DEVICE_STATE_CODES[ev.state], when)
             await self._write("SpindleLoad", ev.spindle_load, when)
         elif ev.kind is Kind.PART:

@@ -53,6 +53,7 @@ class _Running:
     server: MachineServer
     state: State | None = None  # the state being served and since when
     since_ns: int = 0
+    reason: int = 0  # the PLC reason code served with it (0: none)
     offline_ns: int | None = None  # in an outage since (truth log)
 
 
@@ -135,12 +136,19 @@ class Simulation:
             await m.server.apply(ev, ts)
             if ev.kind is Kind.STATE:
                 if m.state is not None:
-                    self._truth.state(asset, m.state, m.since_ns, ts)
-                m.state, m.since_ns = ev.state, ts
+                    self._truth.state(asset, m.state, m.since_ns, ts, self._reason(m))
+                m.state, m.since_ns, m.reason = ev.state, ts, ev.stop_reason
             elif ev.kind is Kind.PART:
                 self._truth.part(asset, ts, ev.reject, ev.product,
                                  m.spec.ideal_cycle_time(ev.product) if ev.product else None)
         await self._sleep_until(self.end_s)
+
+    @staticmethod
+    def _reason(m: _Running) -> tuple[int, str] | None:
+        """(PLC code, reason code) of the interval being served, if it has one."""
+        if not m.reason or m.spec.stop_reasons is None:
+            return None
+        return m.reason, m.spec.stop_reasons.codes()[m.reason]
 
     def _now_ns(self) -> int:
         return self.ts_ns(asyncio.get_running_loop().time() - self._t0_mono)
@@ -183,7 +191,7 @@ class Simulation:
             for m in self.machines:  # the interval still being served ends now
                 if m.state is not None:
                     self._truth.state(m.spec.asset_id, m.state, m.since_ns,
-                                      max(end_ns, m.since_ns))
+                                      max(end_ns, m.since_ns), self._reason(m))
                     m.state = None
                 if m.offline_ns is not None:  # stopped in an outage
                     self._truth.outage(m.spec.asset_id, m.offline_ns, max(end_ns, m.offline_ns))

@@ -65,6 +65,31 @@ class Outage(Strict):
         return self.at_s + self.duration_s
 
 
+class StopReason(Strict):
+    """A reason the machine's PLC gives for a stop: the code it serves and the reason
+    code (of the server's reason tree) the edge's value map turns it into."""
+
+    code: int = Field(ge=1, le=65535, description="PLC code (0 means no reason)")
+    reason: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="reason code")
+
+
+class StopReasons(Strict):
+    """Per stop state, the reasons its stops are given (one drawn per stop, seeded)."""
+
+    IDLE: list[StopReason] = []
+    DOWN: list[StopReason] = []
+    SETUP: list[StopReason] = []
+    PLANNED_STOP: list[StopReason] = []
+
+    def of(self, state: State) -> list[StopReason]:
+        return getattr(self, state.value, [])
+
+    def codes(self) -> dict[int, str]:
+        """PLC code -> reason code, over every state."""
+        return {r.code: r.reason for s in ("IDLE", "DOWN", "SETUP", "PLANNED_STOP")
+                for r in getattr(self, s)}
+
+
 class Params(Strict):
     """Machine parameters; every one may be set in ``defaults`` or per machine."""
 
@@ -79,6 +104,9 @@ class Params(Strict):
     products: list[Product] | None = Field(
         None, min_length=1, description="changeover order: each SETUP's end switches to the "
         "next (cyclically); replaces ideal_cycle_time_s for the cycle")
+    stop_reasons: StopReasons | None = Field(
+        None, description="the PLC serves a reason code per stop (a StopReason register or "
+        "variable); without it the machine gives none")
 
     @field_validator("products")
     @classmethod
@@ -140,6 +168,7 @@ class MachineSpec:
     serial_port: str | None = None  # modbus: serve RTU on this serial device, not TCP
     products: tuple[Product, ...] = ()  # empty: one product at ideal_cycle_time_s
     outage: Outage | None = None
+    stop_reasons: StopReasons | None = None  # None: the machine serves no reason codes
 
     @property
     def id(self) -> str:
@@ -224,6 +253,7 @@ class Plant(Strict):
                                             is not None else d.counter_reset_at_s),
                         products=tuple(m.products or d.products or ()),
                         outage=m.outage or d.outage,
+                        stop_reasons=m.stop_reasons or d.stop_reasons,
                     ))
         return out
 

@@ -31,6 +31,11 @@ class Interval:
     state: State
     start: int  # ns
     end: int  # ns, exclusive
+    reason: str | None = None  # the reason code the machine gave this stop, if any
+
+
+# the states whose episodes are stops (availability loss: IDLE, DOWN, SETUP)
+STOP_STATES = (State.IDLE, State.DOWN, State.SETUP)
 
 
 @dataclass
@@ -122,7 +127,8 @@ class MachineTruth:
             if out and out[-1].end < iv.start:
                 out.append(Interval(State.OFFLINE, out[-1].end, iv.start))
             if out and out[-1].state is iv.state and out[-1].end == iv.start:
-                out[-1] = Interval(iv.state, out[-1].start, iv.end)
+                out[-1] = Interval(iv.state, out[-1].start, iv.end,
+                                   out[-1].reason or iv.reason)
             else:
                 out.append(iv)
         return out
@@ -169,9 +175,9 @@ def cut_outages(intervals: list[Interval], outages: list[tuple[int, int]]) -> li
                 cut.append(iv)
                 continue
             if iv.start < o0:
-                cut.append(Interval(iv.state, iv.start, o0))
+                cut.append(Interval(iv.state, iv.start, o0, iv.reason))
             if iv.end > o1:
-                cut.append(Interval(iv.state, o1, iv.end))
+                cut.append(Interval(iv.state, o1, iv.end, iv.reason))
         cut.append(Interval(State.OFFLINE, o0, o1))
         out = sorted(cut, key=lambda iv: iv.start)
     return out
@@ -238,6 +244,24 @@ class Truth:
             "ideal_production_time_s": ideal_s,
         }
 
+
+    def stops(self, asset_ids: list[str] | str, start_ns: int, end_ns: int
+              ) -> list[tuple[str, Interval]]:
+        """(machine, stop) of every IDLE/DOWN/SETUP episode overlapping the window."""
+        ids = [asset_ids] if isinstance(asset_ids, str) else list(asset_ids)
+        return [(a, ep) for a in ids for ep in self.machine(a).episodes()
+                if ep.state in STOP_STATES and ep.start < end_ns and ep.end > start_ns]
+
+    def pareto(self, asset_ids: list[str] | str, start_ns: int, end_ns: int
+               ) -> dict[str | None, dict[str, float]]:
+        """Stop time (s, clipped to the window) and stop count per machine-given reason
+        (None: the machine gave none)."""
+        out: dict[str | None, dict[str, float]] = {}
+        for _, ep in self.stops(asset_ids, start_ns, end_ns):
+            row = out.setdefault(ep.reason, {"seconds": 0.0, "count": 0})
+            row["seconds"] += (min(ep.end, end_ns) - max(ep.start, start_ns)) / NS
+            row["count"] += 1
+        return out
 
     def losses(self, asset_ids: list[str] | str, start_ns: int, end_ns: int,
                small_stop_s: float, startup_s: float) -> dict[str, Any]:
@@ -316,7 +340,8 @@ def load_truth(path: Path | str) -> Truth:
             raise ValueError(f"{path}:{no}: the first record must be the scenario")
         elif kind == "state":
             machines[rec["machine"]].intervals.append(
-                Interval(State(rec["state"]), int(rec["start"]), int(rec["end"])))
+                Interval(State(rec["state"]), int(rec["start"]), int(rec["end"]),
+                         rec.get("reason")))
         elif kind == "part":
             m = machines[rec["machine"]]
             m.part_ts.append(int(rec["ts"]))

@@ -5,7 +5,8 @@ Records (timestamps are integer ns since the epoch, the ones the servers serve):
 - first line ``{"type":"scenario","seed","enterprise","site","machines":[...],
   "shift_start","shift_end","t0"}``
 - ``{"type":"state","machine":ASSET_ID,"state":NAME,"start":ns,"end":ns}`` when an
-  interval ends
+  interval ends; a stop the machine gave a reason (``stop_reasons``) also has
+  ``"reason":CODE,"reason_code":N`` (the reason code and the PLC's code served)
 - ``{"type":"part","machine":ASSET_ID,"ts":ns,"reject":bool}`` per part; on a machine
   with ``products`` (listed with their ideal cycle times in its scenario entry) also
   ``"product":ID,"ideal_cycle_time_s":s``, the product the part is of and its ICT
@@ -49,13 +50,18 @@ class TruthWriter:
                 "port": m.port, "ideal_cycle_time_s": m.ideal_cycle_time_s,
                 "speed_factor": m.speed_factor, "reject_rate": m.reject_rate,
                 **({"products": [p.model_dump() for p in m.products]} if m.products else {}),
+                **({"stop_reasons": m.stop_reasons.model_dump()} if m.stop_reasons else {}),
             } for m in machines],
             "shift_start": shift_start, "shift_end": shift_end, "t0": t0,
         })
 
-    def state(self, machine: str, state: State, start: int, end: int) -> None:
-        self._write({"type": "state", "machine": machine, "state": state.value,
-                     "start": start, "end": end})
+    def state(self, machine: str, state: State, start: int, end: int,
+              reason: tuple[int, str] | None = None) -> None:
+        rec: dict[str, Any] = {"type": "state", "machine": machine, "state": state.value,
+                               "start": start, "end": end}
+        if reason is not None:
+            rec.update(reason=reason[1], reason_code=reason[0])
+        self._write(rec)
 
     def part(self, machine: str, ts: int, reject: bool, product: str | None = None,
              ideal_cycle_time_s: float | None = None) -> None:

@@ -26,3 +26,23 @@ def influxdb(tmp_path):
 def victoria(tmp_path):
     with services.victoria_metrics(tmp_path / "vm") as vm:
         yield vm
+
+
+@pytest.fixture(scope="session")
+def postgresql():
+    """One PostgreSQL server for the session; tests take databases of their own."""
+    with services.postgresql() as pg:
+        yield pg
+
+
+_DATABASES = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """An empty operations database, SQLite and PostgreSQL in turn (the same tests pass
+    on both)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'operations.db'}"
+    pg = request.getfixturevalue("postgresql")
+    return pg.create_database(f"test_{next(_DATABASES)}")

@@ -1,4 +1,5 @@
-"""Real services for integration tests: Mosquitto, InfluxDB 1.x, VictoriaMetrics.
+"""Real services for integration tests: Mosquitto, InfluxDB 1.x, VictoriaMetrics,
+PostgreSQL.
 
 Each runs as a child process on a free loopback port, with its state in a temp
 directory, and is stopped (and waited for) when the test is done.
@@ -160,6 +161,60 @@ def victoria_metrics(workdir: Path) -> Iterator[VictoriaMetrics]:
     finally:
         stop(proc)
         log.close()
+
+
+@dataclass
+class PostgreSQL:
+    port: int
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@{LOOPBACK}:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        """A fresh, empty database; its SQLAlchemy URL."""
+        import psycopg
+
+        with psycopg.connect(f"host={LOOPBACK} port={self.port} user=postgres "
+                             "dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if not found:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed: run `make test-deps`")
+    return str(found[-1])
+
+
+@contextlib.contextmanager
+def postgresql() -> Iterator[PostgreSQL]:
+    """Debian's PostgreSQL on a free loopback port, its cluster in a temp dir (run as
+    the ``postgres`` user when we are root: initdb refuses root), trust auth on loopback."""
+    import os
+    import tempfile
+
+    as_user: list[str] = []
+    workdir = Path(tempfile.mkdtemp(prefix="shopfloor-pg-"))
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(workdir, "postgres")
+    data, port = workdir / "data", free_port()
+    subprocess.run([*as_user, _pg_bin("initdb"), "-D", str(data), "-U", "postgres",
+                    "--auth=trust", "-E", "UTF8", "--no-sync"],
+                   check=True, capture_output=True)
+    log = workdir / "postgres.log"
+    subprocess.run([*as_user, _pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w",
+                    "-o", f"-h {LOOPBACK} -p {port} -k {workdir} -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    try:
+        wait_for_port(port, timeout=30)
+        yield PostgreSQL(port)
+    finally:
+        subprocess.run([*as_user, _pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w",
+                        "stop"], capture_output=True)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def start_plant_stack(sup: Any, files: Any, *, gateway_argv: list[str] | None = None,

@@ -16,17 +16,19 @@ import yaml
 from services import mosquitto, require
 from test_gateway import gateway_cfg, wait_until
 
-from shopfloor.contract import Batch, DevicePath, Sample
+from shopfloor.contract import Batch, DevicePath, Sample, alert_topic
 from shopfloor.gateway.service import Gateway
 from shopfloor.sparkplug.payload import DT, decode_state
 from shopfloor.sparkplug.schema import Payload
 from shopfloor.storage.sqlite import SqliteStore
 
 COMPOSE = Path(__file__).parents[1] / "deploy" / "compose"
-USERS = {"edge-1": "pw-edge-1-xyz", "edge-2": "pw-edge-2-xyz", "gateway": "pw-gateway-xyz"}
+USERS = {"edge-1": "pw-edge-1-xyz", "edge-2": "pw-edge-2-xyz", "gateway": "pw-gateway-xyz",
+         "server": "pw-server-xyz", "reader": "pw-reader-xyz"}
 CNC = DevicePath("acme", "plant1", "machining", "line1", "cnc-01")  # edge-1's
 ROBOT = DevicePath("acme", "plant2", "assembly", "l9", "robot-1")  # edge-2's
 EDGE_2 = "\nuser edge-2\ntopic write shopfloor/v1/acme/plant2/#\n"  # a second edge
+READER = "\nuser reader\ntopic read shopfloor/v1/#\n"  # sees whatever gets through
 
 
 def client(port: int, user: str, password: str | None = None) -> mqtt.Client:
@@ -58,7 +60,7 @@ def secured_broker(tmp_path: Path, acl_text: str):  # type: ignore[no-untyped-de
 
 @pytest.fixture
 def broker(tmp_path):
-    with secured_broker(tmp_path, (COMPOSE / "acl").read_text() + EDGE_2) as b:
+    with secured_broker(tmp_path, (COMPOSE / "acl").read_text() + EDGE_2 + READER) as b:
         yield b
 
 
@@ -69,6 +71,26 @@ def test_compose_broker_config_uses_the_acl_and_the_gateway_its_agents():
     edge = yaml.safe_load((COMPOSE / "edge.yaml").read_text())
     assert edge["mqtt"]["username"] == edge["agent_id"] and edge["agent_id"] in agents
     assert f"user {edge['agent_id']}" in (COMPOSE / "acl").read_text()
+    server = yaml.safe_load((COMPOSE / "server.yaml").read_text())
+    assert server["operations"]["alerts"]["mqtt"]["username"] == "server"
+
+
+@pytest.mark.timeout(60)
+def test_the_server_publishes_alerts_only(broker):
+    reader, server = client(broker.port, "reader"), client(broker.port, "server")
+    try:
+        reader.subscribe("shopfloor/v1/#", qos=1)
+        time.sleep(0.5)
+        publish(server, CNC, "edge-1", 0)  # a device's data: the broker drops it
+        alert = alert_topic(CNC.asset_id)
+        server.publish(alert, b"{}", qos=1).wait_for_publish(10)
+        wait_until(lambda: reader.received, what="the alert")
+        time.sleep(0.5)
+        assert [m.topic for m in reader.received] == [alert]
+    finally:
+        for c in (reader, server):
+            c.disconnect()
+            c.loop_stop()
 
 
 @pytest.mark.timeout(120)

@@ -6,7 +6,10 @@
   ``/trend``, ``/timeline``), ``digitalization`` (``/digitalization``, ``/compare``),
   ``live`` (``/state``, ``/stream``), ``federation`` (``/federation``,
   ``/federation/aggregates``): the ``read`` scope;
-- ``admin`` (``/registry/reload``): the ``admin`` scope.
+- ``admin`` (``/registry/reload``): the ``admin`` scope;
+- ``stops`` (``/stops``, ``/pareto``, ``/reasons``), ``plans`` (``/orders``,
+  ``/targets``), ``alerts`` (``/alerts``, ``/alert-rules``): the ``read`` scope, and
+  each write checks the token's role (``people``, ``server/roles.py``).
 
 A new route goes into the module of its kind, or a new module whose ``router`` is
 added to ``ROUTERS`` with its scope; it takes what it needs from ``deps`` and leaves
@@ -17,7 +20,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from shopfloor.server.api import admin, assets, digitalization, federation, live, metrics, ops
+from shopfloor.server.api import (
+    admin,
+    alerts,
+    assets,
+    digitalization,
+    federation,
+    live,
+    metrics,
+    ops,
+    plans,
+    stops,
+)
 from shopfloor.server.auth import Scope
 
 # (router, the token scope its routes need or None), in the order of the OpenAPI document
@@ -29,4 +43,7 @@ ROUTERS: list[tuple[APIRouter, Scope | None]] = [
     (admin.router, "admin"),
     (live.router, "read"),
     (federation.router, "read"),
+    (stops.router, "read"),
+    (plans.router, "read"),
+    (alerts.router, "read"),
 ]

@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from shopfloor.server.config import OeeConfig, ServerConfig
 from shopfloor.server.federation.uplink import Uplink
 from shopfloor.server.oee import MetricsQuery
+from shopfloor.server.operations.service import Operations
 from shopfloor.server.registry import Asset, Registry
 from shopfloor.server.rollup.source import QuantitySource, Rollups
 from shopfloor.storage import SampleReader
@@ -36,6 +37,7 @@ class ServerState:
     reader: SampleReader | None = None
     rollups: Rollups | None = None
     uplink: Uplink | None = None  # with a ``federation:`` section, while the lifespan runs
+    operations: Operations | None = None  # the operations database and alert thread
 
     @staticmethod
     def of(app: FastAPI) -> ServerState:

@@ -19,7 +19,7 @@ from shopfloor.server.oee import MetricsQuery
 from shopfloor.server.registry import Asset
 from shopfloor.server.rollup.source import QuantitySource
 from shopfloor.storage import SampleReader
-from shopfloor.times import NS, iso, seconds_ns
+from shopfloor.times import iso, seconds_ns
 
 OEE_EVERY_S = 5.0  # the stream recomputes the shift OEE at most this often
 
@@ -41,22 +41,11 @@ def current_states(reader: SampleReader, equipment: list[Asset], stale_ns: int,
     return out
 
 
-def current_shift(cal: calendar.CalendarConfig | None, now: int) -> tuple[str, int]:
-    """(label, start) of the shift holding ``now``; without a calendar the UTC day."""
-    if cal is not None:
-        for name, s, e, _ in calendar.shifts(cal, now - 1, now + 1):
-            if s <= now < e:
-                return name, s
-        return "no shift", now
-    day = now - now % (86400 * NS)
-    return "day", day
-
-
 def snapshot(config: ServerConfig, source: QuantitySource, equipment: list[Asset]
              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The machines' current states and the current shift's OEE so far."""
     now = time.time_ns()
-    label, start = current_shift(config.oee.calendar, now)
+    label, start = calendar.current_shift(config.oee.calendar, now)
     doc: dict[str, Any] = {"shift": label, "start": iso(start), "oee": None}
     if now > start:
         r = oee.compute(source, equipment, MetricsQuery.of(config.oee, start, now))

@@ -4,13 +4,16 @@ machines (``edge_config_from_scenario``) and the registry that lists them
 
 Both read ``Plant.machines()`` (a scenario's plant), so each machine is seen as the
 simulator resolves it (machine keys over ``defaults``); the tags are the simulators'
-(DESIGN.md "Simulated machines"), with the simulators' own state codes as value map.
+(DESIGN.md "Simulated machines"), with the simulators' own state codes as value map; a
+machine with ``stop_reasons`` also gets a ``stop_reason`` tag whose value map turns its
+PLC codes into reason codes (0: ``NO_REASON``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from shopfloor.contract import NO_REASON, SIGNAL_STOP_REASON
 from shopfloor.simulators.codes import DEVICE_STATE_CODES
 from shopfloor.simulators.scenario import MachineSpec, Plant
 
@@ -49,6 +52,16 @@ def modbus_tags(product: bool = False) -> list[dict[str, Any]]:
            "register": {**reg(7, "string"), "length": 4}}] if product else [])
 
 
+def stop_reason_tag(m: MachineSpec) -> list[dict[str, Any]]:
+    """The ``stop_reason`` tag of a machine with ``stop_reasons`` (none otherwise)."""
+    if m.stop_reasons is None:
+        return []
+    source = ({"node": f"ns=2;s={m.id}.StopReason"} if m.protocol == "opcua" else
+              {"register": {"table": "holding", "address": 11, "type": "uint16"}})
+    return [{"name": SIGNAL_STOP_REASON, "signal": SIGNAL_STOP_REASON,
+             "map": {0: NO_REASON, **m.stop_reasons.codes()}, **source}]
+
+
 def _device(m: MachineSpec) -> dict[str, Any]:
     p = m.path
     device: dict[str, Any] = {
@@ -60,10 +73,12 @@ def _device(m: MachineSpec) -> dict[str, Any]:
     product = bool(m.products)
     if m.protocol == "opcua":
         device.update(endpoint=f"opc.tcp://{m.host}:{m.port}", sampling_interval_ms=50,
-                      queue_size=100, tags=opcua_tags(m.id, product))
+                      queue_size=100, tags=opcua_tags(m.id, product) + stop_reason_tag(m))
     else:
         device.update(host=m.host, port=m.port, unit=1, poll_s=0.05, timeout_s=1.0,
-                      tags=modbus_tags(product))
+                      tags=modbus_tags(product) + stop_reason_tag(m))
+        if m.stop_reasons is not None:  # state and reason in one read (over 7-10)
+            device["max_gap_registers"] = 4
     return device
 
 

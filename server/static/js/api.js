@@ -18,6 +18,23 @@ function askForToken() {
   return true;
 }
 
+// Ask for a token and keep it (the operator view's "sign in").
+export function signIn() {
+  const token = prompt(t("sign_in_prompt"));
+  if (token) localStorage.setItem(TOKEN_KEY, token.trim());
+}
+
+// POST/PUT a JSON body to /api/v1/<path>; throws an Error carrying the API's message.
+export async function send(method, path, body) {
+  const r = await fetch(`/api/v1/${path}`, { method, body: JSON.stringify(body),
+    headers: { "Content-Type": "application/json", ...headers() } });
+  if (!r.ok) {
+    const doc = await r.json().catch(() => ({}));
+    throw new Error(`${path}: ${r.status} ${JSON.stringify(doc.detail ?? "")}`);
+  }
+  return r.json();
+}
+
 export function url(path, params = {}) {
   return `/api/v1/${path}?${new URLSearchParams(params)}`;
 }

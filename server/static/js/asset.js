@@ -1,4 +1,5 @@
-// Line and machine view: OEE and its parts, state timeline, six big losses, counts, trends.
+// Line and machine view: OEE and its parts, state timeline, six big losses, counts, trends;
+// a line's plan: its orders (parts made vs plan, OEE by order and by product, the target).
 import * as api from "./api.js";
 import { t } from "./i18n.js";
 import { chart, ganttOption, LOSSES, trendOption, waterfallOption } from "./charts.js";
@@ -33,7 +34,10 @@ export function show(el, ctx, id) {
         `<option value="${w}" ${w === ctx.windowKind ? "selected" : ""} data-i18n="window_${w}">${t("window_" + w)}</option>`).join("")}
       </select></label></div>
     ${cards(asset.id)}
-    ${asset.level === "line" ? `<div class="card">${lineTable(asset, ctx)}</div>` : ""}
+    ${asset.level === "line" ? `<div class="card">${lineTable(asset, ctx)}</div>
+      <div class="card" data-testid="plan"><h2><span data-i18n="plan">${t("plan")}</span>
+        <span class="muted">${t("target_oee")}: <span data-testid="target-oee">—</span></span></h2>
+        <div data-testid="orders"></div></div>` : ""}
     <div class="card"><h2 data-i18n="timeline">${t("timeline")}</h2>
       <p class="muted" data-testid="timeline-note"></p>
       <div class="legend">${["PRODUCING", "IDLE", "DOWN", "SETUP", "PLANNED_STOP", "NO_SHIFT", "OFFLINE"]
@@ -97,6 +101,7 @@ export function show(el, ctx, id) {
       q("card-good").textContent = count(doc.counts.good);
       q("card-reject").textContent = count(doc.counts.reject);
       fillKpis(section, docs);
+      if (asset.level === "line") fillPlan(q, await api.get("orders", { scope: asset.id, ...win }));
       for (const k of LOSSES) q("loss-" + k).textContent = `${secs(losses.losses_s[k])} ${t("seconds")}`;
       q("trend-note").textContent = note;
       draw("gantt", ganttOption(timeline));
@@ -110,4 +115,24 @@ export function show(el, ctx, id) {
     states(states) { fillStates(section, states); },
   };
   return view;
+}
+
+// The line's orders: parts made against plan and OEE per order, then per product.
+function fillPlan(q, doc) {
+  q("target-oee").textContent = pct(doc.target_oee);
+  const head = `<th data-i18n="good">${t("good")}</th><th data-i18n="oee">${t("oee")}</th>
+    <th data-i18n="availability">${t("availability")}</th><th data-i18n="performance">${t("performance")}</th>
+    <th data-i18n="quality">${t("quality")}</th>`;
+  const kpi = r => `<td>${count(r.good)}</td><td><b>${pct(r.oee)}</b></td><td>${pct(r.availability)}</td>
+    <td>${pct(r.performance)}</td><td>${pct(r.quality)}</td>`;
+  q("orders").innerHTML = doc.orders.length ? `<table class="small"><thead><tr><th data-i18n="order">${t("order")}</th>
+    <th data-i18n="product">${t("product")}</th><th data-i18n="planned_qty">${t("planned_qty")}</th>
+    <th data-i18n="plan_to_date">${t("plan_to_date")}</th><th data-i18n="progress">${t("progress")}</th>${head}</tr></thead>
+    <tbody>${doc.orders.map(o => `<tr data-testid="order-${esc(o.order_no)}"><td>${esc(o.order_no)}</td>
+      <td>${esc(o.product)}</td><td>${count(o.planned_qty)}</td><td>${count(o.plan_to_date)}</td>
+      <td>${pct(o.progress)}</td>${kpi(o)}</tr>`).join("")}</tbody></table>
+    <h2 data-i18n="by_product">${t("by_product")}</h2><table class="small"><thead><tr>
+    <th data-i18n="product">${t("product")}</th>${head}</tr></thead><tbody>${Object.entries(doc.by_product).map(([p, r]) =>
+      `<tr data-testid="product-${esc(p)}"><td>${esc(p)}</td>${kpi(r)}</tr>`).join("")}</tbody></table>`
+    : `<p class="muted">${t("no_orders")}</p>`;
 }

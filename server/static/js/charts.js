@@ -116,3 +116,23 @@ export function compareOption(doc) {
       label: { show: true, position: "right", formatter: p => (p.value === null ? "—" : p.value + " %") } }],
   };
 }
+
+// Pareto of stop time by reason (/api/v1/pareto): bars largest first, "unclassified"
+// last in grey, and the cumulative share as a line.
+export function paretoOption(doc, name) {
+  const rows = [...doc.reasons.map(r => ({ label: name(r), v: r.seconds, color: "#c0392b" })),
+    ...(doc.unclassified.seconds > 0 ? [{ label: t("unclassified"), v: doc.unclassified.seconds, color: "#95a5a6" }] : [])];
+  const total = rows.reduce((a, r) => a + r.v, 0);
+  let run = 0;
+  const cumulative = rows.map(r => { run += r.v; return total ? +(100 * run / total).toFixed(1) : 0; });
+  return {
+    tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+    grid: { left: 50, right: 50, top: 20, bottom: 70 },
+    xAxis: { type: "category", data: rows.map(r => r.label), axisLabel: { interval: 0, rotate: 30 } },
+    yAxis: [{ type: "value", name: t("seconds") }, { type: "value", min: 0, max: 100, axisLabel: { formatter: "{value} %" } }],
+    series: [
+      { type: "bar", data: rows.map(r => ({ value: +r.v.toFixed(1), itemStyle: { color: r.color } })) },
+      { type: "line", yAxisIndex: 1, data: cumulative, itemStyle: { color: "#2c3e50" } },
+    ],
+  };
+}

@@ -5,6 +5,7 @@ import { disposeCharts } from "./charts.js";
 import * as plant from "./plant.js";
 import * as asset from "./asset.js";
 import * as cluster from "./cluster.js";
+import * as operator from "./operator.js";
 
 const REFRESH_MS = 1500;  // numbers; states arrive on the stream as they change
 const HOUR_MS = 3600 * 1000;
@@ -78,6 +79,7 @@ function route() {
   document.querySelectorAll("nav a[data-view]").forEach(a => a.classList.toggle("active", a.dataset.view === (name || "plant")));
   if (name === "asset") view = asset.show(app, ctx, decodeURIComponent(arg));
   else if (name === "cluster") view = cluster.show(app, ctx);
+  else if (name === "operator") view = operator.show(app, ctx, decodeURIComponent(arg));
   else view = plant.show(app, ctx);
   refresh(view);
 }

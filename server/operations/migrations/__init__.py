@@ -1,0 +1,1 @@
+"""Alembic migrations of the operations database (``db.upgrade`` runs them)."""
