@@ -2,7 +2,8 @@
 # System packages the integration tests start for real: Mosquitto, InfluxDB 1.x,
 # VictoriaMetrics (InfluxDB v2 write endpoint); socat links two ptys for the Modbus RTU
 # serial test; Chromium (the dashboard's browser test, driven by Playwright; no
-# `playwright install`) with a CJK font for the Chinese labels. Installs only what is
+# `playwright install`) with a CJK font for the Chinese labels; node and npm for the
+# independent peers in tests/peers (node-opcua, modbus-serial, jsmodbus). Installs only what is
 # missing.
 set -euo pipefail
 need=()
@@ -22,3 +23,18 @@ fi
 for svc in mosquitto influxdb victoria-metrics; do
   (command -v service >/dev/null && service "$svc" stop) >/dev/null 2>&1 || true
 done
+# The independent OPC UA / Modbus servers the edge is tested against (node-opcua,
+# modbus-serial, jsmodbus): a test-only npm project, installed from its lock file.
+# Offline-safe once installed: nothing is fetched while node_modules matches the lock.
+if ! command -v npm >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing Debian packages: nodejs npm"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+peers="$(dirname "$0")/../tests/peers"
+stamp="$peers/node_modules/.installed-lock.json"  # the lock node_modules was made from
+if ! cmp -s "$peers/package-lock.json" "$stamp" 2>/dev/null; then
+  (cd "$peers" && npm ci --omit=optional --no-audit --no-fund --loglevel=error)
+  cp "$peers/package-lock.json" "$stamp"
+fi
