@@ -8,6 +8,9 @@
 // JSON commands, one per line on stdin, and answers each with @{"ok": id}:
 //   {"id", "write": address, "words": [w, ...], "table": "holding"|"input"}
 //   {"id", "illegal": [address, ...]}    (modbus-serial only)
+//   {"id", "count": address, "n": N, "period_ms": ms, "jitter_ms": ms}  the uint32 (ABCD)
+//       at address += 1, N times, each period_ms + random 0..jitter_ms apart; answers
+//       {"ok", "value"} after the last
 //   {"id", "hang": true|false}    stop answering (connections stay open) / answer again
 const net = require("net");
 const readline = require("readline");
@@ -72,6 +75,16 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
     cmd.words.forEach((w, i) => tables[cmd.table || "holding"].writeUInt16BE(w, (cmd.write + i) * 2));
   } else if (cmd.illegal !== undefined) {
     illegal = new Set(cmd.illegal);
+  } else if (cmd.count !== undefined) {
+    let left = cmd.n;
+    const step = () => {
+      const v = tables.holding.readUInt32BE(cmd.count * 2) + 1;
+      tables.holding.writeUInt32BE(v, cmd.count * 2);
+      if (--left <= 0) out({ ok: cmd.id, value: v });
+      else setTimeout(step, cmd.period_ms + Math.random() * (cmd.jitter_ms || 0));
+    };
+    setTimeout(step, cmd.period_ms);
+    return;
   } else if (cmd.hang !== undefined) {
     hung = cmd.hang;
     for (const s of sockets) { if (hung) s.pause(); else s.resume(); }

@@ -14,7 +14,8 @@
 // It prints @{"ready": port, "ns": index} on stdout, then reads JSON commands, one per
 // line on stdin, and answers each with {"ok": id} (or {"error": ..., "id": id}):
 //   {"id", "set": name, "value": v, "status": "Good"|"BadSomething"}
-//   {"id", "count": name, "n": N, "period_ms": ms}  -> increments N times, then answers
+//   {"id", "count": name, "n": N, "period_ms": ms, "jitter_ms": ms}  -> adds 1 N times,
+//       each period_ms + a random 0..jitter_ms after the last, then answers {"ok", "value"}
 //   {"id", "remove": name}     {"id", "add": {var spec}}
 const readline = require("readline");
 const path = require("path");
@@ -51,6 +52,19 @@ function variant(spec, value) {
   }
   return new Variant({ dataType, arrayType: VariantArrayType.Scalar,
                        value: scalar(spec.type, value) });
+}
+
+function countUp(cmd, increment, value) {
+  let left = cmd.n;
+  const step = () => {
+    increment();
+    if (--left <= 0) {
+      out({ ok: cmd.id, value: value() });
+    } else {
+      setTimeout(step, cmd.period_ms + Math.random() * (cmd.jitter_ms || 0));
+    }
+  };
+  setTimeout(step, cmd.period_ms);
 }
 
 async function main() {
@@ -105,15 +119,8 @@ async function main() {
       if (cmd.set !== undefined) {
         set(cmd.set, cmd.value, cmd.status);
       } else if (cmd.count !== undefined) {
-        const { node } = vars.get(cmd.count);
-        let left = cmd.n;
-        const timer = setInterval(() => {
-          set(cmd.count, node.readValue().value.value + 1);
-          if (--left <= 0) {
-            clearInterval(timer);
-            out({ ok: cmd.id, value: node.readValue().value.value });
-          }
-        }, cmd.period_ms);
+        countUp(cmd, () => set(cmd.count, vars.get(cmd.count).node.readValue().value.value + 1),
+                () => vars.get(cmd.count).node.readValue().value.value);
         return;
       } else if (cmd.remove !== undefined) {
         addressSpace.deleteNode(vars.get(cmd.remove).node);

@@ -1,0 +1,169 @@
+"""The edge against independent servers (node-opcua, npm modbus-serial): what it publishes
+over real Mosquitto is true of the device, not only of our own simulators.
+
+A counter changing many times per heartbeat period is stored in the device's order and
+counts the parts made (both protocols, subscribe and poll); OPC UA poll heartbeats are new
+samples; after a server restart no tag is published good unless read from the new
+session, and a node that cannot be resolved is published bad, then found again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from peers import ModbusPeer, NodeOpcUa
+from test_edge_integration import Collector, wait_for
+
+from shopfloor.contract import DevicePath, Quality, Sample
+from shopfloor.edge.agent import Agent
+from shopfloor.edge.config import EdgeConfig
+from shopfloor.server.kernels.counters import counter_increase_ref
+
+pytestmark = pytest.mark.timeout(180)
+
+PATH = {"enterprise": "e", "site": "s", "area": "a", "line": "l"}
+DEV = DevicePath("e", "s", "a", "l", "m")
+
+
+def edge_config(tmp_path: Path, mqtt_port: int, device: dict[str, Any],
+                heartbeat_s: float) -> EdgeConfig:
+    return EdgeConfig.model_validate({
+        "agent_id": "edge-peer", "mqtt": {"port": mqtt_port, "reconnect_min_s": 0.2,
+                                          "reconnect_max_s": 1},
+        "outbox": {"path": str(tmp_path / "outbox.db")},
+        "publish": {"max_batch_interval_s": 0.05, "heartbeat_s": heartbeat_s},
+        "devices": [{"id": "m", "path": PATH, **device}]})
+
+
+def opcua_device(peer: NodeOpcUa, names: dict[str, str], **kw: Any) -> dict[str, Any]:
+    return {"protocol": "opcua", "endpoint": peer.url, "sampling_interval_ms": 20,
+            "timeout_s": 3, "reconnect_max_s": 0.5,
+            "tags": [{"name": n, "signal": s, "node": peer.node(n)} for n, s in names.items()],
+            **kw}
+
+
+def stored(samples: list[Sample], tag: str) -> list[Sample]:
+    """The series a store keeps: one sample per timestamp (the last one received), by ts."""
+    by_ts = {s.ts: s for s in samples if s.tag == tag}
+    return [by_ts[ts] for ts in sorted(by_ts)]
+
+
+async def _count(cfg: EdgeConfig, mqtt_port: int, count: Any) -> tuple[list[Sample], int]:
+    """Run the agent while ``count()`` (blocking) makes parts; the stored part_count series
+    once the last count is in, and the number of parts made."""
+    collector = Collector(mqtt_port)
+    try:
+        async with Agent(cfg):
+            await wait_for(lambda: collector.samples(DEV), 30, "first sample")
+            first = collector.samples(DEV)[0].value
+            made = (await asyncio.to_thread(count)) - first
+            await wait_for(lambda: [s.value for s in collector.samples(DEV)][-1] == first + made,
+                           30, "the last count")
+        return stored(collector.samples(DEV), "part_count"), made
+    finally:
+        collector.stop()
+
+
+def assert_counts_as_made(series: list[Sample], made: int) -> None:
+    values = [s.value for s in series]
+    drops = [(a, b) for a, b in zip(values, values[1:], strict=False) if b < a]
+    assert drops == [], f"{len(drops)} drops in the stored series, e.g. {drops[:3]}"
+    assert counter_increase_ref([float(v) for v in values], 32) == made
+
+
+@pytest.mark.parametrize("mode", ["subscribe", "poll"])
+def test_opcua_heartbeat_never_puts_an_older_count_after_a_newer(tmp_path, mosquitto, mode):
+    var = [{"name": "PartCount", "type": "UInt32", "value": 0}]
+    with NodeOpcUa(tmp_path / "peer", var) as peer:
+        device = opcua_device(peer, {"PartCount": "part_count"}, mode=mode, poll_s=0.02)
+        cfg = edge_config(tmp_path, mosquitto.port, device, heartbeat_s=0.05)
+        series, made = asyncio.run(_count(cfg, mosquitto.port, lambda: peer.command(
+            count="PartCount", n=200, period_ms=30, jitter_ms=60, timeout=90)["value"]))
+    assert made == 200
+    assert_counts_as_made(series, made)
+
+
+def test_modbus_heartbeat_never_puts_an_older_count_after_a_newer(tmp_path, mosquitto):
+    with ModbusPeer(tmp_path / "peer") as peer:
+        device = {"protocol": "modbus", "host": "127.0.0.1", "port": peer.port,
+                  "poll_s": 0.02, "reconnect_max_s": 0.5,
+                  "tags": [{"name": "parts", "signal": "part_count",
+                            "register": {"address": 0, "type": "uint32"}}]}
+        cfg = edge_config(tmp_path, mosquitto.port, device, heartbeat_s=0.05)
+        series, made = asyncio.run(_count(cfg, mosquitto.port, lambda: peer.command(
+            count=0, n=200, period_ms=30, jitter_ms=60, timeout=90)["value"]))
+    assert made == 200
+    assert_counts_as_made(series, made)
+
+
+def test_opcua_poll_heartbeat_is_a_new_sample_so_a_steady_machine_stays_alive(
+        tmp_path, mosquitto):
+    """A value that does not change is re-published every heartbeat with a new timestamp
+    (the server's staleness rule needs rows), in poll mode as in subscribe mode."""
+    var = [{"name": "State", "type": "Int32", "value": 1}]
+    with NodeOpcUa(tmp_path / "peer", var) as peer:
+        device = opcua_device(peer, {"State": "state"}, mode="poll", poll_s=0.1)
+        device["tags"][0]["map"] = {1: "PRODUCING"}
+        cfg = edge_config(tmp_path, mosquitto.port, device, heartbeat_s=0.3)
+        collector = Collector(mosquitto.port)
+
+        async def run() -> None:
+            async with Agent(cfg):
+                await wait_for(lambda: len(stored(collector.samples(DEV), "state")) >= 5, 20,
+                               "five stored state rows")
+        try:
+            asyncio.run(run())
+        finally:
+            collector.stop()
+    rows = stored(collector.samples(DEV), "state")
+    assert {(s.value, s.quality) for s in rows} == {("PRODUCING", Quality.GOOD)}
+    gaps = [(b.ts - a.ts) / 1e9 for a, b in zip(rows, rows[1:], strict=False)]
+    assert all(0.2 < g < 1.5 for g in gaps[:4]), gaps
+
+
+@pytest.mark.parametrize("mode", ["subscribe", "poll"])
+def test_after_a_server_restart_no_tag_is_good_unless_read_from_the_new_session(
+        tmp_path, mosquitto, mode):
+    """The restarted server has another namespace table and lacks PartCount: part_count is
+    published bad (never the previous session's 100 as good), State goes on good; when
+    PartCount is added back it is resolved again (by namespace URI) and published good."""
+    both = [{"name": "PartCount", "type": "UInt32", "value": 100},
+            {"name": "State", "type": "Int32", "value": 1}]
+    peer = NodeOpcUa(tmp_path / "peer", both)
+    device = opcua_device(peer, {"PartCount": "part_count", "State": "state"}, mode=mode,
+                          poll_s=0.1)
+    device["tags"][1]["map"] = {1: "PRODUCING", 2: "IDLE"}
+    cfg = edge_config(tmp_path, mosquitto.port, device, heartbeat_s=0.2)
+    collector = Collector(mosquitto.port)
+
+    def parts() -> list[Sample]:
+        return [s for s in collector.samples(DEV) if s.tag == "part_count"]
+
+    async def run() -> tuple[int, NodeOpcUa]:
+        async with Agent(cfg):
+            await wait_for(lambda: any(s.value == 100 for s in parts()), 30, "part_count 100")
+            peer.kill()
+            restart_ns = time.time_ns()
+            second = await asyncio.to_thread(NodeOpcUa, tmp_path / "peer", both[1:],
+                                             port=peer.port, extra_namespace=True)
+            await asyncio.to_thread(second.command, set="State", value=2)
+            await wait_for(lambda: any(s.value == "IDLE" for s in collector.samples(DEV)),
+                           30, "IDLE from the second session")
+            await asyncio.sleep(1.0)  # five heartbeat periods
+            await asyncio.to_thread(second.command, add={**both[0], "value": 250})
+            await wait_for(lambda: any(s.value == 250 for s in parts()), 30, "part_count 250")
+            return restart_ns, second
+
+    try:
+        restart_ns, second = asyncio.run(run())
+        second.close()
+    finally:
+        collector.stop()
+    after = [s for s in parts() if s.ts > restart_ns]
+    before_250 = after[:next(i for i, s in enumerate(after) if s.value == 250)]
+    assert before_250, "part_count was not published bad while it could not be resolved"
+    assert all(s.quality == Quality.BAD for s in before_250), before_250
+    assert after[-1].quality == Quality.GOOD and after[-1].value == 250
