@@ -344,6 +344,19 @@ def decode_replay_request(payload: bytes) -> list[tuple[int, int]]:
     return out
 
 
-def state_status_payload(online: bool, agent: str, ts_ns: int) -> bytes:
-    """Retained birth/death message on the ``status`` topic."""
-    return json.dumps({"v": 1, "online": online, "agent": agent, "ts": ts_ns}).encode()
+def state_status_payload(online: bool, agent: str, ts_ns: int | None, *,
+                         reason: str | None = None, connected_ts: int | None = None) -> bytes:
+    """Retained birth/death message on the ``status`` topic: ``online`` (the agent is
+    connected and reads the device), ``ts`` when the agent said so, ``reason`` why not
+    online. A last will (``ts_ns`` None) has ``"will": true`` and ``connected_ts`` (when
+    that connection began) instead of ``ts``: the broker sends it when the agent is gone,
+    at a time the agent cannot know (the receiver's clock is the time of death)."""
+    doc: dict[str, Any] = {"v": 1, "online": online, "agent": agent}
+    if ts_ns is None:
+        doc["will"] = True
+        doc["connected_ts"] = connected_ts
+    else:
+        doc["ts"] = ts_ns
+    if reason:
+        doc["reason"] = reason
+    return json.dumps(doc).encode()

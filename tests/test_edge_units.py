@@ -212,10 +212,13 @@ def test_mapping_signal_and_value_map():
 def test_mapping_plain_tags_and_counters():
     load = OpcUaTag(name="spindle_load", node="ns=2;s=m.L", unit="%")
     assert to_sample(load, 12.5, 1) == Sample("spindle_load", 1, 12.5)
-    assert to_sample(load, float("nan"), 1) is None
+    # JSON has no NaN: a register or node holding one is published as text, quality bad
+    assert to_sample(load, float("nan"), 1) == Sample("spindle_load", 1, "NaN", Quality.BAD)
+    assert to_sample(load, float("-inf"), 1).value == "-Infinity"
     assert to_sample(load, None, 1) is None
     assert to_sample(load, True, 1).value is True
-    assert to_sample(load, "x" * 1000, 1).value == "x" * 256
+    cut = to_sample(load, "x" * 1000, 1)  # cut to the contract's limit: no longer exact
+    assert (cut.value, cut.quality) == ("x" * 256, Quality.UNCERTAIN)
     parts = OpcUaTag(name="PartCount", node="ns=2;s=m.P", signal="part_count", bits=16)
     assert to_sample(parts, 70000, 1) == Sample("part_count", 1, 70000 - 65536)
 
