@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from services import free_port
 
-from shopfloor.contract import DevicePath, Sample, State
+from shopfloor.contract import DevicePath, Quality, Sample, State
 from shopfloor.edge.config import OpcUaDevice
 from shopfloor.edge.opcua.driver import OpcUaDriver
 from shopfloor.simulators.machine import Event, Kind
@@ -153,8 +153,11 @@ async def _poll() -> None:
     assert opts.largest_call["read"] == 1000
     assert (got["by_uri"], got["by_path"], got["numeric"], got["v2499"]) == (7.0, 9.0, 1000,
                                                                           2499.0)
-    assert "ns2_numeric" not in got  # BadNodeIdUnknown: no value to publish
-    assert "bad_path" not in got and driver.errors >= 1
+    # nodes that do not exist: published bad, the status as the value (never read)
+    bad = {s.tag: (s.value, s.quality) for s in sink.samples if s.quality == Quality.BAD}
+    assert bad == {"ns2_numeric": ("BadNodeIdUnknown", Quality.BAD),
+                   "bad_path": ("BadNoMatch", Quality.BAD)}
+    assert driver.errors >= 1 and driver.missing == [driver.device.tags[-1]]
 
 
 def test_absolute_deadband_filter():

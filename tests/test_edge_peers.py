@@ -118,7 +118,8 @@ def test_opcua_poll_heartbeat_is_a_new_sample_so_a_steady_machine_stays_alive(
             asyncio.run(run())
         finally:
             collector.stop()
-    rows = stored(collector.samples(DEV), "state")
+    *rows, stop = stored(collector.samples(DEV), "state")
+    assert (stop.value, stop.quality) == ("OFFLINE", Quality.BAD)  # the agent stopped
     assert {(s.value, s.quality) for s in rows} == {("PRODUCING", Quality.GOOD)}
     gaps = [(b.ts - a.ts) / 1e9 for a, b in zip(rows, rows[1:], strict=False)]
     assert all(0.2 < g < 1.5 for g in gaps[:4]), gaps
@@ -166,4 +167,6 @@ def test_after_a_server_restart_no_tag_is_good_unless_read_from_the_new_session(
     before_250 = after[:next(i for i, s in enumerate(after) if s.value == 250)]
     assert before_250, "part_count was not published bad while it could not be resolved"
     assert all(s.quality == Quality.BAD for s in before_250), before_250
+    *after, stop = after
+    assert (stop.value, stop.quality) == (250, Quality.BAD)  # the agent stopped
     assert after[-1].quality == Quality.GOOD and after[-1].value == 250

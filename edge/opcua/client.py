@@ -110,6 +110,8 @@ async def resolve(client: Client, tags: Sequence[OpcUaTag]) -> list[Node | str]:
     for tag in tags:
         try:
             out.append(await _resolve_one(client, tag, ns_cache))
+        except ua.UaStatusCodeError as exc:
+            out.append(f"{tag.address}: {ua.StatusCode(exc.code).name}")
         except (ua.UaError, ValueError) as exc:
             out.append(f"{tag.address}: {exc}")
     return out
