@@ -71,9 +71,10 @@ async def check_all(cfg: EdgeConfig) -> list[CheckResult]:
 
 
 def format_table(rows: list[CheckResult]) -> str:
-    header = ("device", "protocol", "reachable", "tags read", "first error")
+    header = ("device", "protocol", "reachable", "tags read", "first error (or note)")
     lines = [(r.name, r.protocol, "yes" if r.reachable else "NO",
-              f"{r.tags_read}/{r.tags}" if r.tags else "-", r.error or "-") for r in rows]
+              f"{r.tags_read}/{r.tags}" if r.tags else "-", r.error or r.note or "-")
+             for r in rows]
     widths = [max(len(x[i]) for x in [header, *lines]) for i in range(4)]
     out = []
     for cells in [header, *lines]:

@@ -49,6 +49,7 @@ class CheckResult:
     tags_read: int
     tags: int
     error: str = ""
+    note: str = ""  # not an error: e.g. tags that read bad or uncertain right now
 
 
 class Driver(Protocol):
@@ -113,6 +114,7 @@ class SessionDriver:
         self.backoff.reset()
 
     async def run(self) -> None:
+        unexpected = ""  # the last unexpected error: its traceback is logged once
         while True:
             try:
                 await self.session()
@@ -120,7 +122,10 @@ class SessionDriver:
                 self.errors += 1
                 self._lost(exc)
             except Exception as exc:  # a driver must never die: log, back off, retry
-                log.exception("%s: unexpected %s error", self.device_id, self.protocol_name)
+                if repr(exc) != unexpected:
+                    log.exception("%s: unexpected %s error", self.device_id,
+                                  self.protocol_name)
+                    unexpected = repr(exc)
                 self._lost(exc)
             await asyncio.sleep(self.backoff.next_delay())
 

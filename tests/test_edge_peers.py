@@ -170,3 +170,36 @@ def test_after_a_server_restart_no_tag_is_good_unless_read_from_the_new_session(
     *after, stop = after
     assert (stop.value, stop.quality) == (250, Quality.BAD)  # the agent stopped
     assert after[-1].quality == Quality.GOOD and after[-1].value == 250
+
+
+def test_opcua_values_reach_a_plain_json_consumer_as_json_values(tmp_path, mosquitto):
+    """LocalizedText, a Double[3], a DateTime and a UInt64 above 2^53 read from node-opcua,
+    as a consumer whose JSON parser reads every number as a double (JavaScript) sees them:
+    text, JSON text, ISO 8601 and the exact integer; no Python representation."""
+    import json
+
+    big = "17429726349691885448"
+    var = [{"name": "Text", "type": "LocalizedText", "value": {"locale": "en", "text": "hello"}},
+           {"name": "Arr", "type": "Double", "array": True, "value": [1.5, 2.5, 3.5]},
+           {"name": "When", "type": "DateTime", "value": "2024-01-02T03:04:05.678Z"},
+           {"name": "Big", "type": "UInt64", "value": big}]
+    with NodeOpcUa(tmp_path / "peer", var) as peer:
+        device = opcua_device(peer, {v["name"]: None for v in var})
+        cfg = edge_config(tmp_path, mosquitto.port, device, heartbeat_s=60)
+        collector = Collector(mosquitto.port)
+
+        async def run() -> None:
+            async with Agent(cfg):
+                await wait_for(lambda: len({s.tag for s in collector.samples(DEV)}) == 4, 30,
+                               "all four tags")
+        try:
+            asyncio.run(run())
+        finally:
+            collector.stop()
+    with collector.lock:
+        docs = [json.loads(p, parse_int=float) for _, p in collector.data]
+    got = {s["tag"]: s.get("v", s.get("vi")) for d in docs for s in d["samples"]
+           if s["q"] == "good"}
+    assert got == {"Text": "hello", "Arr": "[1.5,2.5,3.5]",
+                   "When": "2024-01-02T03:04:05.678000Z", "Big": big}
+    assert json.loads(got["Arr"]) == [1.5, 2.5, 3.5]

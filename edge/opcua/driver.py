@@ -32,6 +32,7 @@ from .client import (
     eu_range,
     monitoring_filter,
     opcua_client,
+    open_session,
     operation_limits,
     read_values,
     resolve,
@@ -40,6 +41,13 @@ from .codec import plain, quality_of, source_ts_ns
 from .config import OpcUaDevice, OpcUaTag
 
 log = logging.getLogger(__name__)
+
+# Read results that mean the tag's address is wrong or not readable (``edge check``):
+# any other status is the value's quality (the node was read).
+NOT_READ = {getattr(ua.StatusCodes, name) for name in (
+    "BadNodeIdUnknown", "BadNodeIdInvalid", "BadAttributeIdInvalid", "BadNotReadable",
+    "BadUserAccessDenied", "BadSecurityModeInsufficient", "BadIndexRangeInvalid",
+    "BadDataEncodingInvalid", "BadNotSupported")}
 
 
 class _Handler:
@@ -108,7 +116,7 @@ class OpcUaDriver(SessionDriver):
             client = await opcua_client(dev)
             client.connection_lost_callback = on_lost
             since = now_ns()  # the device answers again from this attempt on
-            await asyncio.wait_for(client.connect(), dev.timeout_s * 2)
+            await open_session(client, dev)
             connected = True
             if dev.mode == "poll":
                 await self._poll(client, lost, since)
@@ -266,12 +274,18 @@ class OpcUaDriver(SessionDriver):
             errors = [n for n in resolved if isinstance(n, str)]
             limits = await operation_limits(client, dev.max_nodes_per_call)
             values = await read_values(client, nodes, limits.nodes_per_read)
+            notes = []
             for node, dv in zip(nodes, values, strict=True):
-                if dv.StatusCode is None or dv.StatusCode.is_good():
-                    row.tags_read += 1
-                else:
-                    errors.append(f"{node.nodeid.to_string()}: {dv.StatusCode.name}")
+                status = dv.StatusCode
+                if status is not None and status.value in NOT_READ:
+                    errors.append(f"{node.nodeid.to_string()}: {status.name}")
+                    continue
+                row.tags_read += 1  # the server answered for the node, whatever its quality
+                if status is not None and not status.is_good():
+                    notes.append(f"{node.nodeid.to_string()}: {status.name}")
             row.error = errors[0] if errors else ""
+            if notes:
+                row.note = f"{len(notes)} read bad or uncertain now, e.g. {notes[0]}"
         except Exception as exc:
             row.error = short_error(exc, ua.UaStatusCodeError)
         finally:
