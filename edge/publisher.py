@@ -57,8 +57,8 @@ class DevicePublisher:
         # "queued" at reconnect time makes it skip resending the ones after it.
         self.client = mqtt_client(mqtt_cfg, f"{agent}.{device}", clean_session=True,
                                   max_inflight=max_inflight + 16)
-        self.device_up = True  # the device answers (as the driver last said)
-        self._device_detail = ""
+        self.device_up = False  # the device answers (as the driver last said)
+        self._device_detail = "device: not read yet"
         self.client.on_pre_connect = self._set_will
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -78,9 +78,10 @@ class DevicePublisher:
     def device_status(self, up: bool, detail: str = "") -> None:
         """The device answers (or not): the retained status says so (``online`` is the
         agent connected *and* reading the device; ``reason`` why not)."""
-        if up == self.device_up:
+        why = "" if up else f"device: {detail}"[:200]
+        if (up, why) == (self.device_up, self._device_detail):
             return
-        self.device_up, self._device_detail = up, "" if up else f"device: {detail}"[:200]
+        self.device_up, self._device_detail = up, why
         if self.connected and not self._stopping:
             self.client.publish(self._status_topic, self._status(up), qos=1, retain=True)
 
@@ -179,6 +180,7 @@ class DevicePublisher:
     def stop(self, timeout: float = 2.0) -> None:
         """Publish death (offline) explicitly, then disconnect. Blocks up to ``timeout``."""
         self._stopping = True  # from here on, nothing new is handed to paho
+        self._device_detail = "agent stopped"
         if self.connected:
             info = self.client.publish(self._status_topic, self._status(False), qos=1,
                                        retain=True)

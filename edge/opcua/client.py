@@ -86,14 +86,8 @@ async def open_session(client: Client, dev: OpcUaDevice) -> None:
     line naming the certificate to trust, not the library's traceback)."""
     try:
         await asyncio.wait_for(client.connect(), dev.timeout_s * 2)
-    except (TimeoutError, ConnectionRefusedError, OSError) as exc:
-        if dev.security is None or type(exc) is not ConnectionError:  # refused, unreachable
-            raise
-        raise NotTrusted(dev) from None
-    except (ua.UaError, AssertionError) as exc:
-        if dev.security is None or isinstance(exc, ua.UaStatusCodeError) and exc.code in (
-                ua.StatusCodes.BadUserAccessDenied, ua.StatusCodes.BadIdentityTokenRejected,
-                ua.StatusCodes.BadIdentityTokenInvalid):
+    except (ConnectionError, AssertionError) as exc:  # not its subclasses: refused, reset
+        if dev.security is None or type(exc) not in (ConnectionError, AssertionError):
             raise
         raise NotTrusted(dev) from None
 
