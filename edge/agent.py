@@ -25,7 +25,7 @@ from shopfloor.times import iso
 
 from .alive import AliveFile
 from .config import EdgeConfig, load_edge_config
-from .driver import Driver, now_ns
+from .driver import Driver, now_ns, quiet_libraries
 from .mapping import meta_payload
 from .metrics import AgentMetrics
 from .outbox import Outbox
@@ -272,15 +272,6 @@ async def _main(cfg: EdgeConfig) -> None:
     async with Agent(cfg):
         await stop.wait()
         log.info("stopping")
-
-
-def quiet_libraries() -> None:
-    """The edge logs one line per event (a device lost, back, a read refused); the client
-    libraries' own lines for the same events (asyncua: an ERROR and a traceback per
-    disconnect; pymodbus: a warning per failed request or connect) go to DEBUG."""
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        for name in ("asyncua", "pymodbus"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def run(config_path: Path | str) -> None:

@@ -17,7 +17,7 @@ from shopfloor.contract import Sample
 from shopfloor.mqtt import MqttConfig, describe, mqtt_client
 
 from .config import EdgeConfig, load_edge_config
-from .driver import CheckResult, short_error
+from .driver import CheckResult, quiet_libraries, short_error
 from .protocols import driver_for
 
 
@@ -89,6 +89,7 @@ def ok(rows: list[CheckResult]) -> bool:
 
 def run_check(config_path: Path | str) -> int:
     """Print the table; 0 if every device and the broker answered and every tag was read."""
+    quiet_libraries()
     cfg = load_edge_config(config_path)  # ConfigError: the CLI prints it, exit 2
     print(f"config {config_path}: valid ({len(cfg.devices)} devices)")
     rows = asyncio.run(check_all(cfg))

@@ -135,9 +135,19 @@ class SessionDriver:
 
 
 def short_error(exc: BaseException, *named: type[BaseException]) -> str:
-    """One line of at most 120 characters; connection errors (and ``named`` types) lead
+    """One line of at most 300 characters; connection errors (and ``named`` types) lead
     with their type name."""
     text = str(exc) or type(exc).__name__
     if isinstance(exc, (ConnectionError, OSError, TimeoutError, *named)):
         text = f"{type(exc).__name__}: {text}"
-    return " ".join(text.split())[:120]
+    return " ".join(text.split())[:300]
+
+
+def quiet_libraries() -> None:
+    """The edge logs one line per event (a device lost, back, a read refused); the client
+    libraries' own lines for the same events (asyncua: an ERROR and a traceback per
+    disconnect, even CRITICAL ones; pymodbus: a warning per failed request or connect) are
+    shown only at log level debug."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in ("asyncua", "pymodbus"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)

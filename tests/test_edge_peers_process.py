@@ -66,7 +66,8 @@ def agent(config: Path, log: Path) -> subprocess.Popen:
 
 
 def states(collector: Collector, dev: DevicePath) -> list[Sample]:
-    return [s for s in collector.samples(dev) if s.tag == "state"]
+    """The device's state samples by timestamp (as a store keeps them)."""
+    return sorted((s for s in collector.samples(dev) if s.tag == "state"), key=lambda s: s.ts)
 
 
 def test_device_loss_logs_and_marks_and_the_agents_own_downtime(tmp_path, mosquitto):
@@ -82,9 +83,9 @@ def test_device_loss_logs_and_marks_and_the_agents_own_downtime(tmp_path, mosqui
     try:
         wait(lambda: all(states(collector, d) for d in (OPC, PLC)), 60, "both states")
         # both devices lost: the OPC UA server killed, the PLC hung (TCP open, no answers)
+        lost_ns = time.time_ns()
         opc.kill()
         plc.command(hang=True)
-        lost_ns = time.time_ns()
         wait(lambda: all(any(s.ts >= lost_ns and s.quality == Quality.BAD
                              for s in collector.samples(d) if s.tag == "part_count")
                          for d in (OPC, PLC)), 20, "part_count bad on both devices")

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from shopfloor.contract import TAG_RE
 
-from ..driver import short_error
+from ..driver import quiet_libraries, short_error
 from .client import connect
 from .config import OpcUaDevice
 
@@ -160,6 +160,7 @@ async def discover(url: str, username: str | None, password: str | None, max_nod
 
 def run_discover(url: str, *, username: str | None, password: str | None,
                  max_nodes: int, security: dict[str, Any] | None = None) -> int:
+    quiet_libraries()
     try:
         text = asyncio.run(discover(url, username, password, max_nodes, security))
     except (OSError, TimeoutError, ua.UaError, ValidationError) as exc:

@@ -60,7 +60,9 @@ class _Handler:
             self.driver.on_change(tag, val, data.monitored_item.Value)
 
     def status_change_notification(self, status: Any) -> None:
-        log.warning("%s: subscription status %s", self.driver.device_id, status)
+        code = getattr(status, "Status", status)
+        log.warning("%s: subscription status %s", self.driver.device_id,
+                    getattr(code, "name", code))
 
 
 class OpcUaDriver(SessionDriver):
