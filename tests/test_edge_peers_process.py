@@ -145,7 +145,9 @@ def test_device_loss_logs_and_marks_and_the_agents_own_downtime(tmp_path, mosqui
                  if killed_ns - 3e9 < s.ts < restart_ns and s.quality == Quality.BAD]
         assert [s.value for s in marks] == ["OFFLINE"], marks
         before = [s for s in states(collector, d) if s.ts < marks[0].ts]
-        assert killed_ns - before[-1].ts < 2.5e9  # the last sample of the killed run...
+        tail = [(s.ts - killed_ns, s.value, s.quality.value) for s in states(collector, d)][-12:]
+        assert killed_ns - before[-1].ts < 2.5e9, (d, back_ns - killed_ns, tail)  # the last
+        # sample of the killed run...
         assert marks[0].ts >= before[-1].ts  # ...then the mark (its last second alive)
         first = next(s for s in states(collector, d) if s.ts > marks[0].ts)
         assert first.quality == Quality.GOOD and first.ts >= restart_ns

@@ -20,7 +20,6 @@ import time
 from typing import Any
 
 from asyncua import Client, Node, ua
-from asyncua.common.subscription import DataChangeNotif
 
 from shopfloor.contract import Quality, Sample
 
@@ -39,6 +38,7 @@ from .client import (
 )
 from .codec import plain, quality_of, source_ts_ns
 from .config import OpcUaDevice, OpcUaTag
+from .notify import deliver_directly
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,16 @@ NOT_READ = {getattr(ua.StatusCodes, name) for name in (
 
 
 class _Handler:
+    """The subscription's handler: data changes come by client handle
+    (``notify.deliver_directly``); asyncua still calls this for status changes."""
+
     def __init__(self, driver: OpcUaDriver):
         self.driver = driver
-        self.by_node: dict[str, list[OpcUaTag]] = {}
+        self.by_handle: dict[int, list[OpcUaTag]] = {}
 
-    def datachange_notification(self, node: Any, val: Any, data: DataChangeNotif) -> None:
-        for tag in self.by_node.get(node.nodeid.to_string(), ()):
-            self.driver.on_change(tag, val, data.monitored_item.Value)
+    def on_change(self, handle: int, dv: ua.DataValue) -> None:
+        for tag in self.by_handle.get(handle, ()):
+            self.driver.on_change(tag, dv.Value.Value if dv.Value is not None else None, dv)
 
     def status_change_notification(self, status: Any) -> None:
         code = getattr(status, "Status", status)
@@ -164,6 +167,7 @@ class OpcUaDriver(SessionDriver):
         self.missing = []
         handler = _Handler(self)
         sub = await client.create_subscription(max(dev.sampling_interval_ms, 10), handler)
+        deliver_directly(client, sub, handler.on_change)
         limits = await operation_limits(client, dev.max_nodes_per_call)
         await self._monitor(client, sub, handler, list(dev.tags),
                             limits.monitored_items_per_call, True)
@@ -192,15 +196,16 @@ class OpcUaDriver(SessionDriver):
             node, ua.AttributeIds.Value, await self._filter(tag, node),
             dev.queue_size, ua.MonitoringMode.Reporting, dev.sampling_interval_ms)
             for tag, node in zip(tags, nodes, strict=True)]
-        for tag, node in zip(tags, nodes, strict=True):
-            handler.by_node.setdefault(node.nodeid.to_string(), []).append(tag)
+        handles = [r.RequestedParameters.ClientHandle for r in requests]
+        for tag, handle in zip(tags, handles, strict=True):
+            handler.by_handle[handle] = [tag]
         calls: list[int] = []
         results = await call_chunked(sub.create_monitored_items, requests, per_call, calls)
         if first:
             self.calls = calls
-        for tag, node, res in zip(tags, nodes, results, strict=True):
+        for tag, handle, res in zip(tags, handles, results, strict=True):
             if isinstance(res, ua.StatusCode):
-                handler.by_node[node.nodeid.to_string()].remove(tag)
+                del handler.by_handle[handle]
                 self._missing(tag, f"cannot subscribe {tag.address}: {res.name}")
             else:
                 self.reads += 1
