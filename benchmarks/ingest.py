@@ -10,7 +10,10 @@ Starts its own Mosquitto and InfluxDB 1.x (Debian's influxd) on loopback ports, 
    per message); the gateway decodes, batches, writes the embedded store, InfluxDB, or
    both (in turn), and acks after the write;
 3. latency: a paced publisher (samples time-stamped when made, 100 messages/s x 50
-   samples) -> stored in both stores, per sample: median and p99.
+   samples) -> stored in both stores, per sample: median and p99;
+4. roll-up maintenance: gateway -> embedded store again, with the server's roll-up
+   maintainer following the write log in another process (a round a second, as late
+   data makes it work hardest: every write is in settled time), against without.
 """
 
 from __future__ import annotations
@@ -125,9 +128,34 @@ def publish(port: int, n_msgs: int, per_msg: int, per_s: float | None, seq0: int
     pub.loop_stop()
 
 
+def maintain(path: str, stop: Any, rounds: Any) -> None:
+    """Child process: the roll-up maintainer on the benchmark's store, a round a second."""
+    from shopfloor.server.registry import Registry, RegistryModel
+    from shopfloor.server.rollup.buckets import SqliteBuckets
+    from shopfloor.server.rollup.maintainer import Maintainer
+    from shopfloor.server.rollup.quantities import Definition
+
+    tree: dict = {}
+    for d in DEVICES:
+        tree.setdefault(d.area, {}).setdefault(d.line, []).append(
+            {"id": d.device, "ideal_cycle_time_s": 1.0})
+    registry = Registry(RegistryModel.model_validate({"cluster": {"id": "c"}, "enterprises": [
+        {"id": "acme", "sites": [{"id": "plant1", "workshops": [
+            {"id": a, "lines": [{"id": ln, "equipment": eq} for ln, eq in lines.items()]}
+            for a, lines in tree.items()]}]}]}))
+    d = Definition(30 * 10**9, 120 * 10**9, 300 * 10**9)
+    store = SqliteStore(path)
+    m = Maintainer(store, store, SqliteBuckets(path, d.fingerprint()),
+                   lambda: registry.equipment_under(registry.root), d, settle_s=0)
+    while not stop.is_set():
+        m.round()
+        rounds.value += 1
+        stop.wait(1.0)
+
+
 def through_gateway(tmp: Path, port: int, influx: services.InfluxDB1, n_msgs: int,
                     per_msg: int, per_s: float | None, seq0: int,
-                    stores: str = "both") -> tuple[float, list[int]]:
+                    stores: str = "both", rollups: bool = False) -> tuple[float, list[int]]:
     """(samples/s, latencies in ns): flood when ``per_s`` is None, else paced."""
     path = tmp / f"gw{seq0}.db"
     cfg = parse_config({"mqtt": {"host": "127.0.0.1", "port": port},
@@ -146,6 +174,12 @@ def through_gateway(tmp: Path, port: int, influx: services.InfluxDB1, n_msgs: in
     assert gw.wait_ready(10)
     # The publisher is another process (as an edge agent is): it must not share our GIL.
     ctx = mp.get_context("spawn")
+    stop_maintainer, rounds = ctx.Event(), ctx.Value("i", 0)
+    if rollups:  # the server's maintainer, as a process of its own, on the same file
+        maintainer = ctx.Process(target=maintain, args=(str(path), stop_maintainer, rounds))
+        maintainer.start()
+        while rounds.value == 0:  # its first round: the machines seen, nothing to build
+            time.sleep(0.05)
     ready, go = ctx.Event(), ctx.Event()
     child = ctx.Process(target=publish, args=(port, n_msgs, per_msg, per_s, seq0, ready, go))
     child.start()
@@ -164,6 +198,10 @@ def through_gateway(tmp: Path, port: int, influx: services.InfluxDB1, n_msgs: in
     stored = gw.stats().samples_stored
     gw.stop()
     child.join(30)
+    if rollups:
+        stop_maintainer.set()
+        maintainer.join(60)
+        print(f"roll-up maintainer: {rounds.value} rounds", file=sys.stderr)
     if stored < total:
         raise RuntimeError(f"only {stored} of {total} samples stored in 120 s")
     return total / elapsed, store.latencies_ns
@@ -190,6 +228,10 @@ def main() -> None:
                                        stores="influx")
             r_gw, _ = through_gateway(tmp, broker.port, ix, n_msgs, 500, None, 2 * 10**5)
             _, lat = through_gateway(tmp, broker.port, ix, 1000, 50, 100.0, 10**6)
+            r_plain, _ = through_gateway(tmp, broker.port, ix, n_msgs, 500, None, 3 * 10**5,
+                                         stores="embedded")
+            r_roll, _ = through_gateway(tmp, broker.port, ix, n_msgs, 500, None, 4 * 10**5,
+                                        stores="embedded", rollups=True)
     lat_ms = sorted(x / 1e6 for x in lat)
     p99 = lat_ms[int(len(lat_ms) * 0.99) - 1]
     print(f"\n{'path':<58}{'samples/s':>12}{'x naive':>10}")
@@ -202,6 +244,8 @@ def main() -> None:
         print(f"{name:<58}{r:>12,.0f}{r / r_naive:>10.1f}")
     print(f"\nlatency sample made -> durable in both stores ({len(lat_ms)} samples, "
           f"100 msg/s x 50): median {statistics.median(lat_ms):.1f} ms, p99 {p99:.1f} ms")
+    print(f"\ngateway -> embedded store: {r_plain:,.0f} samples/s without roll-up maintenance, "
+          f"{r_roll:,.0f} with it ({(1 - r_roll / r_plain) * 100:+.1f} % cost)")
 
 
 if __name__ == "__main__":

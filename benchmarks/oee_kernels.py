@@ -58,7 +58,7 @@ def numba_oee(d: dict[str, np.ndarray]) -> np.ndarray:
     for i in range(m):
         ts, codes = d["st_ts"][i], d["st_code"][i]
         out[i, :k.N_STATES] = k.state_durations(ts, codes, t0, t1, STALE)
-        stats, _ = k.stop_stats(ts, codes, t0, t1, STALE, t1 + SMALL, SMALL, 0)
+        (stats,), _ = k.stop_stats(ts, codes, np.array([t0, t1]), STALE, t1 + SMALL, SMALL, 0)
         out[i, k.N_STATES] = stats[k.SMALL_NS]
         out[i, k.N_STATES + 1] = stats[k.FAILURE_NS]
         out[i, k.N_STATES + 2] = k.counter_increase(d["parts"][i], 32)
@@ -141,7 +141,7 @@ def against_references(d: dict[str, np.ndarray]) -> list[tuple[str, float, float
     t0, t1 = int(d["t0"]), int(d["t1"])
     ts, codes = d["st_ts"][0], d["st_code"][0]
     calls = {"state_durations": (ts, codes, t0, t1, STALE),
-             "stop_stats": (ts, codes, t0, t1, STALE, t1 + SMALL, SMALL, 0),
+             "stop_stats": (ts, codes, np.array([t0, t1]), STALE, t1 + SMALL, SMALL, 0),
              "counter_increase": (d["parts"][0], 32)}
     rows = []
     for name, args in calls.items():

@@ -9,12 +9,25 @@ in a replay window (the newest ``replay_window`` of them) so that ``replay`` can
 them again when a gateway reports a gap (a broker that died holding them); older ones
 are deleted. An optional ``OutboxListener`` hears each commit and each first ack (the
 metrics time publishes with it). Used from one thread (the agent's event loop).
+
+A full volume (SQLite's "database or disk is full", ENOSPC) is not an error of the
+caller's: ``append`` then releases a reserve file kept beside the outbox
+(``RESERVE_BYTES``: room for SQLite to delete on a full disk), evicts the replay window
+(room for new batches) and, if that is not enough, holds the batch in memory,
+unpublished (only committed batches are published: nothing is acknowledged that was not
+written), logs what is full, and writes the held batches first, in order, as soon as
+there is room (on the next ``append`` or ``flush_acks``). At most ``HELD_MAX_SAMPLES``
+are held; the oldest go beyond (counted as dropped). Acknowledgement marks that cannot
+be written wait in memory likewise.
 """
 
 from __future__ import annotations
 
+import collections
+import errno
 import logging
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +35,16 @@ from typing import Any, Protocol
 from shopfloor.contract import encode_samples
 
 log = logging.getLogger(__name__)
+RESERVE_BYTES = 1 << 20  # released when the volume is full, taken again when it is not
+HELD_MAX_SAMPLES = 500_000  # held in memory while the volume is full (~100 MB at most)
+FULL_LOG_INTERVAL_S = 30.0  # how often a full volume is logged again while it lasts
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the volume (or the database's file) is out of space."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -84,12 +107,60 @@ class Outbox:
         self.acknowledged = 0  # samples acknowledged since open
         self.dropped = 0  # samples dropped over max_bytes since open
         self._pending_samples = samples
+        self._held: collections.deque[tuple[str, str, list[dict[str, Any]]]] = \
+            collections.deque()  # batches not yet written: the volume was full
+        self.held_samples = 0
+        self._full_logged = 0.0  # monotonic time the full volume was last logged; 0: not full
+        self.reserve = self.path.with_name(self.path.name + ".reserve")
+        self._take_reserve()
         if samples:
             log.info("outbox %s: %d samples from a previous run still to publish",
                      self.path, samples)
 
-    def append(self, device: str, topic: str, samples: list[dict[str, Any]]) -> Entry:
-        """Commit one batch (fsync'd) under the next seq; publish only after this returns."""
+    def append(self, device: str, topic: str, samples: list[dict[str, Any]]) -> Entry | None:
+        """Commit one batch (fsync'd) under the next seq; publish only after this returns.
+        None if the volume is full: the batch is held (see the module's docstring)."""
+        self.enqueued += len(samples)
+        self._pending_samples += len(samples)
+        self._held.append((device, topic, samples))
+        self.held_samples += len(samples)
+        return self._write_held()
+
+    def _write_held(self) -> Entry | None:
+        """Commit the held batches in order; the last one committed, None if any is left."""
+        entry = None
+        while self._held:
+            device, topic, samples = self._held[0]
+            try:
+                entry = self._commit(device, topic, samples)
+            except sqlite3.OperationalError as exc:
+                if not disk_full(exc):
+                    raise
+                if self._volume_full(exc):
+                    continue  # room was made: try again
+                return None
+            self._held.popleft()
+            self.held_samples -= len(samples)
+        if self._full_logged:
+            self._full_logged = 0.0
+            self._take_reserve()
+            log.warning("outbox %s: written again; every held batch is committed (last "
+                        "seq %d)", self.path, self.last_seq)
+        return entry
+
+    def _take_reserve(self) -> None:
+        if self.reserve.exists():
+            return
+        try:
+            with open(self.reserve, "wb") as f:
+                f.write(b"\0" * RESERVE_BYTES)
+                f.flush()
+        except OSError as exc:
+            self.reserve.unlink(missing_ok=True)
+            if not disk_full(exc):
+                raise
+
+    def _commit(self, device: str, topic: str, samples: list[dict[str, Any]]) -> Entry:
         seq = self.last_seq + 1
         payload = encode_samples(self.agent, seq, samples)
         with self.db:  # BEGIN ... COMMIT
@@ -100,13 +171,48 @@ class Outbox:
                             "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (seq,))
         self.last_seq = seq
         self.bytes += len(payload)
-        self.enqueued += len(samples)
-        self._pending_samples += len(samples)
         if self.max_bytes is not None and self.bytes > self.max_bytes:
             self._drop_oldest()
         if self.listener is not None:
             self.listener.committed(seq)
         return Entry(seq, device, topic, payload, len(samples))
+
+    def _volume_full(self, exc: BaseException) -> bool:
+        """Make room (the reserve goes, then the replay window), or bound what is held;
+        say what is full. True if room was made."""
+        released = self.reserve.stat().st_size if self.reserve.exists() else 0
+        self.reserve.unlink(missing_ok=True)
+        evicted = 0
+        try:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                freed = self.db.execute("SELECT COALESCE(SUM(LENGTH(payload)),0), COUNT(*) "
+                                        "FROM batches WHERE acked=1").fetchone()
+                self.db.execute("DELETE FROM batches WHERE acked=1")
+            self.bytes -= freed[0]
+            evicted = freed[1]
+        except sqlite3.OperationalError as again:
+            if not disk_full(again):
+                raise
+        now = time.monotonic()
+        if released or evicted:
+            self._full_logged = now
+            log.error("outbox %s: the volume is full (%s): released its reserve (%d bytes) "
+                      "and evicted the replay window (%d acknowledged batches) to go on; "
+                      "batches are held in memory once that room is used", self.path, exc,
+                      released, evicted)
+            return True
+        while self.held_samples > HELD_MAX_SAMPLES and len(self._held) > 1:
+            _, _, samples = self._held.popleft()
+            self.held_samples -= len(samples)
+            self.dropped += len(samples)
+            self._pending_samples -= len(samples)
+        if not self._full_logged or now - self._full_logged >= FULL_LOG_INTERVAL_S:
+            self._full_logged = now
+            log.error("outbox %s: the volume is full (%s): %d samples held in memory, not "
+                      "published until written; %d dropped so far", self.path, exc,
+                      self.held_samples, self.dropped)
+        return False
 
     def pending(self, device: str, after_seq: int = 0, limit: int = 1000) -> list[Entry]:
         """Unacknowledged batches of ``device`` with seq > ``after_seq``, oldest first."""
@@ -141,8 +247,19 @@ class Outbox:
     def flush_acks(self) -> int:
         """Mark acknowledged batches, delete those beyond the replay window; returns how many
         were marked."""
+        if self._held:
+            self._write_held()
         if not self._acked:
             return 0
+        try:
+            return self._mark_acked()
+        except sqlite3.OperationalError as exc:
+            if not disk_full(exc):
+                raise
+            self._volume_full(exc)  # the marks wait in memory (a lost one is a duplicate)
+            return 0
+
+    def _mark_acked(self) -> int:
         seqs = list(self._acked)
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
@@ -187,9 +304,12 @@ class Outbox:
 
     @property
     def depth(self) -> int:
-        """Samples not yet acknowledged."""
+        """Samples not yet acknowledged (held ones included)."""
         return self._pending_samples
 
     def close(self) -> None:
         self.flush_acks()
+        if self.held_samples:
+            log.error("outbox %s: closing with %d samples still held in memory (the volume "
+                      "is full): they are lost", self.path, self.held_samples)
         self.db.close()

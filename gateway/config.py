@@ -68,6 +68,18 @@ class GatewayConfig(Strict):
         description="device allowlist: patterns over enterprise/site/area/line/device, e.g. "
                     "'acme/plant1/#', 'acme/+/machining/line1/cnc-*'; data from other devices "
                     "is rejected as unknown_device. Unset accepts every device")
+    agents: dict[str, list[str]] | None = Field(
+        None, max_length=10_000,
+        description="which devices each edge agent may publish for: agent id -> patterns as "
+                    "in accept, e.g. {edge-1: ['acme/plant1/machining/#']}; a batch whose "
+                    "agent is not listed for its topic's device is rejected as "
+                    "agent_not_allowed (its seq is not recorded: it did not come from that "
+                    "agent). Unset: any agent for any device")
+    clock_step_s: float = Field(
+        60.0, gt=0, le=86_400,
+        description="an edge clock this far off the gateway's (source time vs receive time) "
+                    "is recorded as a clock_skew_s sample on the device, and the server "
+                    "flags its windows clock_skew")
     max_clock_skew_s: float = Field(
         MAX_CLOCK_SKEW_NS / 1e9, gt=0, le=100 * 366 * 86_400,
         description="samples whose source ts is further than this from the gateway's clock "
@@ -78,15 +90,34 @@ class GatewayConfig(Strict):
     @classmethod
     def _check_accept(cls, v: list[str] | None) -> list[str] | None:
         for p in v or []:
-            segs = p.split("/")
-            n = len(segs) - 1 if segs[-1] == "#" else len(segs)
-            if not (0 <= n <= 5) or (segs[-1] != "#" and n != 5) or \
-                    not all(_PATTERN_SEG.fullmatch(s) for s in segs[:n]) or \
-                    any(s == "#" for s in segs[:n]):
-                raise ValueError(
-                    f"accept pattern {p!r}: give enterprise/site/area/line/device (globs "
-                    "'*', '?', '[..]', '+' for any segment), or a prefix ending in '/#'")
+            _check_pattern(p, "accept")
+        return v
+
+    @field_validator("agents")
+    @classmethod
+    def _check_agents(cls, v: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        for agent, patterns in (v or {}).items():
+            if not _PATTERN_SEG.fullmatch(agent) or not patterns:
+                raise ValueError(f"agents: {agent!r}: an agent id with at least one pattern")
+            for p in patterns:
+                _check_pattern(p, f"agents.{agent}")
         return v
 
     def accepts(self, device: DevicePath) -> bool:
         return self.accept is None or any(device_matches(p, device) for p in self.accept)
+
+    def agent_may(self, agent: str, device: DevicePath) -> bool:
+        """Whether ``agents`` lets ``agent`` publish for ``device`` (always, when unset)."""
+        return self.agents is None or any(
+            device_matches(p, device) for p in self.agents.get(agent, ()))
+
+
+def _check_pattern(p: str, key: str) -> None:
+    segs = p.split("/")
+    n = len(segs) - 1 if segs[-1] == "#" else len(segs)
+    if not (0 <= n <= 5) or (segs[-1] != "#" and n != 5) or \
+            not all(_PATTERN_SEG.fullmatch(s) for s in segs[:n]) or \
+            any(s == "#" for s in segs[:n]):
+        raise ValueError(
+            f"{key} pattern {p!r}: give enterprise/site/area/line/device (globs "
+            "'*', '?', '[..]', '+' for any segment), or a prefix ending in '/#'")

@@ -28,6 +28,8 @@ class _StatsCollector(Collector):
         s = self._stats()
         for name, value, doc in (
                 ("messages", s.messages, "data messages received (valid or not)"),
+                ("messages_done", s.messages_done,
+                 "data messages written (or rejected) and acknowledged"),
                 ("samples_in", s.samples_received, "samples received and decoded"),
                 ("samples_out", s.samples_stored, "samples written to every store and acked"),
                 ("batches", s.batches_written, "batches written"),
@@ -36,6 +38,8 @@ class _StatsCollector(Collector):
                 ("gaps", s.gaps_seen, "seq gaps opened"),
                 ("replay_requests", s.replay_requests, "replay requests sent to edge agents"),
                 ("seqs_lost", s.seqs_lost, "seqs given up on after every replay attempt"),
+                ("clock_steps", s.clock_steps,
+                 "edge clock offsets recorded (stepped off, or back in step)"),
                 ("samples_expired", s.samples_expired,
                  "samples deleted from the embedded store by retention")):
             yield CounterMetricFamily(P + name, doc, value=value)

@@ -39,10 +39,17 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from shopfloor.config import load_config
-from shopfloor.contract import BatchRejected, ContractError, decode_data, subscription
+from shopfloor.contract import (
+    BatchRejected,
+    ContractError,
+    DevicePath,
+    decode_data,
+    subscription,
+)
 from shopfloor.mqtt import describe, mqtt_client
 from shopfloor.storage import MemoryLedger, SampleWriter, SeqLedger, Stores, open_stores
 
+from .clock import ClockWatch
 from .completeness import Completeness
 from .config import GatewayConfig
 from .deadletter import DEAD_LETTER_PAYLOAD_BYTES, publish_dead_letter
@@ -76,6 +83,7 @@ class Gateway:
         self._client: mqtt.Client | None = None
         self.topic_filter = subscription("data", cfg.share_group)
         self._completeness = Completeness(cfg.completeness)
+        self._clock = ClockWatch(cfg.clock_step_s)
         self.gaps = self._completeness.tracker
         self.metrics = GatewayMetrics(cfg.metrics, self.stats) if cfg.metrics else None
         self._max_skew_ns = int(cfg.max_clock_skew_s * 1e9)
@@ -152,6 +160,7 @@ class Gateway:
         with self._lock:
             return dataclasses.replace(
                 self._stats, rejects=dict(self._rejects), queue_depth=self._queue.qsize(),
+                clock_steps=self._clock.steps, clock_offsets_s=self._clock.offsets(),
                 connected=self._connected, **self._completeness.counts(), **retention)
 
     @property
@@ -207,8 +216,13 @@ class Gateway:
             topic = msg._topic.decode("utf-8", "replace")  # noqa: SLF001
         item = Received(gen, msg.mid, msg.qos, topic, [], payload[:DEAD_LETTER_PAYLOAD_BYTES])
         try:
-            agent, seq, item.rows = decode_data(topic, payload, max_skew_ns=self._max_skew_ns,
-                                                accept=self._accept)
+            agent, seq, rows = decode_data(topic, payload, max_skew_ns=self._max_skew_ns,
+                                           accept=self._accept)
+            device = DevicePath.from_topic(topic)[0]
+            if not self.cfg.agent_may(agent, device):  # its seq is not that agent's: unrecorded
+                raise ContractError("agent_not_allowed", f"agent {agent!r} may not publish "
+                                    f"for {device.asset_id!r} (gateway config `agents`)")
+            item.rows = rows + self._clock.observe(agent, seq, device, rows, time.time_ns())
             item.seq = (agent, seq)
         except ContractError as exc:
             if isinstance(exc, BatchRejected):
@@ -277,6 +291,7 @@ class Gateway:
                 if item.qos > 0 and item.gen == self._gen and self._connected:
                     client.ack(item.mid, item.qos)
             self._stats.samples_stored += stored
+            self._stats.messages_done += len(batch)
             if stored:
                 self._stats.batches_written += 1
                 self._stats.last_batch_samples = stored

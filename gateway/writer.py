@@ -65,6 +65,12 @@ def collect(q: queue.Queue[Received], cfg: BatchConfig,
 Write = Callable[[list[DeviceSample], dict[str, list[int]]], None]
 
 
+def _name(store: object) -> str:
+    """For logs: the store's kind and, for a file, its path (a full volume says which)."""
+    path = getattr(store, "path", None)
+    return f"{type(store).__name__} {path}" if path else type(store).__name__
+
+
 class BatchWriter:
     """Writes batches to ``stores``; ``give_up`` set stops retrying (the batch stays unacked)."""
 
@@ -83,10 +89,10 @@ class BatchWriter:
         if not any(item.rows or item.seq for item in batch):
             return True
         for writer in self.stores.writers:
-            if not self._write_to(type(writer).__name__, batch,
+            if not self._write_to(_name(writer), batch,
                                   lambda rows, _seqs, w=writer: w.write(rows)):
                 return False
-        return self._write_to(type(self.stores.ledger).__name__, batch, self._record,
+        return self._write_to(_name(self.stores.ledger), batch, self._record,
                               with_seqs=True)
 
     def _record(self, rows: list[DeviceSample], seqs: dict[str, list[int]]) -> None:

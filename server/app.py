@@ -4,9 +4,11 @@ dashboard) and ``run()``."""
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import FrameType
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -19,6 +21,7 @@ from shopfloor.server.api import ROUTERS
 from shopfloor.server.api.deps import ServerState
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.registry import Registry
+from shopfloor.server.rollup import open_rollups
 from shopfloor.storage import open_reader
 
 log = logging.getLogger("shopfloor.server")
@@ -36,12 +39,19 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
         t = time.perf_counter()
         kernels.warm_up()
         log.info("kernels ready in %.2fs", time.perf_counter() - t)
-        outer = state.reader  # lifespans may nest (test clients)
+        outer = state.reader, state.rollups  # lifespans may nest (test clients)
         reader = state.reader = open_reader(cfg.store)
+        state.rollups, maintainer = open_rollups(cfg, reader, state.registry)
+        if maintainer is not None:
+            maintainer.start()
         try:
             yield
         finally:
-            state.reader = outer
+            if maintainer is not None:
+                maintainer.stop()
+            if state.rollups is not None:
+                state.rollups.buckets.close()
+            state.reader, state.rollups = outer
             close = getattr(reader, "close", None)
             if close:
                 close()
@@ -61,9 +71,16 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
     return app
 
 
+def _stop(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # `shopfloor server` exits 0
+
+
 def run(config_path: Path | str) -> None:
     import uvicorn
 
+    # uvicorn stops gracefully on SIGTERM, then raises it again under the handler it found:
+    # the default one would end the process with 143; as for SIGINT, exit 0
+    signal.signal(signal.SIGTERM, _stop)
     config_path = Path(config_path)
     cfg = load_config(config_path, ServerConfig)
     app = create_app(cfg, config_path.parent)

@@ -36,6 +36,28 @@ class DigitalizationConfig(Strict):
         description="equipment counts as networked if it published data this recently")
 
 
+class RollupConfig(Strict):
+    """Roll-ups: per machine, the metrics' additive quantities per minute, hour and day,
+    kept equal to the raw computation (DESIGN.md "Roll-ups")."""
+
+    enabled: bool = Field(True, description="answer from roll-ups where they hold")
+    maintain: bool = Field(
+        True, description="this server keeps them up to date (several servers may)")
+    name: str = Field("server", min_length=1, max_length=64,
+                      description="this maintainer's name (unique among the servers)")
+    interval_s: float = Field(30.0, gt=0, le=3600, description="time between rounds")
+    settle_s: float = Field(
+        60.0, ge=0, le=86400,
+        description="data arriving later than this after its time counts as late (it is "
+                    "still applied: late data only costs a recompute)")
+    minute_days: float = Field(
+        35.0, gt=0, description="minute buckets are kept this long (hours and days forever)")
+    backfill_days: float = Field(
+        35.0, gt=0, description="a machine seen for the first time is built this far back; "
+                                "older windows are answered from raw samples until "
+                                "`shopfloor rollup rebuild`")
+
+
 class ServerConfig(Strict):
     registry: Path = Field(description="asset registry YAML (relative to this file)")
     store: StoreConfig
@@ -43,3 +65,4 @@ class ServerConfig(Strict):
     oee: OeeConfig = OeeConfig()
     digitalization: DigitalizationConfig = DigitalizationConfig()
     auth: AuthConfig = AuthConfig()
+    rollup: RollupConfig = RollupConfig()

@@ -1,6 +1,6 @@
 """State timelines (Gantt): each machine's states as intervals over a window.
 
-The state series is read like ``oee.equipment_totals`` reads it (staleness made
+The state series is read as the quantities read it (staleness made
 explicit, the shift calendar laid over it), so the time per state of the
 intervals equals the ``/oee`` times of the same window.
 """
@@ -11,8 +11,9 @@ import numpy as np
 
 from shopfloor.contract import SIGNAL_STATE, STATE_CODES
 from shopfloor.server import kernels
-from shopfloor.server.oee import MetricsQuery, Steps, state_codes
+from shopfloor.server.oee import MetricsQuery, Steps
 from shopfloor.server.registry import Asset
+from shopfloor.server.rollup.quantities import state_codes
 from shopfloor.storage import SampleReader
 
 STATE_NAMES = {c: s.value for s, c in STATE_CODES.items()}

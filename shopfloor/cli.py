@@ -84,6 +84,12 @@ def _server(args: argparse.Namespace) -> None:
     app.run(args.config)
 
 
+def _rollup(args: argparse.Namespace) -> int:
+    from shopfloor.server.rollup import rebuild
+
+    return rebuild.run_rebuild(args.config, args.machine)
+
+
 def _up(args: argparse.Namespace) -> None:
     from shopfloor import up
 
@@ -178,6 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="gateway: MQTT -> embedded store and/or InfluxDB")
     p.add_argument("--config", type=Path, required=True, help="gateway config YAML")
     p.set_defaults(func=_gateway)
+
+    p = sub.add_parser("rollup", formatter_class=fmt,
+                       help="roll-ups of the metrics: rebuild them from raw samples",
+                       description="Roll-ups hold each machine's metric quantities per "
+                                   "minute, hour and day; the server keeps them up to date.")
+    rsub = p.add_subparsers(dest="rollup_command", metavar="TOOL", required=True)
+    r = rsub.add_parser("rebuild", formatter_class=fmt,
+                        help="recompute them from raw samples (after a config change)")
+    r.add_argument("--config", type=Path, required=True, help="server config YAML")
+    r.add_argument("--machine", action="append", default=None,
+                   help="equipment id to rebuild, repeated for several (default: every machine)")
+    p.set_defaults(func=_rollup)
 
     p = sub.add_parser("server", formatter_class=fmt,
                        help="metrics server: REST API (OEE, assets) and dashboard")

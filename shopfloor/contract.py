@@ -78,8 +78,12 @@ class Quality(enum.StrEnum):
 SIGNAL_STATE = "state"
 SIGNAL_PART_COUNT = "part_count"
 SIGNAL_REJECT_COUNT = "reject_count"
+SIGNAL_PRODUCT = "product"  # product or program id, a string or a number
 SIGNALS = (SIGNAL_STATE, SIGNAL_PART_COUNT, SIGNAL_REJECT_COUNT, "ideal_cycle_time",
-           "program", "product", "alarm")
+           "program", SIGNAL_PRODUCT, "alarm")
+# Written by the gateway, not an edge (gateway/clock.py): the device's clock offset from
+# the gateway's in seconds, in force from its ts; 0 when back in step.
+CLOCK_SKEW_TAG = "clock_skew_s"
 
 
 class ContractError(ShopfloorError, ValueError):

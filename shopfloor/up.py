@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,8 +27,10 @@ from typing import Any
 import httpx
 import yaml
 
+from shopfloor.broker import mosquitto_conf
 from shopfloor.config import ConfigError, load_yaml
 from shopfloor.errors import ShopfloorError
+from shopfloor.pids import SUPERVISOR, PidDir
 
 DEMO_SCENARIO = Path(__file__).parent / "demo" / "scenario.yaml"
 LOOPBACK = "127.0.0.1"
@@ -108,6 +112,40 @@ def write_configs(workdir: Path, scenario: dict[str, Any], *, mqtt_port: int, ht
                       workdir / "registry.yaml", store, ports)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_ORDER = ("server", "edge", "gateway", "plant", "broker")  # reverse start order
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    """The first stop signal raises KeyboardInterrupt; later ones only say that stopping
+    is under way, so nothing interrupts the stop (a second Ctrl-C left services running)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _already_stopping)
+    raise KeyboardInterrupt
+
+
+def _already_stopping(signum: int, _frame: Any) -> None:
+    print(f"  {signal.Signals(signum).name}: already stopping, a moment ...")
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Stop signals that arrive inside are handled (as before) when it ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers belong to the main thread
+        return
+    held: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _f: held.append(signum))
+                for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if held:
+            signal.raise_signal(held[0])
+
+
 @dataclass
 class Supervisor:
     """Starts services as child processes, reports progress, stops them in reverse."""
@@ -115,18 +153,23 @@ class Supervisor:
     logdir: Path
     out: Callable[[str], None] = print
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+    pids: PidDir | None = None  # where `shopfloor up` records what it started
 
     def start(self, name: str, argv: list[str], ready: Callable[[], bool],
               detail: str = "", timeout: float = 60.0) -> subprocess.Popen:
         self.logdir.mkdir(parents=True, exist_ok=True)
         log_path = self.logdir / f"{name}.log"
         self.out(f"  starting {name:<10} {detail}")
-        with open(log_path, "ab") as log:
-            # own session: a terminal's Ctrl-C reaches only `shopfloor up`, which then
-            # stops the services in reverse order (the gateway drains before the broker)
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append((name, proc))
+        # a Ctrl-C between the child's start and its record would orphan it: held until then
+        with _signals_held():
+            with open(log_path, "ab") as log:
+                # own session: a terminal's Ctrl-C reaches only `shopfloor up`, which then
+                # stops the services in reverse order (the gateway drains before the broker)
+                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+            self.procs.append((name, proc))
+            if self.pids is not None:
+                self.pids.record(name, proc.pid)
         t = time.monotonic()
         while not ready():
             if proc.poll() is not None:
@@ -144,15 +187,32 @@ class Supervisor:
         return [(name, proc.returncode) for name, proc in self.procs if proc.poll() is not None]
 
     def stop_all(self, timeout: float = 15.0) -> None:
-        for _name, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        self.procs.clear()
+        """SIGTERM each service in reverse order (SIGKILL after ``timeout``). A signal that
+        arrives meanwhile (a second Ctrl-C) is told to wait: stopping is not interrupted."""
+        main = threading.current_thread() is threading.main_thread()
+        previous = {s: signal.signal(s, self._still_stopping) for s in STOP_SIGNALS} \
+            if main else {}
+        try:
+            while self.procs:
+                name, proc = self.procs[-1]
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(timeout)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+                self.procs.pop()
+                if self.pids is not None:
+                    self.pids.forget(name)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _still_stopping(self, signum: int, _frame: Any) -> None:
+        left = ", ".join(name for name, _ in reversed(self.procs)) or "nothing"
+        self.out(f"  {signal.Signals(signum).name}: already stopping ({left} left), "
+                 "a moment ...")
 
 
 def shopfloor_cmd(*args: str) -> list[str]:
@@ -172,10 +232,7 @@ def start_broker(sup: Supervisor, workdir: Path, kind: str) -> tuple[int, bool]:
                           "(apt-get install mosquitto), or use --broker embedded")
     if exe:
         conf = workdir / "mosquitto.conf"
-        conf.write_text(f"listener {port} {LOOPBACK}\nallow_anonymous true\n"
-                        "set_tcp_nodelay true\nmax_inflight_messages 1000\n"
-                        "max_queued_messages 1000000\npersistence true\n"
-                        f"persistence_location {workdir}/\n")
+        conf.write_text(mosquitto_conf(LOOPBACK, port, workdir))
         sup.start("broker", [exe, "-c", str(conf)], lambda: port_open(port),
                   f"(mosquitto on {LOOPBACK}:{port})")
         return port, True
@@ -232,15 +289,12 @@ def wait_for_data(state_url: str, scope: str, machines: int, timeout: float = 30
     return False
 
 
-def _interrupt(_signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def run(workdir: Path, port: int, scenario: Path | None, broker: str,
         duration_s: float | None) -> None:
     # the services run in their own sessions: a closed terminal (SIGHUP) or a SIGTERM
-    # must stop them too, like Ctrl-C
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # must stop them too, like Ctrl-C; SIGINT is set too, as it may arrive ignored (a
+    # background job of a script)
+    for sig in STOP_SIGNALS:
         signal.signal(sig, _interrupt)
     workdir = workdir.resolve()
     scenario_doc = load_yaml(scenario or DEMO_SCENARIO)
@@ -249,7 +303,10 @@ def run(workdir: Path, port: int, scenario: Path | None, broker: str,
                           "choose another port")
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"shopfloor up: work directory {workdir}")
-    sup = Supervisor(workdir / "logs")
+    pids = PidDir(workdir)
+    pids.clear_leftovers(STOP_ORDER)
+    pids.record(SUPERVISOR, os.getpid())
+    sup = Supervisor(workdir / "logs", pids=pids)
     try:
         mqtt_port, shared = start_broker(sup, workdir, broker)
         files = write_configs(workdir, scenario_doc, mqtt_port=mqtt_port, http_port=port,
@@ -287,4 +344,5 @@ def run(workdir: Path, port: int, scenario: Path | None, broker: str,
         print("\nstopping ...")
     finally:
         sup.stop_all()
+        pids.forget(SUPERVISOR)
         print("shopfloor stopped.")

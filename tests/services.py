@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from shopfloor.broker import mosquitto_conf
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -81,18 +83,9 @@ def mosquitto(workdir: Path, extra: str = "") -> Iterator[Mosquitto]:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = workdir / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} {LOOPBACK}\n"
-        "allow_anonymous true\n"
-        "set_tcp_nodelay true\n"
-        "max_inflight_messages 1000\n"
-        "max_queued_messages 1000000\n"
-        "persistence true\n"
-        f"persistence_location {workdir}/\n"
-        "autosave_interval 1\n"
-        "log_dest stderr\n"
-        "log_type error\nlog_type warning\n" + extra
-    )
+    conf.write_text(mosquitto_conf(LOOPBACK, port, workdir, "autosave_interval 1\n"
+                                   "log_dest stderr\nlog_type error\nlog_type warning\n"
+                                   + extra))
     broker = Mosquitto(port, _start_mosquitto(conf, port), conf)
     try:
         yield broker
@@ -186,3 +179,11 @@ def start_plant_stack(sup: Any, files: Any, *, gateway_argv: list[str] | None = 
     edge = sup.start("edge", edge_argv or shopfloor_cmd(
         "edge", "--config", str(files.edge)), outbox.exists)
     return plant, gateway, edge
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a child a test stops with SIGINT: SIGINT as a terminal gives it,
+    whatever this process inherited (a suite run from a background job has it ignored)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -25,6 +25,7 @@ import httpx
 import pytest
 import yaml
 from playwright.sync_api import Page, sync_playwright
+from services import sigint_default
 
 from shopfloor.up import DEMO_SCENARIO, free_port
 
@@ -80,7 +81,8 @@ class Stack:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shopfloor", "up", "--workdir", str(workdir), "--port",
              str(port), "--scenario", str(scenario), "--duration", "150"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=sigint_default)  # stop() sends SIGINT
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -277,6 +279,12 @@ def test_dashboard_in_chromium(stack, tmp_path):
         page.wait_for_function("(v => Date.parse(v.dataset.end) - Date.parse(v.dataset.start)"
                                " === 3600000)(document.querySelector('[data-testid=view-asset]'))",
                                timeout=20000)
+        page.select_option("[data-testid=window]", "30d")  # a month: by day, the last day
+        page.wait_for_function("(v => Date.parse(v.dataset.end) - Date.parse(v.dataset.start)"
+                               " === 30 * 86400000)(document.querySelector("
+                               "'[data-testid=view-asset]'))", timeout=20000)
+        page.wait_for_function("document.querySelector('[data-testid=trend-title]')"
+                               ".textContent === 'Trend by day'", timeout=20000)
         page.select_option("[data-testid=window]", "shift")
         page.goto(f"{stack.url}/#/cluster")
         wait_view(page, "[data-testid=view-cluster]")

@@ -157,7 +157,7 @@ def test_every_panel_query_reads_what_the_gateway_writes(tmp_path, mosquitto, in
     end_ms = time.time_ns() // 10**6
 
     found = schema(influxdb)
-    assert found["measurements"] == {"samples"}
+    assert found["measurements"] == {"samples", "sample_writes"}  # the data and its write log
     assert found["signals"] == {"state", "part_count", "reject_count", "spindle_load"}
     names = found["measurements"] | found["fields"] | found["tags"]
     values = {"enterprise": ["acme"], "site": ["plant1"], "area": ["machining", "assembly"],

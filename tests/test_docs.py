@@ -47,8 +47,8 @@ def test_readme_compose_section_matches_the_compose_file():
                          ("grafana", "http://localhost:3000/")):
         port = url.rsplit(":", 1)[1].strip("/")
         assert f"{port}:{port}" in compose[service]["ports"] and url in README
-    for var in ("GRAFANA_ADMIN_USER", "GRAFANA_ADMIN_PASSWORD", "MQTT_USERNAME",
-                "MQTT_PASSWORD"):
+    for var in ("GRAFANA_ADMIN_USER", "GRAFANA_ADMIN_PASSWORD", "MQTT_EDGE_PASSWORD",
+                "MQTT_GATEWAY_PASSWORD"):
         assert f"{var}=" in env and var in README
     assert "cp deploy/compose/.env.example .env" in README
     assert compose["mosquitto"]["image"] in README  # the mosquitto_passwd command

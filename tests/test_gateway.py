@@ -29,7 +29,7 @@ from shopfloor.contract import (
 )
 from shopfloor.gateway.config import GatewayConfig
 from shopfloor.gateway.service import Gateway
-from shopfloor.storage import PermanentWriteError
+from shopfloor.storage import MemoryLedger, PermanentWriteError
 from shopfloor.storage.sqlite import SqliteStore
 
 SAMPLE_YAML = Path(__file__).parent.parent / "gateway" / "gateway.sample.yaml"
@@ -202,9 +202,7 @@ def test_gateway_stores_valid_and_dead_letters_bad(mosquitto, influxdb, tmp_path
         # redelivered duplicates (same samples again) change nothing
         for topic, payload, _ in valid[:5]:
             pub.publish(topic, payload)
-        wait_until(lambda: gw.stats().messages == len(valid) + len(MALFORMED) + 5)
-        wait_until(lambda: gw.stats().queue_depth == 0)
-        time.sleep(0.2)
+        wait_until(lambda: gw.stats().messages_done == len(valid) + len(MALFORMED) + 5)
         with SqliteStore(tmp_path / "store.db") as store:
             assert store.count() == expected
     finally:
@@ -322,3 +320,40 @@ def test_run_stops_cleanly_on_sigterm(mosquitto, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+class GatedLedger(MemoryLedger):
+    """A ledger whose writes wait for ``release`` (``entered`` set when one is waiting)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def write(self, rows, seqs=None, closed=None):
+        self.entered.set()
+        assert self.release.wait(20)
+        return super().write(rows, seqs, closed)
+
+
+def test_settled_means_recorded_not_just_dequeued(mosquitto, tmp_path):
+    """An empty queue is not a settled gateway (the test_gateway_policy flake of issue 17:
+    the writer still held the last batch); ``messages_done`` counts what is recorded."""
+    ledger = GatedLedger()
+    gw = Gateway(gateway_cfg(mosquitto, tmp_path), writers=[], ledger=ledger)
+    gw.start()
+    pub = Publisher(mosquitto.port)
+    try:
+        assert gw.wait_ready(10)
+        topic, payload, _ = batches(1, 3)[0]
+        pub.publish(topic, payload)
+        assert ledger.entered.wait(20)
+        stats = gw.stats()
+        assert stats.queue_depth == 0 and stats.messages == 1  # dequeued ...
+        assert stats.messages_done == 0 and ledger.seq_ranges() == {}  # ... not recorded
+        ledger.release.set()
+        wait_until(lambda: gw.stats().messages_done == 1, what="settled")
+        assert ledger.seq_ranges() == {"edge-1": [(0, 0)]}
+    finally:
+        ledger.release.set()
+        pub.close()
+        gw.stop()

@@ -100,7 +100,9 @@ def test_unknown_devices_and_skew_rejected_acked_and_no_false_gaps(mosquitto, tm
             pub.publish(topic, payload)
         wait_until(lambda: gw.stats().samples_stored == expected, what="valid data stored")
         wait_until(lambda: len(pub.received) == 11, what="dead letters")
-        wait_until(lambda: gw.stats().queue_depth == 0)
+        # settled: every message written or rejected, its seq in the ledger (an empty
+        # queue is not enough: the writer may still hold the last batch, a reject)
+        wait_until(lambda: gw.stats().messages_done == 32, what="every message settled")
         stats = gw.stats()
         assert stats.rejects == {"unknown_device": 10, "bad_timestamp": 1}
         assert stats.messages == 32 and stats.samples_received == expected
@@ -166,3 +168,39 @@ def test_retention_in_the_gateway(mosquitto, tmp_path: Path):
 
 def test_sample_yaml_is_valid_yaml():
     assert isinstance(yaml.safe_load(SAMPLE_YAML.read_text()), dict)
+
+
+def test_agents_may_publish_only_for_their_devices(mosquitto, tmp_path):
+    """Issue 17: `agents` maps each agent to its devices; a batch from another agent (or
+    for another device) is rejected as agent_not_allowed and its seq is not recorded."""
+    cfg = gateway_cfg(mosquitto, tmp_path, agents={
+        "edge-1": ["acme/plant1/machining/line1/m0", "acme/plant1/machining/line1/m1"],
+        "edge-2": ["acme/plant1/machining/line1/m2"]})
+    assert cfg.agent_may("edge-1", DEVICES[0]) and not cfg.agent_may("edge-1", DEVICES[2])
+    assert not cfg.agent_may("edge-3", DEVICES[0])
+    gw = Gateway(cfg)
+    gw.start()
+    pub = Publisher(mosquitto.port, watch=f"{DEAD_LETTER_TOPIC}/#")
+    now = time.time_ns()
+    msgs = [(DEVICES[0], "edge-1", 0), (DEVICES[2], "edge-2", 0), (DEVICES[1], "edge-1", 1),
+            (DEVICES[2], "edge-1", 2),  # edge-1 for edge-2's device
+            (DEVICES[0], "edge-2", 1),  # edge-2 claims edge-1's device
+            (DEVICES[0], "edge-3", 0)]  # an agent nobody listed
+    try:
+        assert gw.wait_ready(10)
+        for i, (dev, agent, seq) in enumerate(msgs):
+            pub.publish(dev.topic("data"), Batch(agent, seq, (Sample("t", now + i, 1.0),)).encode())
+        wait_until(lambda: gw.stats().messages_done == len(msgs), what="settled")
+        wait_until(lambda: len(pub.received) == 3, what="dead letters")
+        stats = gw.stats()
+        assert stats.rejects == {"agent_not_allowed": 3} and stats.samples_stored == 3
+        assert {json.loads(m.payload)["reason"] for m in pub.received} == {"agent_not_allowed"}
+        with SqliteStore(tmp_path / "store.db") as store:
+            assert store.count(DEVICES[0]) == 1 and store.count(DEVICES[2]) == 1
+            assert store.seq_ranges() == {"edge-1": [(0, 1)], "edge-2": [(0, 0)]}
+    finally:
+        pub.close()
+        gw.stop()
+    with pytest.raises(ConfigError, match="agents.edge-1 pattern"):
+        parse_config({"agents": {"edge-1": ["acme/#/x"]},
+                      "store": {"embedded": {"path": "x.db"}}}, GatewayConfig)

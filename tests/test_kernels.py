@@ -37,10 +37,18 @@ def state_series(draw):
 
 
 @st.composite
+def partition(draw, t0: int, t1: int) -> list[int]:
+    """Bucket edges: t0, t1 and a few cuts between."""
+    return sorted({t0, t1, *draw(st.lists(st.integers(t0, t1), max_size=6))})
+
+
+@st.composite
 def stop_case(draw):
+    """A state series, bucket edges over [t0, t1], staleness, horizon, thresholds."""
     ts, codes, t0, t1, stale = draw(state_series())
     horizon = t1 + draw(st.integers(0, 60))
-    return ts, codes, t0, t1, stale, horizon, draw(st.integers(0, 60)), draw(st.integers(0, 40))
+    return (ts, codes, draw(partition(t0, t1)), stale, horizon, draw(st.integers(0, 60)),
+            draw(st.integers(0, 40)))
 
 
 @st.composite
@@ -154,11 +162,14 @@ CASES = {
         lambda c: (*_states(c[0])[:2], arr(c[1][0]), arr(c[1][1]), c[0][4])),
     "counter_increase": counter_series().map(_counter),
     "counter_deltas": counter_series().map(_counter),
-    "stop_stats": stop_case().map(lambda c: (arr(c[0]), arr(c[1]), *c[2:])),
+    "stop_stats": stop_case().map(lambda c: (arr(c[0]), arr(c[1]), arr(c[2]), *c[3:])),
     "materialize_stale": state_series().map(lambda c: (arr(c[0]), arr(c[1]), c[4])),
     "overlay": st.tuples(state_series(), calendar_steps()).map(
         lambda c: (arr(c[0][0]), arr(c[0][1]), arr(c[1][0]), arr(c[1][1]))),
     "segment_sum": segment_rows(),
+    "per_bucket": st.tuples(state_series(), st.data()).map(lambda c: (
+        arr(c[0][0]), np.arange(len(c[0][0]), dtype=np.float64),
+        arr(c[1].draw(partition(c[0][2], c[0][3]))))),
 }
 
 

@@ -8,7 +8,9 @@ small-stop counts exact."""
 
 from __future__ import annotations
 
+import bisect
 import copy
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -57,6 +59,29 @@ def parse_ns(text: str) -> int:
     return (int(dt.timestamp()) * 1_000_000 + dt.microsecond) * 1000
 
 
+def quiet_second(truth: Truth, near: int, margin: int = NS // 4) -> int:
+    """The whole second closest to ``near`` with no part of any machine within
+    ``margin`` of it (so polling delay cannot move a part across it)."""
+    parts = sorted(t for m in MACHINES for t in truth.machine(m).part_ts)
+    for k in range(20):
+        for t in ((near // NS + k) * NS, (near // NS - k) * NS):
+            i = bisect.bisect_left(parts, t - margin)
+            if i == len(parts) or parts[i] > t + margin:
+                return t
+    raise AssertionError(f"no second near {near} without parts")
+
+
+def clear_of_the_hour(span_s: float) -> None:
+    """Wait, if need be, until the next ``span_s`` seconds hold no whole hour (UTC). An hour
+    boundary inside the shift splits its 1 h trend buckets: one then holds a few seconds
+    of it, whose ratios a single poll moves by more than the 1-point tolerance (a part
+    polled across the boundary, 50 ms of a 5 s production time: another cause of the
+    trend flake of issue 17)."""
+    left = 3600 - time.time() % 3600
+    if left < span_s:
+        time.sleep(left + 1)
+
+
 def dedup(values: list) -> list:
     """``values`` without consecutive repeats."""
     return [v for i, v in enumerate(values) if i == 0 or v != values[i - 1]]
@@ -64,6 +89,8 @@ def dedup(values: list) -> list:
 
 @pytest.mark.timeout(300)
 def test_losses_and_calendar_match_ground_truth(tmp_path, mosquitto):
+    tl = PLANT["timeline"]
+    clear_of_the_hour(tl["lead_in_s"] + tl["duration_s"] + tl["lead_out_s"] + 40)
     files: StackFiles = write_configs(tmp_path / "stack", PLANT, mqtt_port=mosquitto.port,
                                       http_port=free_port())
     sup = Supervisor(tmp_path / "logs")
@@ -73,8 +100,11 @@ def test_losses_and_calendar_match_ground_truth(tmp_path, mosquitto):
         assert plant.returncode == 0
         truth = load_truth(files.truth)
         s0, s1 = truth.shift_window()
-        # calendar (UTC, whole seconds): shift s0+4 .. s1-4, break s0+30 .. s0+38
-        a, b = (s0 // NS + 4) * NS, (s1 // NS - 4) * NS
+        # calendar (UTC, whole seconds): shift s0+4 .. s1-4, break s0+30 .. s0+38. The
+        # shift's ends bound the shift trend's bucket, whose counts must be exact: a part
+        # made just before an end is stored up to a poll later (50 ms + delivery), on the
+        # other side of it, so each end is the nearest second no part is close to.
+        a, b = quiet_second(truth, s0 + 4 * NS), quiet_second(truth, s1 - 4 * NS)
         br0, br1 = (s0 // NS + 30) * NS, (s0 // NS + 38) * NS
         weekday = datetime.fromtimestamp(a / NS, UTC).strftime("%a").lower()
         doc = yaml.safe_load(files.server.read_text())
@@ -133,8 +163,12 @@ def test_losses_and_calendar_match_ground_truth(tmp_path, mosquitto):
             assert got["failure_count"] == want["failure_count"], scope
             assert got["small_stops"]["count"] == want["small_stops"]["count"], scope
             if want["failure_count"]:
-                assert got["mtbf_s"] == pytest.approx(want["mtbf_s"], rel=0.01)
-                assert got["mttr_s"] == pytest.approx(want["mttr_s"], rel=0.01)
+                # MTBF = APT / failures and MTTR = failure time / failures: the times are
+                # held to 1 % of PBT above, so these to that over the count (a failure
+                # of 1 s is polled to +-50 ms on Modbus: 1 % of it would be 10 ms)
+                n = want["failure_count"]
+                assert got["mtbf_s"] == pytest.approx(want["mtbf_s"], abs=0.01 * pbt / n)
+                assert got["mttr_s"] == pytest.approx(want["mttr_s"], abs=0.01 * pbt / n)
             if scope == "demo-cluster":
                 seen_small, seen_fail = want["small_stops"]["count"], want["failure_count"]
                 assert want["times_s"]["PLANNED_STOP"] >= 4 * 8  # the break

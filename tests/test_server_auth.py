@@ -61,3 +61,45 @@ def test_short_tokens_are_refused():
     with pytest.raises(ValueError, match="16"):
         ServerConfig.model_validate({"registry": "r.yaml", "store": {"embedded": {
             "path": "x.db"}}, "auth": {"tokens": [{"name": "n", "token": "short"}]}})
+
+
+def test_tokens_stored_as_sha256_work_beside_plain_ones(tmp_path):
+    """Issue 17: a config can hold only the token's SHA-256; plain tokens keep working."""
+    import hashlib
+
+    from shopfloor.server import auth
+
+    digest = hashlib.sha256(ADMIN.encode()).hexdigest()
+    assert auth.token_hash(ADMIN) == digest
+    (tmp_path / "registry.yaml").write_text((SAMPLES / "registry.sample.yaml").read_text())
+    cfg = ServerConfig.model_validate({
+        "registry": "registry.yaml", "store": {"embedded": {"path": str(tmp_path / "s.db")}},
+        "auth": {"anonymous_read": False, "tokens": [
+            {"name": "dashboard", "token": READER},
+            {"name": "ops", "sha256": digest.upper(), "scopes": ["admin"]}]}})
+    assert digest not in repr(cfg) and digest.upper() not in str(cfg.model_dump())
+    with TestClient(create_app(cfg, tmp_path)) as c:
+        assert c.post("/api/v1/registry/reload", headers=bearer(ADMIN)).status_code == 200
+        assert c.get("/api/v1/assets", headers=bearer(READER)).status_code == 200
+        # the hash itself is not a token
+        assert c.get("/api/v1/assets", headers=bearer(digest)).status_code == 401
+    for bad, msg in [({"name": "x"}, "not both"),
+                     ({"name": "x", "token": READER, "sha256": digest}, "not both"),
+                     ({"name": "x", "sha256": "ab" * 31}, "64 hex")]:
+        with pytest.raises(ValueError, match=msg):
+            ServerConfig.model_validate({"registry": "r.yaml", "store": {"embedded": {
+                "path": "x.db"}}, "auth": {"tokens": [bad]}})
+
+
+def test_tokens_are_compared_in_constant_time(monkeypatch):
+    """Every configured token's hash goes through hmac.compare_digest, none by ==."""
+    from shopfloor.server import auth
+
+    seen = []
+    real = auth.hmac.compare_digest
+    monkeypatch.setattr(auth.hmac, "compare_digest",
+                        lambda a, b: seen.append((a, b)) or real(a, b))
+    cfg = auth.AuthConfig.model_validate({"tokens": [
+        {"name": "a", "token": READER}, {"name": "b", "token": ADMIN, "scopes": ["admin"]}]})
+    assert auth.scopes_of(cfg, ADMIN) == {"admin", "read"}
+    assert len(seen) == 2 and all(a == auth.token_hash(ADMIN).encode() for a, _ in seen)

@@ -118,3 +118,45 @@ def test_large_window_pages(backend, monkeypatch):
     assert s.ts.tolist() == list(range(T0 + 99, T0 + n))
     assert s.value.tolist() == [float(i) for i in range(99, n)]
     assert r.count(M2) == n
+
+
+def test_read_with_context(backend):
+    # a counter: good, bad, good, good | window | good, bad, good
+    w, r = backend.writer, backend.reader
+    quality = [Quality.GOOD, Quality.BAD, Quality.GOOD, Quality.GOOD, Quality.GOOD,
+               Quality.GOOD, Quality.BAD, Quality.GOOD]
+    w.write([(M2, Sample("part_count", T0 + i * S, float(i), q))
+             for i, q in enumerate(quality)])
+    lo, hi = T0 + 4 * S, T0 + 5 * S  # holds sample 4
+    assert r.read(M2, "part_count", lo, hi).value.tolist() == [3, 4]  # the default: 1 before
+    got = r.read(M2, "part_count", lo, hi, before=3, after=2)
+    assert got.value.tolist() == [1, 2, 3, 4, 5, 6]
+    got = r.read(M2, "part_count", lo, hi, before=3, after=2, good_context=True)
+    assert got.value.tolist() == [0, 2, 3, 4, 5, 7]  # bad context samples passed over
+    assert got.good.tolist() == [True] * 6
+    assert r.read(M2, "part_count", lo, hi, before=0, after=0).value.tolist() == [4]
+    assert r.read(M2, "part_count", T0 + 20 * S, T0 + 30 * S, before=2, after=1,
+                  good_context=True).value.tolist() == [5, 7]
+
+
+def test_every_write_is_logged_per_device(backend):
+    w, r = backend.writer, backend.reader
+    w.write([(M1, Sample("state", T0 + 5 * S, "IDLE")), (M1, Sample("part_count", T0, 1.0)),
+             (M2, Sample("state", T0 + 2 * S, "DOWN"))])
+    first, spans = r.written_since(0)
+    assert spans == {M1.asset_id: (T0, T0 + 5 * S), M2.asset_id: (T0 + 2 * S, T0 + 2 * S)}
+    assert r.written_since(first) == (first, {})
+    w.write([(M1, Sample("state", T0 - 9 * S, "IDLE"))])  # late data
+    second, spans = r.written_since(first)
+    assert second > first and spans == {M1.asset_id: (T0 - 9 * S, T0 - 9 * S)}
+    assert r.written_since(0)[1][M1.asset_id] == (T0 - 9 * S, T0 + 5 * S)
+    r.prune_write_log(first)
+    assert r.written_since(0) == (second, {M1.asset_id: (T0 - 9 * S, T0 - 9 * S)})
+
+
+def test_first_seen_and_raw_from(backend):
+    w, r = backend.writer, backend.reader
+    w.write([(M1, Sample("state", T0 + 5 * S, "IDLE")), (M1, Sample("part_count", T0, 1.0)),
+             (M2, Sample("state", T0 + 2 * S, "DOWN"))])
+    assert r.first_seen() == {M1.asset_id: T0, M2.asset_id: T0 + 2 * S}
+    assert r.raw_from() is None  # nothing deleted (InfluxDB: an infinite retention policy)

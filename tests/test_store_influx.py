@@ -363,7 +363,10 @@ def test_auth_and_parameters_on_the_wire():
     assert seen[0].url.params["db"] == "shop" and seen[0].url.params["rp"] == "rp1"
     assert seen[0].url.params["precision"] == "ns"
     assert seen[0].headers["authorization"] == "Basic " + base64.b64encode(b"gw:pw-7").decode()
-    assert seen[0].content.decode() == to_line(DEV, Sample("x", T0, 1.0))
+    sample_line, mark = seen[0].content.decode().split("\n")
+    assert sample_line == to_line(DEV, Sample("x", T0, 1.0))
+    assert mark.startswith("sample_writes,area=machining,device=cnc-01,")  # the write log
+    assert f" lo={T0}i,hi={T0}i,at=" in mark  # "at": the time it was written, a field
 
     def reject(req: httpx.Request) -> httpx.Response:
         return httpx.Response(400, json={"error": "partial write: field type conflict"})

@@ -173,3 +173,43 @@ def test_64_bit_integers_are_stored_exactly(store, tmp_path):
         rows = dict(conn.execute("SELECT ts, value FROM samples").fetchall())
     assert rows == {1: big, 2: 1.5} and type(rows[1]) is int
     assert store.read(dev, "energy", 0, 10).value.tolist() == [float(big)]  # kernels: float64
+
+
+def test_retention_records_where_raw_data_is_complete(tmp_path):
+    from shopfloor.contract import DevicePath, Sample
+    from shopfloor.storage.sqlite import SqliteStore
+
+    dev = DevicePath("acme", "p", "a", "l", "m")
+    with SqliteStore(tmp_path / "s.db") as store:
+        store.write([(dev, Sample("state", t, "IDLE")) for t in (1, 2, 3, 10)])
+        assert store.delete_expired(5, max_rows=1) == 1 and store.raw_from() is None
+        assert store.delete_expired(5, max_rows=100) == 2  # the pass ends
+        assert store.raw_from() == 5
+
+
+def test_connections_of_ended_threads_are_closed(tmp_path):
+    """A server's worker threads come and go (anyio ends idle ones after 10 s); each
+    used to leave its connection open: two files per thread, for ever (found by
+    benchmarks/soak.py, issue 17)."""
+    import os
+    import threading
+
+    from shopfloor.contract import DevicePath, Sample
+
+    dev = DevicePath("acme", "plant1", "machining", "line1", "cnc-01")
+    store = SqliteStore(tmp_path / "s.db")
+    store.write([(dev, Sample("state", 1, "IDLE"))])
+
+    def read() -> None:
+        assert len(store.read(dev, "state", 0, 10).ts) == 1
+
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_files()
+    for _ in range(30):
+        t = threading.Thread(target=read)
+        t.start()
+        t.join()
+    assert open_files() - before <= 4  # the last thread's connection (database, WAL)
+    store.close()

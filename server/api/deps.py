@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from shopfloor.server.config import OeeConfig, ServerConfig
 from shopfloor.server.oee import MetricsQuery
 from shopfloor.server.registry import Asset, Registry
+from shopfloor.server.rollup.source import QuantitySource, Rollups
 from shopfloor.storage import SampleReader
 from shopfloor.times import NS, datetime_ns, iso
 
@@ -25,12 +26,14 @@ MAX_WINDOW_S = 366 * 24 * 3600
 
 @dataclass
 class ServerState:
-    """What one app serves from; ``reader`` is open while the app's lifespan runs."""
+    """What one app serves from; ``reader`` (and ``rollups``, when enabled) are open while
+    the app's lifespan runs."""
 
     config: ServerConfig
     registry: Registry
     registry_path: Path
     reader: SampleReader | None = None
+    rollups: Rollups | None = None
 
     @staticmethod
     def of(app: FastAPI) -> ServerState:
@@ -57,9 +60,15 @@ async def _reader(state: StateDep) -> SampleReader:
     return state.reader
 
 
+async def _source(state: StateDep) -> QuantitySource:
+    assert state.reader is not None, "the store is open while the app's lifespan runs"
+    return QuantitySource(state.reader, state.rollups)  # per request: it says what it read
+
+
 ConfigDep = Annotated[ServerConfig, Depends(_config)]
 RegistryDep = Annotated[Registry, Depends(_registry)]
 ReaderDep = Annotated[SampleReader, Depends(_reader)]
+SourceDep = Annotated[QuantitySource, Depends(_source)]
 
 
 def parse_time(name: str, value: str) -> int:
@@ -103,8 +112,10 @@ class Window:
         return cls(asset, registry.equipment_under(asset), t0,
                    max(min(t1, time.time_ns()), t0), oee)
 
-    def query(self, small_stop_s: float = 0.0, startup_s: float = 0.0) -> MetricsQuery:
-        """The metrics query over this window (loss thresholds only for /losses)."""
+    def query(self, small_stop_s: float | None = None, startup_s: float | None = None
+              ) -> MetricsQuery:
+        """The metrics query over this window (the config's loss thresholds unless
+        /losses asks for others)."""
         return MetricsQuery.of(self.oee, self.t0, self.t1, small_stop_s, startup_s)
 
     def head(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from shopfloor.server.api.deps import (
     ConfigDep,
     ReaderDep,
     RegistryDep,
+    SourceDep,
     Window,
     asset_of,
 )
@@ -54,7 +55,7 @@ def get_digitalization(
 def compare(
     scope: Annotated[str, Query(description="cluster id: its enterprises are ranked")],
     metric: Annotated[CompareMetric, Query(description="indicator to rank on")],
-    config: ConfigDep, reader: ReaderDep, registry: RegistryDep,
+    config: ConfigDep, reader: ReaderDep, source: SourceDep, registry: RegistryDep,
     start: Annotated[str | None, Query(description="window start (metric=oee)")] = None,
     end: Annotated[str | None, Query(description="window end (metric=oee)")] = None,
 ) -> dict[str, Any]:
@@ -69,11 +70,12 @@ def compare(
         if start is None or end is None:
             raise HTTPException(422, "metric=oee needs start and end (ISO 8601)")
         window = Window.of(registry, config.oee, scope, start, end)
-        q = window.query()
-        rows = [{"id": e.id, "name": e.name,
-                 "oee": oee.compute(reader, registry.equipment_under(e), q)["oee"]}
-                for e in registry.enterprises()]
-        summary = {"pooled": oee.compute(reader, window.equipment, q)["oee"],
+        ents = registry.enterprises()
+        totals = oee.totals_by(source, {"": window.equipment} | {
+            e.id: registry.equipment_under(e) for e in ents}, window.query())
+        rows = [{"id": e.id, "name": e.name, "oee": oee.report(totals[e.id])["oee"]}
+                for e in ents]
+        summary = {"pooled": oee.report(totals[""])["oee"],
                    "mean_of_enterprise_rates": mean_of_defined([r["oee"] for r in rows])}
     else:
         doc = digitalization.indicators(

@@ -13,10 +13,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from shopfloor.server import calendar, oee
-from shopfloor.server.api.deps import ConfigDep, ReaderDep, RegistryDep, asset_of
+from shopfloor.server.api.deps import ConfigDep, ReaderDep, RegistryDep, SourceDep, asset_of
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.oee import MetricsQuery
 from shopfloor.server.registry import Asset
+from shopfloor.server.rollup.source import QuantitySource
 from shopfloor.storage import SampleReader
 from shopfloor.times import NS, iso, seconds_ns
 
@@ -51,16 +52,17 @@ def current_shift(cal: calendar.CalendarConfig | None, now: int) -> tuple[str, i
     return "day", day
 
 
-def snapshot(config: ServerConfig, reader: SampleReader, equipment: list[Asset]
+def snapshot(config: ServerConfig, source: QuantitySource, equipment: list[Asset]
              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The machines' current states and the current shift's OEE so far."""
     now = time.time_ns()
     label, start = current_shift(config.oee.calendar, now)
     doc: dict[str, Any] = {"shift": label, "start": iso(start), "oee": None}
     if now > start:
-        r = oee.compute(reader, equipment, MetricsQuery.of(config.oee, start, now))
+        r = oee.compute(source, equipment, MetricsQuery.of(config.oee, start, now))
         doc.update({k: r[k] for k in ("availability", "performance", "quality", "oee")})
-    return current_states(reader, equipment, seconds_ns(config.oee.stale_after_s), now), doc
+    return current_states(source.reader, equipment, seconds_ns(config.oee.stale_after_s),
+                          now), doc
 
 
 @router.get("/state")
@@ -81,7 +83,7 @@ def get_state(
 @router.get("/stream", response_class=StreamingResponse)
 async def stream(
     scope: Annotated[str, Query(description="asset id; all equipment under it")],
-    config: ConfigDep, reader: ReaderDep, registry: RegistryDep,
+    config: ConfigDep, source: SourceDep, registry: RegistryDep,
     interval_s: Annotated[float, Query(ge=0.2, le=60, description="poll period")] = 2.0,
     max_events: Annotated[int | None, Query(ge=1, le=100000,
                                             description="end after this many")] = None,
@@ -99,12 +101,12 @@ async def stream(
         while max_events is None or sent < max_events:
             if time.monotonic() - shift_at >= OEE_EVERY_S:  # the costlier part
                 shift_at = time.monotonic()
-                states, shift = await asyncio.to_thread(snapshot, config, reader, equipment)
+                states, shift = await asyncio.to_thread(snapshot, config, source, equipment)
                 shift = {k: round(v, 4) if isinstance(v, float) else v
                          for k, v in shift.items()}
             else:
-                states = await asyncio.to_thread(current_states, reader, equipment, stale_ns,
-                                                 time.time_ns())
+                states = await asyncio.to_thread(current_states, source.reader, equipment,
+                                                 stale_ns, time.time_ns())
             for kind, doc in (("state", states), ("oee", shift)):
                 if last.get(kind) != doc and (max_events is None or sent < max_events):
                     last[kind] = doc

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from shopfloor.server import losses, oee, timeline, trend
-from shopfloor.server.api.deps import ConfigDep, ReaderDep, WindowDep
+from shopfloor.server.api.deps import ConfigDep, ReaderDep, SourceDep, WindowDep
+from shopfloor.server.rollup.source import QuantitySource
 from shopfloor.times import iso
 
 MAX_INTERVALS = 50_000
@@ -49,42 +50,56 @@ async def _granularity(granularity: Annotated[Granularity, Query(
     return granularity
 
 
+def answered(doc: dict[str, Any], source: QuantitySource) -> dict[str, Any]:
+    """``doc`` with how it was answered (roll-up buckets, raw spans); where the store no
+    longer keeps raw samples for part of the window, flagged ``raw_retention``."""
+    how = source.answered.to_json()
+    if "left_out_s" in how:
+        for d in [doc, *doc.get("buckets", [])]:
+            if "flags" in d:
+                d["flags"].append("raw_retention")
+    return {**doc, "answered_from": how}
+
+
 @router.get("/oee")
-def get_oee(window: WindowDep, reader: ReaderDep) -> dict[str, Any]:
+def get_oee(window: WindowDep, source: SourceDep) -> dict[str, Any]:
     """OEE with availability, performance and quality for one asset and window.
 
     Times and counts are summed over the equipment under the asset and the
     ratios recomputed from the sums. A ratio is null when its denominator is
     zero. The window end is clipped to now.
     """
-    return {**window.head(), **oee.compute(reader, window.equipment, window.query())}
+    doc = oee.compute(source, window.equipment, window.query())
+    return answered({**window.head(), **doc}, source)
 
 
 @router.get("/losses")
 def get_losses(window: WindowDep, thresholds: Annotated[LossThresholds, Depends(_thresholds)],
-               reader: ReaderDep) -> dict[str, Any]:
+               source: SourceDep) -> dict[str, Any]:
     """The six big losses in seconds (summing to PBT minus fully productive time),
     small stops, MTBF, MTTR, failure count, technical efficiency, setup and scrap
     ratios, with the OEE they explain. See METRICS.md for every formula."""
     q = window.query(thresholds.small_stop_s, thresholds.startup_s)
-    totals = oee.totals_of(reader, window.equipment, q)
-    return {**window.head(), "small_stop_threshold_s": thresholds.small_stop_s,
-            "startup_window_s": thresholds.startup_s, **losses.report_losses(totals)}
+    totals = oee.totals_of(source, window.equipment, q)
+    return answered({**window.head(), "small_stop_threshold_s": thresholds.small_stop_s,
+                     "startup_window_s": thresholds.startup_s,
+                     **losses.report_losses(totals)}, source)
 
 
 @router.get("/trend")
 def get_trend(window: WindowDep, granularity: Annotated[Granularity, Depends(_granularity)],
-              reader: ReaderDep) -> dict[str, Any]:
+              source: SourceDep) -> dict[str, Any]:
     """OEE, its parts and the time per state for each bucket of the window; buckets
     are clipped to the window and rolled up like /oee (sums, then ratios)."""
     try:
-        rows = trend.trend(reader, window.equipment, window.query(), granularity)
+        rows = trend.trend(source, window.equipment, window.query(), granularity)
     except trend.TrendError as exc:
         raise HTTPException(422, str(exc)) from None
     for r in rows:
         r["start"], r["end"] = iso(r["start"]), iso(r["end"])
-    return {"scope": window.asset.id, "level": window.asset.level, "granularity": granularity,
-            "start": iso(window.t0), "end": iso(window.t1), "buckets": rows}
+    return answered({"scope": window.asset.id, "level": window.asset.level,
+                     "granularity": granularity, "start": iso(window.t0),
+                     "end": iso(window.t1), "buckets": rows}, source)
 
 
 @router.get("/timeline")

@@ -4,7 +4,7 @@ The kernels work on arrays straight from the store: timestamps as int64
 nanoseconds, state codes as int64 (``shopfloor.contract.STATE_CODES``), counter
 values as float64. One module per kind: ``states`` (time per state), ``counters``
 (part and reject counters), ``stops`` (small stops, failures, start-up windows),
-``overlay`` (staleness and the shift calendar), ``rollup`` (sums per segment);
+``overlay`` (staleness and the shift calendar), ``rollup`` (sums per segment and per time bucket);
 ``codes`` holds the state codes they share.
 
 The ``*_ref`` functions are the readable definitions. ``KERNELS`` pairs every
@@ -38,7 +38,7 @@ from shopfloor.server.kernels.overlay import (
     overlay,
     overlay_ref,
 )
-from shopfloor.server.kernels.rollup import segment_sum, segment_sum_ref
+from shopfloor.server.kernels.rollup import per_bucket, per_bucket_ref, segment_sum, segment_sum_ref
 from shopfloor.server.kernels.states import (
     bucket_durations,
     bucket_durations_ref,
@@ -50,7 +50,8 @@ from shopfloor.server.kernels.stops import stop_stats, stop_stats_ref
 __all__ = [
     *codes.__all__, "KERNELS", "Kernel", "bucket_durations", "bucket_durations_ref",
     "counter_deltas", "counter_deltas_ref", "counter_increase", "counter_increase_ref",
-    "materialize_stale", "materialize_stale_ref", "overlay", "overlay_ref", "plain",
+    "materialize_stale", "materialize_stale_ref", "overlay", "overlay_ref", "per_bucket",
+    "per_bucket_ref", "plain",
     "reference_args", "segment_sum", "segment_sum_ref", "state_durations",
     "state_durations_ref", "stop_stats", "stop_stats_ref", "warm_up",
 ]
@@ -93,16 +94,18 @@ def reference_args(args: tuple[Any, ...]) -> list[Any]:
 
 _TS, _CODES = np.array([0, 5], dtype=np.int64), np.array([1, 2], dtype=np.int64)
 _COUNTS = np.array([1.0, 2.0])
+_EDGES = np.array([0, 5, 10], dtype=np.int64)
 
 KERNELS: dict[str, Kernel] = {k.name: k for k in (
     Kernel(state_durations, state_durations_ref, (_TS, _CODES, 0, 10, 10)),
     Kernel(bucket_durations, bucket_durations_ref, (_TS, _CODES, _TS, _TS + 1, 3)),
     Kernel(counter_increase, counter_increase_ref, (_COUNTS, 32)),
     Kernel(counter_deltas, counter_deltas_ref, (_COUNTS, 32)),
-    Kernel(stop_stats, stop_stats_ref, (_TS, _CODES, 0, 10, 10, 12, 3, 2)),
+    Kernel(stop_stats, stop_stats_ref, (_TS, _CODES, _EDGES, 10, 12, 3, 2)),
     Kernel(materialize_stale, materialize_stale_ref, (_TS, _CODES, 3)),
     Kernel(overlay, overlay_ref, (_TS, _CODES, _TS, np.array([-1, 5], dtype=np.int64))),
     Kernel(segment_sum, segment_sum_ref, (np.ones((2, 2)), _TS * 0, 1)),
+    Kernel(per_bucket, per_bucket_ref, (_TS, _COUNTS, _EDGES)),
 )}
 
 

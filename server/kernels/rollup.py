@@ -1,10 +1,13 @@
-"""Roll-up of per-equipment rows into per-segment sums (``segment_sum``), with its
-plain-Python reference."""
+"""Sums for roll-ups: per-equipment rows into per-segment sums (``segment_sum``) and
+per-sample values into time buckets (``per_bucket``), each with its plain-Python
+reference."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from shopfloor.server.kernels.stops import bucket_index
 
 
 @njit(cache=True, nogil=True)
@@ -25,4 +28,27 @@ def segment_sum_ref(values: list[list[float]], seg: list[int], n_seg: int
     out = [[0.0] * width for _ in range(n_seg)]
     for row, s in zip(values, seg, strict=True):
         out[s] = [a + b for a, b in zip(out[s], row, strict=True)]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def per_bucket(ts: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Sum of ``values`` per bucket of their ``ts`` (samples outside the edges dropped)."""
+    nb = max(edges.shape[0] - 1, 0)
+    out = np.zeros(nb, dtype=np.float64)
+    if nb == 0:
+        return out
+    for i in range(ts.shape[0]):
+        j = bucket_index(edges, ts[i])
+        if j >= 0:
+            out[j] += values[i]
+    return out
+
+
+def per_bucket_ref(ts: list[int], values: list[float], edges: list[int]) -> list[float]:
+    out = [0.0] * max(len(edges) - 1, 0)
+    for t, v in zip(ts, values, strict=True):
+        for j, (b0, b1) in enumerate(zip(edges, edges[1:], strict=False)):
+            if b0 <= t < b1:
+                out[j] += v
     return out

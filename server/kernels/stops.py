@@ -1,5 +1,5 @@
-"""Stop episodes: small stops, failures, setups and start-up windows (``stop_stats``),
-with its plain-Python reference."""
+"""Stop episodes: small stops, failures, setups and start-up windows per time bucket
+(``stop_stats``), with its plain-Python reference."""
 
 from __future__ import annotations
 
@@ -24,22 +24,39 @@ from shopfloor.server.kernels.codes import (
 
 
 @njit(cache=True, nogil=True)
-def _flush(code: int, s: int, e: int, prev: int, t0: int, t1: int, small_ns: int,
-           startup_ns: int, stats: np.ndarray, win: np.ndarray, n_win: int) -> int:
-    ov = min(e, t1) - max(s, t0)
-    if ov < 0:
-        ov = 0
-    starts_in = t0 <= s < t1
-    if (code == IDLE or code == DOWN) and prev == PRODUCING and e - s < small_ns:
-        stats[SMALL_NS] += ov
-        stats[SMALL_COUNT] += 1 if starts_in else 0
-        if code == DOWN:
-            stats[SMALL_DOWN_NS] += ov
-    elif code == DOWN:
-        stats[FAILURE_NS] += ov
-        stats[FAILURE_COUNT] += 1 if starts_in else 0
-    if code == SETUP and starts_in:
-        stats[SETUP_COUNT] += 1
+def bucket_index(edges: np.ndarray, t: int) -> int:
+    """Index j with edges[j] <= t < edges[j + 1], or -1 outside [edges[0], edges[-1])."""
+    if edges.shape[0] < 2 or t < edges[0] or t >= edges[edges.shape[0] - 1]:
+        return -1
+    return np.searchsorted(edges, t, side="right") - 1
+
+
+@njit(cache=True, nogil=True)
+def _flush(code: int, s: int, e: int, prev: int, edges: np.ndarray, small_ns: int,
+           startup_ns: int, out: np.ndarray, win: np.ndarray, n_win: int) -> int:
+    nb = edges.shape[0] - 1
+    small = (code == IDLE or code == DOWN) and prev == PRODUCING and e - s < small_ns
+    failure = code == DOWN and not small
+    if small or failure:
+        j = 0 if nb > 0 and s < edges[0] else bucket_index(edges, s)
+        while 0 <= j < nb and edges[j] < e:
+            ov = min(e, edges[j + 1]) - max(s, edges[j])
+            if ov > 0:
+                if small:
+                    out[j, SMALL_NS] += ov
+                    if code == DOWN:
+                        out[j, SMALL_DOWN_NS] += ov
+                else:
+                    out[j, FAILURE_NS] += ov
+            j += 1
+    j = bucket_index(edges, s)
+    if j >= 0:
+        if small:
+            out[j, SMALL_COUNT] += 1
+        elif failure:
+            out[j, FAILURE_COUNT] += 1
+        if code == SETUP:
+            out[j, SETUP_COUNT] += 1
     if code == PRODUCING and prev == SETUP and startup_ns > 0:
         win[n_win, 0] = s
         win[n_win, 1] = min(s + startup_ns, e)
@@ -48,20 +65,24 @@ def _flush(code: int, s: int, e: int, prev: int, t0: int, t1: int, small_ns: int
 
 
 @njit(cache=True, nogil=True)
-def stop_stats(ts: np.ndarray, codes: np.ndarray, t0: int, t1: int, stale_ns: int,
-               horizon: int, small_ns: int, startup_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stops, failures and start-up windows of a state series.
+def stop_stats(ts: np.ndarray, codes: np.ndarray, edges: np.ndarray, stale_ns: int,
+                 horizon: int, small_ns: int, startup_ns: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Stops, failures and start-up windows of a state series, per bucket
+    [edges[j], edges[j+1]).
 
-    The samples (read up to ``horizon`` >= t1, so a stop that starts in the window
+    The samples (read up to ``horizon`` >= edges[-1], so a stop that starts in a bucket
     is seen whole) become episodes: maximal runs of one state, where staleness
-    (``stale_ns``) and unknown codes make OFFLINE as in ``state_durations``. An IDLE
-    or DOWN episode right after PRODUCING and shorter than ``small_ns`` is a small
-    stop; other DOWN episodes are failures. Times are clipped to [t0, t1); counts
-    are of episodes starting in it. Returns (stats indexed by SMALL_NS...SETUP_COUNT,
-    start-up windows: [start, start + startup_ns) of each PRODUCING after SETUP,
-    cut at the episode's end, as an (n, 2) array).
-    """
-    stats = np.zeros(N_STOP_STATS, dtype=np.int64)
+    (``stale_ns``) and unknown codes make OFFLINE as in ``state_durations``. An IDLE or
+    DOWN episode right after PRODUCING and shorter than ``small_ns`` is a small stop;
+    other DOWN episodes are failures. Each episode is classified once, on its whole
+    length, its time added to every bucket it overlaps and its count to the bucket it
+    starts in, so the rows of any partition of a span sum to the span's row. Returns
+    (stats (n_buckets, N_STOP_STATS) indexed by SMALL_NS...SETUP_COUNT, start-up windows:
+    [start, start + startup_ns) of each PRODUCING after SETUP, cut at the episode's end,
+    as an (n, 2) array)."""
+    nb = max(edges.shape[0] - 1, 0)
+    out = np.zeros((nb, N_STOP_STATS), dtype=np.int64)
     n = ts.shape[0]
     win = np.zeros((2 * n + 1, 2), dtype=np.int64)
     n_win = 0
@@ -87,19 +108,20 @@ def stop_stats(ts: np.ndarray, codes: np.ndarray, t0: int, t1: int, stale_ns: in
                 ce = b
             else:
                 if cur >= 0:
-                    n_win = _flush(cur, cs, ce, prev, t0, t1, small_ns, startup_ns,
-                                   stats, win, n_win)
+                    n_win = _flush(cur, cs, ce, prev, edges, small_ns, startup_ns, out, win,
+                                   n_win)
                 prev = cur
                 cur, cs, ce = c, a, b
     if cur >= 0:
-        n_win = _flush(cur, cs, ce, prev, t0, t1, small_ns, startup_ns, stats, win, n_win)
-    return stats, win[:n_win].copy()
+        n_win = _flush(cur, cs, ce, prev, edges, small_ns, startup_ns, out, win, n_win)
+    return out, win[:n_win].copy()
 
 
-def stop_stats_ref(ts: list[int], codes: list[int], t0: int, t1: int, stale_ns: int,
-                   horizon: int, small_ns: int, startup_ns: int
-                   ) -> tuple[list[int], list[tuple[int, int]]]:
-    """Reference: build the episode list, then classify each episode."""
+def stop_stats_ref(ts: list[int], codes: list[int], edges: list[int], stale_ns: int,
+                     horizon: int, small_ns: int, startup_ns: int
+                     ) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """Reference: build the episode list, then classify each episode and spread it over
+    the buckets one by one."""
     pieces: list[tuple[int, int, int]] = []
     for i, (start, code) in enumerate(zip(ts, codes, strict=True)):
         if start >= horizon:
@@ -116,20 +138,23 @@ def stop_stats_ref(ts: list[int], codes: list[int], t0: int, t1: int, stale_ns: 
             episodes[-1][2] = b
         else:
             episodes.append([c, a, b])
-    stats = [0] * N_STOP_STATS
+    buckets = list(zip(edges, edges[1:], strict=False))
+    out = [[0] * N_STOP_STATS for _ in buckets]
     windows: list[tuple[int, int]] = []
     for j, (c, s, e) in enumerate(episodes):
         prev = episodes[j - 1][0] if j else -1
-        ov = max(0, min(e, t1) - max(s, t0))
-        starts_in = int(t0 <= s < t1)
-        if c in (IDLE, DOWN) and prev == PRODUCING and e - s < small_ns:
-            stats[SMALL_NS] += ov
-            stats[SMALL_COUNT] += starts_in
-            stats[SMALL_DOWN_NS] += ov if c == DOWN else 0
-        elif c == DOWN:
-            stats[FAILURE_NS] += ov
-            stats[FAILURE_COUNT] += starts_in
-        stats[SETUP_COUNT] += starts_in if c == SETUP else 0
+        small = c in (IDLE, DOWN) and prev == PRODUCING and e - s < small_ns
+        for row, (b0, b1) in zip(out, buckets, strict=True):
+            ov = max(0, min(e, b1) - max(s, b0))
+            starts_in = b0 <= s < b1
+            if small:
+                row[SMALL_NS] += ov
+                row[SMALL_DOWN_NS] += ov if c == DOWN else 0
+                row[SMALL_COUNT] += starts_in
+            elif c == DOWN:
+                row[FAILURE_NS] += ov
+                row[FAILURE_COUNT] += starts_in
+            row[SETUP_COUNT] += starts_in if c == SETUP else 0
         if c == PRODUCING and prev == SETUP and startup_ns > 0:
             windows.append((s, min(s + startup_ns, e)))
-    return stats, windows
+    return out, windows

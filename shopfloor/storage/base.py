@@ -61,9 +61,12 @@ def good_quality(quality: np.ndarray) -> np.ndarray:
 
 @runtime_checkable
 class SampleReader(Protocol):
-    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int) -> Series:
-        """Samples with start_ns <= ts < end_ns, preceded by the latest sample with
-        ts < start_ns if there is one (the value carried into the window)."""
+    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int, *,
+             before: int = 1, after: int = 0, good_context: bool = False) -> Series:
+        """Samples with start_ns <= ts < end_ns, preceded by the latest ``before`` samples
+        with ts < start_ns (by default the one value carried into the window) and followed
+        by the first ``after`` samples with ts >= end_ns; ``good_context``: those context
+        samples are of good quality only (a counter's baseline and its next reading)."""
         ...
 
     def count(self, device: DevicePath | None = None) -> int:
@@ -72,6 +75,15 @@ class SampleReader(Protocol):
 
     def last_seen(self) -> dict[str, int]:
         """Asset id (``DevicePath.asset_id``) -> newest sample ts (ns)."""
+        ...
+
+    def first_seen(self) -> dict[str, int]:
+        """Asset id -> oldest sample ts still stored (ns)."""
+        ...
+
+    def raw_from(self) -> int | None:
+        """Samples are complete from this ts on (retention deleted older ones); None:
+        nothing was deleted."""
         ...
 
 
@@ -104,3 +116,28 @@ def sample_value(sample: Sample) -> tuple[float | None, str | None]:
     if isinstance(v, str):
         return None, v
     return float(v), None
+
+
+class WriteLog(Protocol):
+    """Every ``write`` of a store also logs, per device, the span of sample times it wrote,
+    in the same transaction (SQLite) or after its samples (InfluxDB), under an increasing
+    cursor (SQLite: a row id; InfluxDB: the writer's clock). The roll-ups follow it to
+    recompute what late or repeated data can change."""
+
+    def written_since(self, after: int) -> tuple[int, dict[str, tuple[int, int]]]:
+        """``(cursor, {asset id: (lowest, highest) ts})`` of the writes logged after
+        ``after``; cursor: the last of them (``after`` if none)."""
+        ...
+
+    def prune_write_log(self, upto: int) -> None:
+        """Forget the writes logged up to ``upto``."""
+        ...
+
+
+def write_spans(rows: list[DeviceSample]) -> dict[DevicePath, tuple[int, int]]:
+    """Per device, the (min, max) sample ts of a write: what the write log records."""
+    out: dict[DevicePath, tuple[int, int]] = {}
+    for device, sample in rows:
+        lo, hi = out.get(device, (sample.ts, sample.ts))
+        out[device] = (min(lo, sample.ts), max(hi, sample.ts))
+    return out

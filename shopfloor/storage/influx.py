@@ -1,4 +1,5 @@
-"""InfluxDB store: line protocol writers (1.x ``/write``, v2 write API) and an InfluxQL reader.
+"""InfluxDB store: writers (1.x ``/write``, v2 write API; the line protocol is in
+``line_protocol.py``) and an InfluxQL reader.
 
 Measurement ``samples``; tags ``enterprise, site, area, line, device, tag``; fields
 ``value`` (float; bools 1.0/0.0, ints as floats), ``value_str`` (string samples) and
@@ -12,18 +13,20 @@ query string.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import logging
-import math
+import secrets
+import time
 from collections.abc import Iterable
 from typing import Any
 
 import httpx
+import msgpack
 import numpy as np
+import orjson
 
 from shopfloor.config import secret
-from shopfloor.contract import DevicePath, DeviceSample, Quality, Sample
+from shopfloor.contract import DevicePath, DeviceSample
 from shopfloor.errors import ShopfloorError
 
 from .base import (
@@ -31,112 +34,29 @@ from .base import (
     SampleWriter,
     Series,
     good_quality,
-    sample_value,
+    write_spans,
 )
 from .config import InfluxConfig
+from .line_protocol import (  # noqa: F401 (re-exported: the InfluxDB module's names)
+    MEASUREMENT,
+    PATH_TAGS,
+    LineProtocolError,
+    escape_key,
+    escape_measurement,
+    escape_string_field,
+    format_float,
+    point,
+    to_line,
+    to_lines,
+)
 
 log = logging.getLogger(__name__)
 
-MEASUREMENT = "samples"
-PATH_TAGS = ("enterprise", "site", "area", "line", "device")
+WRITES = "sample_writes"  # the write log (``WriteLog``): one point per device and write
 LINES_PER_REQUEST = 5000  # InfluxDB's recommended batch size
 GZIP_MIN_BYTES = 16 * 1024
 _COLUMNS = ["time", "value", "value_str", "quality"]
 READ_PAGE = 10_000  # rows per /query round trip when reading a window
-
-
-class LineProtocolError(PermanentWriteError, ValueError):
-    """A name or value that line protocol cannot carry faithfully."""
-
-
-# --- line protocol ----------------------------------------------------------------------
-
-
-def _check_name(s: str, what: str) -> None:
-    # Line protocol has no escape for newlines, and InfluxDB 1.x keeps a backslash
-    # before anything but , = space, so "a\" or "a\ b" cannot round-trip: reject them.
-    if not s:
-        raise LineProtocolError(f"{what} must not be empty")
-    for ch in s:
-        if ch == "\\" or ord(ch) < 0x20 or ord(ch) == 0x7F:
-            raise LineProtocolError(f"{what} {s[:80]!r} contains {ch!r}")
-
-
-def escape_measurement(s: str) -> str:
-    _check_name(s, "measurement")
-    return s.replace(",", r"\,").replace(" ", r"\ ")
-
-
-def escape_key(s: str) -> str:
-    """A tag key, tag value or field key."""
-    _check_name(s, "name")
-    return s.replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
-
-
-def escape_string_field(s: str) -> str:
-    """A string field value, with its double quotes."""
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def format_float(x: float) -> str:
-    if not math.isfinite(x):
-        raise LineProtocolError(f"non-finite value {x!r}")
-    return repr(float(x))
-
-
-def point(measurement: str, tags: dict[str, str], fields: dict[str, float | str], ts: int) -> str:
-    """One line: tags sorted by key (InfluxDB's own order); str fields are strings."""
-    if not fields:
-        raise LineProtocolError("a point needs at least one field")
-    head = escape_measurement(measurement)
-    tag_str = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()))
-    field_str = ",".join(
-        f"{escape_key(k)}={escape_string_field(v) if isinstance(v, str) else format_float(v)}"
-        for k, v in fields.items())
-    return f"{head}{tag_str} {field_str} {int(ts)}"
-
-
-def to_line(device: DevicePath, sample: Sample) -> str:
-    """One ``samples`` point for a sample of a device."""
-    value, text = sample_value(sample)
-    fields: dict[str, float | str] = {"value_str": text} if text is not None else \
-        {"value": value if value is not None else math.nan}
-    fields["quality"] = str(sample.quality)
-    tags = {k: getattr(device, k) for k in PATH_TAGS}
-    tags["tag"] = sample.tag
-    return point(MEASUREMENT, tags, fields, sample.ts)
-
-
-@functools.lru_cache(maxsize=65_536)
-def _series_prefix(device: DevicePath, tag: str) -> str:
-    """``samples,area=..,...,tag=.. `` (tags in InfluxDB's order), escaped once per series."""
-    tags = {k: getattr(device, k) for k in PATH_TAGS}
-    tags["tag"] = tag
-    return escape_measurement(MEASUREMENT) + "".join(
-        f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items())) + " "
-
-
-_QUALITY = {q: f',quality="{q}" ' for q in Quality}
-
-
-def to_lines(rows: Iterable[DeviceSample]) -> list[str]:
-    """The same lines as ``to_line``, fast: the escaped series part is cached per series
-    and each line is one f-string (no per-sample dicts or objects)."""
-    out = []
-    append, isfinite, prefix, quality = out.append, math.isfinite, _series_prefix, _QUALITY
-    for device, sample in rows:
-        v = sample.value
-        if type(v) is float and isfinite(v):
-            field = f"value={v!r}"
-        elif isinstance(v, str):
-            field = "value_str=" + escape_string_field(v)
-        else:
-            x = float(v)
-            if not isfinite(x):
-                raise LineProtocolError(f"non-finite value {x!r}")
-            field = f"value={x!r}"
-        append(f"{prefix(device, sample.tag)}{field}{quality[sample.quality]}{int(sample.ts)}")
-    return out
 
 
 def _chunks(lines: list[str], n: int) -> Iterable[list[str]]:
@@ -147,11 +67,33 @@ def _chunks(lines: list[str], n: int) -> Iterable[list[str]]:
 # --- writers ----------------------------------------------------------------------------
 
 
-class InfluxV1Writer:
+class _LoggedWrites:
+    """``write``: the samples' lines, then one ``sample_writes`` point per device (after
+    them, in the last request), so a write mark is never seen before its samples."""
+
+    def __init__(self) -> None:
+        self._writer_id = secrets.token_hex(4)  # tells apart marks of the same instant
+        self._last_mark_ns = 0
+
+    def write_lines(self, lines: list[str]) -> None:
+        raise NotImplementedError
+
+    def write(self, rows: list[DeviceSample]) -> None:
+        now = max(time.time_ns(), self._last_mark_ns + 1)
+        self._last_mark_ns = now
+        marks = [point(WRITES, {**{k: getattr(d, k) for k in PATH_TAGS},
+                                "writer": self._writer_id}, {"lo": lo, "hi": hi, "at": now},
+                       now)
+                 for d, (lo, hi) in write_spans(rows).items()]
+        self.write_lines(to_lines(rows) + marks)
+
+
+class InfluxV1Writer(_LoggedWrites):
     """InfluxDB 1.x: ``POST /write?db=..&rp=..&precision=ns`` (basic auth if configured)."""
 
     def __init__(self, cfg: InfluxConfig, *, transport: httpx.BaseTransport | None = None):
         assert cfg.version == 1
+        super().__init__()
         self.cfg = cfg
         auth = (cfg.username, secret(cfg.password) or "") if cfg.username else None
         self._http = httpx.Client(base_url=cfg.url.rstrip("/"), auth=auth,
@@ -160,8 +102,8 @@ class InfluxV1Writer:
         if cfg.retention_policy:
             self._params["rp"] = cfg.retention_policy
 
-    def write(self, rows: list[DeviceSample]) -> None:
-        for chunk in _chunks(to_lines(rows), LINES_PER_REQUEST):
+    def write_lines(self, lines: list[str]) -> None:
+        for chunk in _chunks(lines, LINES_PER_REQUEST):
             body = "\n".join(chunk).encode()
             headers = {"Content-Type": "text/plain; charset=utf-8"}
             if len(body) >= GZIP_MIN_BYTES:
@@ -175,7 +117,7 @@ class InfluxV1Writer:
         self._http.close()
 
 
-class InfluxV2Writer:
+class InfluxV2Writer(_LoggedWrites):
     """v2 write API through influxdb-client (InfluxDB 2.x, 3.x, Cloud; VictoriaMetrics)."""
 
     def __init__(self, cfg: InfluxConfig):
@@ -183,16 +125,17 @@ class InfluxV2Writer:
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         assert cfg.version == 2
+        super().__init__()
         self.cfg = cfg
         self._precision = WritePrecision.NS
         self._client = InfluxDBClient(url=cfg.url, token=secret(cfg.token), org=cfg.org,
                                       timeout=int(cfg.timeout_s * 1000), enable_gzip=True)
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 
-    def write(self, rows: list[DeviceSample]) -> None:
+    def write_lines(self, lines: list[str]) -> None:
         from influxdb_client.rest import ApiException
 
-        for chunk in _chunks(to_lines(rows), LINES_PER_REQUEST):
+        for chunk in _chunks(lines, LINES_PER_REQUEST):
             try:
                 self._api.write(bucket=self.cfg.bucket, org=self.cfg.org, record=chunk,
                                 write_precision=self._precision)
@@ -251,7 +194,9 @@ class InfluxReader:
 
     def __init__(self, cfg: InfluxConfig, *, transport: httpx.BaseTransport | None = None):
         self.cfg = cfg
-        headers = {"Accept": "application/json"}
+        # MessagePack where the server speaks it (InfluxDB 1.x): half the bytes and a C
+        # decoder; JSON otherwise (the v1-compatible /query of 2.x and 3.x)
+        headers = {"Accept": "application/x-msgpack, application/json;q=0.5"}
         auth = None
         if cfg.version == 2:
             headers["Authorization"] = f"Token {secret(cfg.token)}"
@@ -260,6 +205,7 @@ class InfluxReader:
         self._http = httpx.Client(base_url=cfg.url.rstrip("/"), headers=headers, auth=auth,
                                   timeout=cfg.timeout_s, transport=transport)
         self._params: dict[str, str] = {"db": cfg.db, "epoch": "ns"}
+        self._rp: tuple[float, int] | None = None  # (when asked, retention ns; 0 = forever)
         if cfg.retention_policy:
             self._params["rp"] = cfg.retention_policy
 
@@ -268,19 +214,27 @@ class InfluxReader:
         r = self._http.post("/query", params=self._params, data={"q": q})
         if not r.is_success:
             raise InfluxError(f"InfluxQL query failed: HTTP {r.status_code} {r.text[:300]}")
-        results = r.json().get("results") or [{}]
+        if "msgpack" in r.headers.get("content-type", ""):
+            doc = msgpack.unpackb(r.content)
+        else:
+            doc = orjson.loads(r.content)
+        results = doc.get("results") or [{}]
         if "error" in results[0]:
             raise InfluxError(f"InfluxQL error: {results[0]['error']}")
         return results[0].get("series") or []
 
-    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int) -> Series:
+    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int, *,
+             before: int = 1, after: int = 0, good_context: bool = False) -> Series:
         where = f"{_device_where(device)} AND {quote_ident('tag')}={quote_literal(tag)}"
         select = (f"SELECT {quote_ident('value')},{quote_ident('value_str')},"  # noqa: S608
                   f"{quote_ident('quality')} "
                   f"FROM {quote_ident(MEASUREMENT)} WHERE {where}")
+        good = f" AND {quote_ident('quality')}={quote_literal('good')}" if good_context else ""
         rows: list[list[Any]] = []  # [time, value, value_str, quality] as InfluxDB sends them
-        for s in self.query(f"{select} AND time < {int(start_ns)} ORDER BY time DESC LIMIT 1"):
-            rows.extend(_values(s))
+        if before:
+            for s in self.query(f"{select} AND time < {int(start_ns)}{good} "
+                                f"ORDER BY time DESC LIMIT {int(before)}"):
+                rows.extend(_values(s)[::-1])
         cursor = int(start_ns)
         while cursor < end_ns:  # page through the window by time
             page: list[list[Any]] = []
@@ -291,6 +245,10 @@ class InfluxReader:
             if len(page) < READ_PAGE:
                 break
             cursor = int(page[-1][0]) + 1
+        if after:
+            for s in self.query(f"{select} AND time >= {max(int(start_ns), int(end_ns))}{good} "
+                                f"ORDER BY time ASC LIMIT {int(after)}"):
+                rows.extend(_values(s))
         if not rows:
             return Series.empty()
         a = np.array(rows, dtype=object)  # columns at C speed, no loop over the rows
@@ -304,10 +262,17 @@ class InfluxReader:
         return sum(int(v[1]) for s in series for v in s.get("values") or [])
 
     def last_seen(self) -> dict[str, int]:
-        # last() is a selector: its time is the newest point's time in each group
+        return self._seen("last")
+
+    def first_seen(self) -> dict[str, int]:
+        return self._seen("first")
+
+    def _seen(self, selector: str) -> dict[str, int]:
+        # last()/first() are selectors: their time is the newest/oldest point's in a group
         group = ",".join(quote_ident(k) for k in PATH_TAGS)
-        series = self.query(f"SELECT last({quote_ident('quality')}) "  # noqa: S608
+        series = self.query(f"SELECT {selector}({quote_ident('quality')}) "  # noqa: S608
                             f"FROM {quote_ident(MEASUREMENT)} GROUP BY {group}")
+        pick = max if selector == "last" else min
         out: dict[str, int] = {}
         for s in series:
             tags = s.get("tags") or {}
@@ -315,11 +280,65 @@ class InfluxReader:
                 continue
             asset = "/".join(tags[k] for k in PATH_TAGS)
             for v in s.get("values") or []:
-                out[asset] = max(out.get(asset, v[0]), int(v[0]))
+                out[asset] = pick(out.get(asset, int(v[0])), int(v[0]))
         return out
+
+    def raw_from(self) -> int | None:
+        """From the retention policy's duration (``INF``: None), asked once a minute."""
+        now = time.monotonic()
+        if self._rp is None or now - self._rp[0] > 60:
+            self._rp = (now, self._retention_ns())
+        ns = self._rp[1]
+        return time.time_ns() - ns if ns else None
+
+    def _retention_ns(self) -> int:
+        rows = self.query(f"SHOW RETENTION POLICIES ON {quote_ident(self.cfg.db)}")
+        for s in rows:
+            cols = s.get("columns") or []
+            for v in s.get("values") or []:
+                doc = dict(zip(cols, v, strict=False))
+                wanted = self.cfg.retention_policy
+                if (doc.get("name") == wanted) if wanted else doc.get("default"):
+                    # shard groups go whole once they end before now - duration, so
+                    # everything after that is still there
+                    return _duration_ns(str(doc.get("duration", "0s")))
+        return 0
+
+    def written_since(self, after: int) -> tuple[int, dict[str, tuple[int, int]]]:
+        """The cursor is the writers' clock (ns): give ``after`` some slack for clocks that
+        differ between gateways."""
+        group = ",".join(quote_ident(k) for k in PATH_TAGS)
+        lo, hi, at = (quote_ident(c) for c in ("lo", "hi", "at"))
+        series = self.query(f"SELECT min({lo}),max({hi}),max({at}) "  # noqa: S608
+                            f"FROM {quote_ident(WRITES)} WHERE time > {int(after)} "
+                            f"GROUP BY {group}")
+        cursor, out = after, {}
+        for s in series:
+            tags = s.get("tags") or {}
+            for _t, mn, mx, last in s.get("values") or []:
+                out["/".join(tags[k] for k in PATH_TAGS)] = (int(mn), int(mx))
+                cursor = max(cursor, int(last))
+        return cursor, out
+
+    def prune_write_log(self, upto: int) -> None:
+        self.query(f"DELETE FROM {quote_ident(WRITES)} WHERE time <= {int(upto)}")  # noqa: S608
 
     def close(self) -> None:
         self._http.close()
+
+
+_UNITS_NS = {"h": 3600 * 10**9, "m": 60 * 10**9, "s": 10**9}
+
+
+def _duration_ns(text: str) -> int:
+    """InfluxDB's ``168h0m0s`` as ns (0 means infinite)."""
+    total, num = 0, ""
+    for ch in text:
+        if ch.isdigit():
+            num += ch
+        elif ch in _UNITS_NS and num:
+            total, num = total + int(num) * _UNITS_NS[ch], ""
+    return total
 
 
 def _values(series: dict[str, Any]) -> list[list[Any]]:

@@ -5,13 +5,16 @@ Schema (DESIGN.md "Store schema")::
     series(id, enterprise, site, area, line, device, tag)   -- unique path + tag
     samples(series_id, ts, value, value_str, quality, PRIMARY KEY(series_id, ts)) WITHOUT ROWID
     agent_seqs(agent, lo, hi, PRIMARY KEY(agent, lo)) WITHOUT ROWID  -- the seq ledger
+    store_meta(key, value)            -- raw_from: the retention cutoff of the last pass
+    write_marks(id, device, lo, hi)   -- the write log (``WriteLog``): one row per device
+                                      -- and write, in the write's transaction
 
 ``INSERT OR REPLACE`` on the primary key makes a duplicate delivery a no-op. The
 gateway (writer) and the server (reader) may be different processes; WAL lets
 readers proceed while a write commits. Within a process each thread gets its own
 connection. ``SqliteStore`` is a ``SampleWriter``, a ``SampleReader``, the ``SeqLedger``
 (``write(rows, seqs, closed)``: samples and seqs in one transaction) and an
-``ExpiringStore`` (``delete_expired``).
+``ExpiringStore`` (``delete_expired``) and a ``WriteLog``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from shopfloor.contract import DevicePath, DeviceSample
 
-from .base import Series, sample_value
+from .base import Series, sample_value, write_spans
 from .ledger import Ranges, done, merge
 
 _SCHEMA = """
@@ -40,6 +43,14 @@ CREATE TABLE IF NOT EXISTS samples (
     quality TEXT NOT NULL,
     PRIMARY KEY (series_id, ts)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS write_marks (  -- the write log the roll-ups follow
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device TEXT NOT NULL,  -- enterprise/site/area/line/device
+    lo INTEGER NOT NULL, hi INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS store_meta (  -- raw_from: retention deleted samples before it
+    key TEXT PRIMARY KEY, value INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS agent_seqs (  -- stored seq ranges per edge agent (completeness.py)
     agent TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
     PRIMARY KEY (agent, lo)
@@ -62,7 +73,9 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        # one connection per thread; a thread's is closed once it has ended (a server's
+        # worker threads come and go: each left two open files behind)
+        self._conns: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
         self._ids: dict[_SeriesKey, int] = {}  # series id cache (ids never change)
         self._closed = False
@@ -81,7 +94,10 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
             self._local.conn = conn
             with self._lock:
-                self._conns.append(conn)
+                ended = [t for t in self._conns if not t.is_alive()]
+                for t in ended:
+                    self._conns.pop(t).close()
+                self._conns[threading.current_thread()] = conn
         return conn
 
     # --- writer -------------------------------------------------------------------
@@ -109,14 +125,34 @@ class SqliteStore:
                     value = sample.value  # exact (a 64-bit counter), not its float
                 data.append((sid, sample.ts, value, text, str(sample.quality)))
             conn.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?)", data)
+            conn.executemany("INSERT INTO write_marks (device, lo, hi) VALUES (?, ?, ?)",
+                             [(d.asset_id, lo, hi) for d, (lo, hi) in write_spans(rows).items()])
             out = {agent: self._merge_ranges(conn, agent, add)
                    for agent, add in done(seqs, closed).items()}
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                conn.execute("ROLLBACK")
             raise
         self._ids.update(new_ids)  # only ids that are committed
         return out
+
+    def written_since(self, after: int) -> tuple[int, dict[str, tuple[int, int]]]:
+        rows = self._conn().execute(
+            "SELECT device, min(lo), max(hi), max(id) FROM write_marks WHERE id>? "
+            "GROUP BY device", (after,)).fetchall()
+        return (max((r[3] for r in rows), default=after),
+                {dev: (lo, hi) for dev, lo, hi, _ in rows})
+
+    def prune_write_log(self, upto: int) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM write_marks WHERE id<=?", (upto,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def delete_expired(self, cutoff_ns: int, max_rows: int) -> int:
         """Delete up to ``max_rows`` samples with ts < ``cutoff_ns`` in one transaction,
@@ -145,9 +181,13 @@ class SqliteStore:
                     bound = over[0]
                 deleted += conn.execute("DELETE FROM samples WHERE series_id=? AND ts<?",
                                         (sid, bound)).rowcount
+            if deleted < max_rows:  # the pass is complete: nothing older is left
+                conn.execute("INSERT INTO store_meta VALUES ('raw_from', ?) ON CONFLICT(key) "
+                             "DO UPDATE SET value=max(value, excluded.value)", (cutoff_ns,))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                conn.execute("ROLLBACK")
             raise
         return deleted
 
@@ -181,7 +221,7 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            conns, self._conns = self._conns, []
+            conns, self._conns = list(self._conns.values()), {}
         for conn in conns:
             conn.close()
         self._local = threading.local()
@@ -197,24 +237,27 @@ class SqliteStore:
                 self._ids[key] = sid
         return sid
 
-    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int) -> Series:
+    def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int, *,
+             before: int = 1, after: int = 0, good_context: bool = False) -> Series:
         sid = self._lookup(device, tag)
         if sid is None:
             return Series.empty()
         conn = self._conn()
-        # one read transaction, so the carried-in sample and the window are consistent
+        cols = "SELECT ts, value, value_str, quality FROM samples WHERE series_id=?"
+        good = " AND quality='good'" if good_context else ""
+        # one read transaction, so the context and the window are consistent
         conn.execute("BEGIN")
         try:
-            prev = conn.execute(
-                "SELECT ts, value, value_str, quality FROM samples WHERE series_id=? AND ts<? "
-                "ORDER BY ts DESC LIMIT 1", (sid, start_ns)).fetchall()
-            window = conn.execute(
-                "SELECT ts, value, value_str, quality FROM samples WHERE series_id=? "
-                "AND ts>=? AND ts<? "
-                "ORDER BY ts", (sid, start_ns, end_ns)).fetchall() if start_ns < end_ns else []
+            prev = conn.execute(f"{cols} AND ts<?{good} ORDER BY ts DESC LIMIT ?",  # noqa: S608
+                                (sid, start_ns, before)).fetchall()[::-1] if before else []
+            window = conn.execute(f"{cols} AND ts>=? AND ts<? ORDER BY ts",  # noqa: S608
+                                  (sid, start_ns, end_ns)).fetchall() \
+                if start_ns < end_ns else []
+            nxt = conn.execute(f"{cols} AND ts>=?{good} ORDER BY ts LIMIT ?",  # noqa: S608
+                               (sid, max(start_ns, end_ns), after)).fetchall() if after else []
         finally:
             conn.execute("COMMIT")
-        return Series.from_rows(prev + window)
+        return Series.from_rows(prev + window + nxt)
 
     def count(self, device: DevicePath | None = None) -> int:
         conn = self._conn()
@@ -227,18 +270,29 @@ class SqliteStore:
         return int(row[0])
 
     def last_seen(self) -> dict[str, int]:
-        # newest ts per series through the primary key, then max per device
+        return self._seen("max")
+
+    def first_seen(self) -> dict[str, int]:
+        return self._seen("min")
+
+    def _seen(self, which: str) -> dict[str, int]:
+        # newest (oldest) ts per series through the primary key, then per device
         rows = self._conn().execute(
-            "SELECT enterprise, site, area, line, device, "
-            "(SELECT max(ts) FROM samples WHERE series_id = series.id) FROM series").fetchall()
+            f"SELECT enterprise, site, area, line, device, "  # noqa: S608
+            f"(SELECT {which}(ts) FROM samples WHERE series_id = series.id) FROM series"
+        ).fetchall()
+        pick = max if which == "max" else min
         out: dict[str, int] = {}
         for *path, ts in rows:
             if ts is None:
                 continue
             asset = "/".join(path)
-            if ts > out.get(asset, ts - 1):
-                out[asset] = int(ts)
+            out[asset] = pick(out.get(asset, int(ts)), int(ts))
         return out
+
+    def raw_from(self) -> int | None:
+        row = self._conn().execute("SELECT value FROM store_meta WHERE key='raw_from'").fetchone()
+        return None if row is None else int(row[0])
 
     def __enter__(self) -> SqliteStore:
         return self

@@ -5,7 +5,8 @@ import { chart, ganttOption, LOSSES, trendOption, waterfallOption } from "./char
 import { badge, count, esc, pct, secs } from "./format.js";
 import { fillKpis, fillStates, lineTable, oeeOf } from "./plant.js";
 
-const WEEK_MS = 7 * 24 * 3600 * 1000;
+const DAY_MS = 24 * 3600 * 1000;
+const WEEK_MS = 7 * DAY_MS;
 
 function cards(id) {
   const card = (k, label) => `<div class="kpi"><div class="label" data-i18n="${label}">${t(label)}</div>
@@ -28,19 +29,20 @@ export function show(el, ctx, id) {
     <div class="bar"><h1>${esc(asset.name)}</h1><span class="muted">${esc(asset.id)}</span>
       ${asset.level === "equipment" ? badge(ctx.states.get(asset.id), asset.id) : ""}
       <label class="right"><span data-i18n="window">${t("window")}</span>
-      <select data-testid="window">${["shift", "1h", "8h"].map(w =>
+      <select data-testid="window">${["shift", "1h", "8h", "7d", "30d"].map(w =>
         `<option value="${w}" ${w === ctx.windowKind ? "selected" : ""} data-i18n="window_${w}">${t("window_" + w)}</option>`).join("")}
       </select></label></div>
     ${cards(asset.id)}
     ${asset.level === "line" ? `<div class="card">${lineTable(asset, ctx)}</div>` : ""}
     <div class="card"><h2 data-i18n="timeline">${t("timeline")}</h2>
+      <p class="muted" data-testid="timeline-note"></p>
       <div class="legend">${["PRODUCING", "IDLE", "DOWN", "SETUP", "PLANNED_STOP", "NO_SHIFT", "OFFLINE"]
         .map(s => `<span><i class="sw" style="background:var(--${s})"></i><span data-i18n="state_${s}">${t("state_" + s)}</span></span>`).join("")}</div>
       <div class="chart" data-testid="gantt" style="height:${80 + 40 * machines.length}px"></div></div>
     <div class="grid2">
       <div class="card"><h2 data-i18n="losses">${t("losses")}</h2><div class="chart" data-testid="losses"></div>
         <table class="small"><tbody>${lossRows}</tbody></table></div>
-      <div class="card"><h2 data-i18n="trend_1h">${t("trend_1h")}</h2><div class="chart" data-testid="trend-1h"></div>
+      <div class="card"><h2 data-testid="trend-title">${t("trend_1h")}</h2><div class="chart" data-testid="trend-1h"></div>
         <h2 data-i18n="trend_shift">${t("trend_shift")}</h2><p class="muted" data-testid="trend-note"></p>
         <div class="chart" data-testid="trend-shift"></div></div>
     </div></section>`;
@@ -73,10 +75,17 @@ export function show(el, ctx, id) {
   const view = {
     async update() {
       const win = ctx.window(ctx.windowKind);
+      // a week or a month: the Gantt shows its last day, the trend goes by day
+      const long = ctx.isLong(ctx.windowKind);
+      const ganttWin = long ? { start: new Date(new Date(win.end) - DAY_MS).toISOString(),
+        end: win.end } : win;
       const [docs, losses, timeline, hourly, [weekly, note]] = await Promise.all([
         oeeOf(ids, win), api.get("losses", { scope: asset.id, ...win }),
-        api.get("timeline", { scope: asset.id, ...win }),
-        api.get("trend", { scope: asset.id, ...win, granularity: "1h" }), shiftTrend()]);
+        api.get("timeline", { scope: asset.id, ...ganttWin }),
+        api.get("trend", { scope: asset.id, ...win, granularity: long ? "day" : "1h" }),
+        shiftTrend()]);
+      q("trend-title").textContent = t(long ? "trend_day" : "trend_1h");
+      q("timeline-note").textContent = long ? t("timeline_last_day") : "";
       const doc = docs[asset.id];
       section.dataset.start = win.start;
       section.dataset.end = win.end;

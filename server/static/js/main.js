@@ -36,13 +36,16 @@ const ctx = {
   },
   inShift() { return ctx.shift && ctx.shift.shift !== "no shift"; },
   shiftLabel() { return ctx.inShift() ? ctx.shift.shift : t("no_shift"); },
-  // {start, end} ISO for "shift" (current shift; last 8 h outside shifts), "1h" or "8h".
+  // {start, end} ISO for "shift" (current shift; last 8 h outside shifts), "1h", "8h",
+  // "7d" or "30d" (the long ones answered from the server's roll-ups).
   window(kind) {
     const end = new Date();
+    const hours = { "1h": 1, "8h": 8, "7d": 7 * 24, "30d": 30 * 24 }[kind] || 8;
     const start = kind === "shift" && ctx.inShift() ? new Date(ctx.shift.start)
-      : new Date(end - (kind === "1h" ? 1 : 8) * HOUR_MS);
+      : new Date(end - hours * HOUR_MS);
     return { start: start.toISOString(), end: end.toISOString() };
   },
+  isLong(kind) { return kind === "7d" || kind === "30d"; },
 };
 
 // Refresh the view's numbers; returns how long it took (ms).
