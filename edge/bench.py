@@ -272,7 +272,8 @@ def _mosquitto(workdir: Path) -> Iterator[int]:
 # tags/s at 124 % CPU on a 4-core box. CPU % as top counts it (100 % = one core busy, the
 # whole box = 400 %): 1.24 cores = 1.24 CPU-seconds per second; per 1,000 tags that is
 # 1.24 / 15 = 0.0827 CPU-seconds. (Read as 124 % of all 4 cores it would be 4.96 cores,
-# more than the box has.) Neuron's figure includes its MQTT publishing; ours does not.
+# more than the box has.) Neuron's figure includes its MQTT publishing, as our end-to-end
+# line does (the driver-only lines do not).
 NEURON_TAGS_PER_S = 500 * 30 / 1.0
 NEURON_CORES = 1.24
 NEURON_CPU_S_PER_1000 = NEURON_CORES / (NEURON_TAGS_PER_S / 1000)

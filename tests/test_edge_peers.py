@@ -203,3 +203,46 @@ def test_opcua_values_reach_a_plain_json_consumer_as_json_values(tmp_path, mosqu
     assert got == {"Text": "hello", "Arr": "[1.5,2.5,3.5]",
                    "When": "2024-01-02T03:04:05.678000Z", "Big": big}
     assert json.loads(got["Arr"]) == [1.5, 2.5, 3.5]
+
+
+@pytest.mark.parametrize("impl", ["modbus-serial", "jsmodbus"])
+def test_modbus_nan_and_an_illegal_address_are_published_bad_and_logged_once(
+        tmp_path, mosquitto, impl, caplog):
+    """A float32 register holding NaN is published as "NaN" with quality bad (it was never
+    published); a read the server answers with exception 02 is published bad ("exception
+    2", never read) every heartbeat and logged once (it was a warning per poll)."""
+    import logging
+
+    with ModbusPeer(tmp_path / "peer", impl=impl, registers=10) as peer:
+        if impl == "modbus-serial":
+            peer.command(illegal=[12])  # jsmodbus: beyond its 10 registers
+        peer.write(0, [0x7FC0, 0x0000, 0x4049, 0x0FDB])  # NaN, 3.1415927 (ABCD)
+        reg = {"type": "float32"}
+        device = {"protocol": "modbus", "host": "127.0.0.1", "port": peer.port,
+                  "poll_s": 0.05, "reconnect_max_s": 0.5,
+                  "tags": [{"name": "load", "register": {"address": 0, **reg}},
+                           {"name": "pi", "register": {"address": 2, **reg}},
+                           {"name": "gone", "register": {"address": 12}}]}
+        cfg = edge_config(tmp_path, mosquitto.port, device, heartbeat_s=0.2)
+        collector = Collector(mosquitto.port)
+
+        def of(tag: str) -> list[Sample]:
+            return [s for s in collector.samples(DEV) if s.tag == tag]
+
+        async def run() -> None:
+            async with Agent(cfg):
+                await wait_for(lambda: all(len(of(t)) >= 5 for t in ("load", "pi", "gone")),
+                               30, "five samples of each tag (heartbeats)")
+        try:
+            with caplog.at_level(logging.INFO, logger="shopfloor"):
+                asyncio.run(run())
+        finally:
+            collector.stop()
+    *load, _ = of("load")  # the last: the agent's stop mark
+    *gone, _ = of("gone")
+    assert {(s.value, s.quality) for s in load} == {("NaN", Quality.BAD)}
+    assert {(s.value, s.quality) for s in gone} == {("exception 2", Quality.BAD)}
+    assert {(round(s.value, 6), s.quality) for s in of("pi")[:-1]} == {
+        (3.141593, Quality.GOOD)}
+    refusals = [r for r in caplog.records if "exception 2" in r.getMessage()]
+    assert len(refusals) == 1, [r.getMessage() for r in refusals]
