@@ -40,6 +40,7 @@ class _Device:
     """What the agent has put in a device's batches, and its link."""
 
     state_tag: str | None  # the tag published as the state signal, if any
+    tags: frozenset[str] = frozenset()  # every tag it publishes
     last: dict[str, tuple[int, Any, Quality]] = field(default_factory=dict)  # tag -> ts, v, q
     up: bool = True  # as last reported (a first failure is logged and marked)
     lost_ns: int | None = None  # lost (or the agent restarted): when
@@ -57,7 +58,8 @@ class Agent:
         self._buffers: dict[str, list[dict[str, Any]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._devices = {d.id: _Device(next((t.published_name for t in d.tags
-                                             if t.signal == SIGNAL_STATE), None))
+                                             if t.signal == SIGNAL_STATE), None),
+                                       frozenset(t.published_name for t in d.tags))
                          for d in config.devices}
         self.alive = AliveFile(Path(str(config.outbox.path) + ".alive"))
         self.metrics: AgentMetrics | None = None
@@ -106,16 +108,21 @@ class Agent:
             self.publishers[device].device_status(False, detail)
         dev.up = up
 
-    def _lost(self, device: str, ts: int) -> None:
+    def _lost(self, device: str, ts: int, *, mark: bool = True) -> None:
         """The device is unreachable from ``ts`` (or the agent was down): every tag it
         published is published again with quality bad (the state as OFFLINE: the value is
-        the agent's, not the device's) until it is read again."""
+        the agent's, not the device's; ``mark`` False: already published) until it is
+        read again, and each tag's first sample after that is stamped no earlier than the
+        return (a value kept by the device, or changed in the gap, would shorten the
+        loss; after a restart it could sort before the previous run's last samples)."""
         dev = self._devices[device]
         marks = {tag: v for tag, (_, v, q) in dev.last.items() if q is not Quality.BAD}
         if dev.state_tag is not None:
             marks[dev.state_tag] = State.OFFLINE.value
         dev.lost_ns, dev.resumed_ns = ts, None
-        dev.unread = set(dev.last) | set(marks)
+        dev.unread = set(dev.tags) | set(dev.last) | set(marks)
+        if not mark:
+            return
         for tag, value in marks.items():
             self._put(device, dev, Sample(tag, ts, value, Quality.BAD))
         self._flush(device)
@@ -143,12 +150,14 @@ class Agent:
             driver = driver_for(dev, self, cfg.publish.heartbeat_s)
             self.drivers[dev.id] = driver
             self._tasks.append(asyncio.create_task(driver.run(), name=f"driver-{dev.id}"))
-        died = self.alive.previous()
-        if died is not None:  # the last run was killed: its devices were not read since
-            log.warning("the previous run did not stop cleanly: its devices are OFFLINE "
-                        "from %s (last alive) until read again", iso(died))
-            for dev in cfg.devices:
-                self._lost(dev.id, died)
+        previous = self.alive.previous()
+        if previous is not None:  # no device was read since the previous run ended
+            ended, clean = previous
+            if not clean:  # killed: its devices are marked OFFLINE from its last second
+                log.warning("the previous run did not stop cleanly: its devices are "
+                            "OFFLINE from %s (last alive) until read again", iso(ended))
+            for dev in cfg.devices:  # a clean stop published its marks itself
+                self._lost(dev.id, ended, mark=not clean)
         self.alive.touch(now_ns())
         self._tasks.append(asyncio.create_task(self._flusher(), name="flusher"))
         self._tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))

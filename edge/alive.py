@@ -2,9 +2,10 @@
 last run was alive, and whether it stopped cleanly.
 
 The agent ``touch()``es it every second and marks a clean stop with ``stopped()``; at
-start, ``previous()`` tells when the previous run was last alive if it did not stop
-cleanly (SIGKILL, power loss), so the agent can mark its devices OFFLINE from then. A
-lost write only moves that mark up to a second earlier.
+start, ``previous()`` tells until when the previous run was alive and whether it stopped
+cleanly, so the agent can mark its devices OFFLINE from then if it did not (SIGKILL, power
+loss), and stamp no first sample before it. A lost write only moves that mark up to a
+second earlier.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ class AliveFile:
     def __init__(self, path: Path):
         self.path = path
 
-    def previous(self) -> int | None:
-        """When a previous run that did not stop cleanly was last alive (ns), else None."""
+    def previous(self) -> tuple[int, bool] | None:
+        """When the previous run was last alive (ns) and whether it stopped cleanly; None
+        for a first run."""
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             doc = json.loads(self.path.read_text())
-            if not doc["clean"]:
-                return int(doc["ts"])
+            return int(doc["ts"]), bool(doc["clean"])
         return None
 
     def touch(self, ts_ns: int, clean: bool = False) -> None:

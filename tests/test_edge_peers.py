@@ -246,3 +246,33 @@ def test_modbus_nan_and_an_illegal_address_are_published_bad_and_logged_once(
         (3.141593, Quality.GOOD)}
     refusals = [r for r in caplog.records if "exception 2" in r.getMessage()]
     assert len(refusals) == 1, [r.getMessage() for r in refusals]
+
+
+def test_after_a_clean_restart_values_are_stamped_after_the_stop_mark(tmp_path, mosquitto):
+    """A value unchanged through a clean restart comes back with its old SourceTimestamp;
+    stamped so, it was the previous run's row again, before the stop's OFFLINE mark, and
+    the machine stayed OFFLINE until the next heartbeat (heartbeat_s, 10 s by default)."""
+    var = [{"name": "State", "type": "Int32", "value": 1},
+           {"name": "PartCount", "type": "UInt32", "value": 5}]
+    with NodeOpcUa(tmp_path / "peer", var) as peer:
+        device = opcua_device(peer, {"State": "state", "PartCount": "part_count"})
+        device["tags"][0]["map"] = {1: "PRODUCING"}
+        cfg = edge_config(tmp_path, mosquitto.port, device, heartbeat_s=60)
+        collector = Collector(mosquitto.port)
+
+        def good(tag: str) -> int:
+            return sum(s.quality == Quality.GOOD for s in collector.samples(DEV) if s.tag == tag)
+
+        async def run() -> None:
+            for n in (1, 2):  # two runs, each stopped cleanly
+                async with Agent(cfg):
+                    await wait_for(lambda n=n: good("state") == good("part_count") == n, 30,
+                                   f"run {n}: both tags read")
+        try:
+            asyncio.run(run())
+        finally:
+            collector.stop()
+    for tag, value in (("state", "PRODUCING"), ("part_count", 5)):
+        series = [(s.value, s.quality) for s in stored(collector.samples(DEV), tag)]
+        stop = ("OFFLINE" if tag == "state" else 5, Quality.BAD)
+        assert series == [(value, Quality.GOOD), stop] * 2, (tag, series)
