@@ -72,7 +72,7 @@ class Agent:
             # the first sample after a loss: not before the connection came back (a value
             # kept by the device or changed in the gap would shorten the loss)
             dev.unread.discard(sample.tag)
-            since = dev.resumed_ns or now_ns()
+            since = max(dev.resumed_ns or now_ns(), dev.lost_ns + 1)
             if sample.ts < since:
                 sample = Sample(sample.tag, since, sample.value, sample.quality)
             if not dev.unread:
@@ -157,7 +157,11 @@ class Agent:
                 log.warning("the previous run did not stop cleanly: its devices are "
                             "OFFLINE from %s (last alive) until read again", iso(ended))
             for dev in cfg.devices:  # a clean stop published its marks itself
-                self._lost(dev.id, ended, mark=not clean)
+                # after every sample the killed run committed (the alive file is written
+                # once a second; a later sample would have held its state over the gap)
+                newest = self.outbox.newest_ts(dev.id)
+                at = ended if clean or newest is None else max(ended, newest + 1)
+                self._lost(dev.id, at, mark=not clean)
         self.alive.touch(now_ns())
         self._tasks.append(asyncio.create_task(self._flusher(), name="flusher"))
         self._tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))

@@ -308,6 +308,24 @@ def test_outbox_durable_across_reopen(tmp_path):
     ob.close()
 
 
+def test_outbox_keeps_each_devices_newest_sample_time(tmp_path):
+    """Across a kill and after its batches are acknowledged and deleted: the restarted
+    agent marks its downtime after the killed run's last sample (issue 13 point 9)."""
+    path = tmp_path / "ob.sqlite"
+    ob = Outbox(path, "edge-1")
+    ob.append("press-01", "t", [{"tag": "x", "ts": t, "v": 1, "q": "good"} for t in (9, 40, 7)])
+    ob.append("press-01", "t", [{"tag": "x", "ts": 12, "v": 1, "q": "good"}])  # older
+    ob.append("cnc-01", "t", [{"tag": "x", "ts": 2**62, "v": 1, "q": "good"}])
+    for seq in (1, 2, 3):
+        ob.ack(seq, 1)
+    ob.flush_acks()
+    ob.db.close()  # killed
+    ob = Outbox(path, "edge-1")
+    assert (ob.newest_ts("press-01"), ob.newest_ts("cnc-01"), ob.newest_ts("x")) == (
+        40, 2**62, None)
+    ob.close()
+
+
 def test_outbox_max_bytes_drops_oldest(tmp_path):
     ob = Outbox(tmp_path / "ob.sqlite", "edge-1", max_bytes=1000)
     seqs = [ob.append("d", "t", _samples(5, i * 10)).seq for i in range(20)]

@@ -4,7 +4,7 @@
 //
 // Holding and input registers 0..N-1 (default 200) start at zero. modbus-serial answers
 // exception 02 (illegal data address) for a read touching an address in "illegal";
-// jsmodbus does for a read beyond N. It prints @{"ready": port} on stdout, then reads
+// jsmodbus answers a read beyond N with no registers (byte count 0, not an exception). It prints @{"ready": port} on stdout, then reads
 // JSON commands, one per line on stdin, and answers each with @{"ok": id}:
 //   {"id", "write": address, "words": [w, ...], "table": "holding"|"input"}
 //   {"id", "illegal": [address, ...]}    (modbus-serial only)
