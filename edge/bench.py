@@ -129,9 +129,14 @@ def _serve(kind: str, args: tuple[Any, ...], ready: Any, stop: Any) -> None:
 
 
 async def _measure(drivers: list[Any], seconds: float, count: Any,
-                   offered: Any = lambda: 0) -> tuple[float, float, float]:
-    """Tags/s and agent CPU-s per 1,000 tags over the window, and ``offered()``'s rate."""
+                   offered: Any = lambda: 0, warm: int = 0) -> tuple[float, float, float]:
+    """Tags/s and agent CPU-s per 1,000 tags over the window, and ``offered()``'s rate;
+    the window starts once ``count()`` reached ``warm`` (every subscription made: each
+    tag's first value in; at most 120 s) and a warm-up of ``min(5, seconds / 2)`` passed."""
     tasks = [asyncio.create_task(d.run()) for d in drivers]  # none: the agent runs them
+    deadline = time.monotonic() + 120
+    while count() < warm and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
     await asyncio.sleep(min(5.0, seconds / 2))  # connect and subscribe first
     n0, o0, c0, t0 = count(), offered(), time.process_time(), time.monotonic()
     with tqdm(total=round(seconds), desc="measuring", unit="s", disable=None,
@@ -214,7 +219,7 @@ def bench_opcua(tags: int, change_s: float, seconds: float,
     drivers = [OpcUaDriver(OpcUaDevice.model_validate(d), sink, heartbeat_s=3600)
                for d in _opcua_devices(ports, tags, change_s)]
     return _with_server("opcua", args, lambda: _measure(
-        drivers, seconds, lambda: sink.samples, lambda: written.value))
+        drivers, seconds, lambda: sink.samples, lambda: written.value, warm=tags))
 
 
 def bench_opcua_mqtt(tags: int, change_s: float, seconds: float,
@@ -237,7 +242,7 @@ def bench_opcua_mqtt(tags: int, change_s: float, seconds: float,
             async with Agent(cfg) as agent:
                 def acked() -> int:
                     return agent.outbox.acknowledged if agent.outbox else 0
-                return await _measure([], seconds, acked, lambda: written.value)
+                return await _measure([], seconds, acked, lambda: written.value, warm=tags)
         return _with_server("opcua", args, run)
 
 
