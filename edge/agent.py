@@ -15,14 +15,17 @@ import json
 import logging
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shopfloor.contract import MAX_PAYLOAD_BYTES, SIGNAL_STATE, Quality, Sample
+from shopfloor.contract import MAX_PAYLOAD_BYTES, SIGNAL_STATE, Quality, Sample, State
 from shopfloor.mqtt import describe
+from shopfloor.times import iso
 
+from .alive import AliveFile
 from .config import EdgeConfig, load_edge_config
-from .driver import Driver, now_ns
+from .driver import Driver, now_ns, quiet_libraries
 from .mapping import meta_payload
 from .metrics import AgentMetrics
 from .outbox import Outbox
@@ -31,6 +34,19 @@ from .publisher import DevicePublisher
 from .sparkplug.ports import sparkplug_ports
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Device:
+    """What the agent has put in a device's batches, and its link."""
+
+    state_tag: str | None  # the tag published as the state signal, if any
+    tags: frozenset[str] = frozenset()  # every tag it publishes
+    last: dict[str, tuple[int, Any, Quality]] = field(default_factory=dict)  # tag -> ts, v, q
+    up: bool = True  # as last reported (a first failure is logged and marked)
+    lost_ns: int | None = None  # lost (or the agent restarted): when
+    resumed_ns: int | None = None  # ... and from when the device answers again
+    unread: set[str] = field(default_factory=set)  # tags not read since the loss
 
 
 class Agent:
@@ -42,51 +58,74 @@ class Agent:
         self.samples_read = 0
         self._buffers: dict[str, list[dict[str, Any]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._device_up: dict[str, bool] = {}
-        # connection loss -> the state signal is published as OFFLINE (see ``connected``)
-        self._state_tag = {d.id: next((t.published_name for t in d.tags
-                                       if t.signal == SIGNAL_STATE), None)
-                           for d in config.devices}
-        self._offline_ns: dict[str, int] = {}  # devices lost: when the loss was seen
-        self._resumed_ns: dict[str, int] = {}  # ... and when the connection came back
+        self._devices = {d.id: _Device(next((t.published_name for t in d.tags
+                                             if t.signal == SIGNAL_STATE), None),
+                                       frozenset(t.published_name for t in d.tags))
+                         for d in config.devices}
+        self.alive = AliveFile(Path(str(config.outbox.path) + ".alive"))
         self.metrics: AgentMetrics | None = None
 
     # --- Sink (called by drivers on the event loop) ---
     def sample(self, device: str, sample: Sample) -> None:
         self.samples_read += 1
-        if device in self._offline_ns and sample.tag == self._state_tag[device]:
-            # the first state after a loss: not before the connection came back (a value
-            # kept by the device or changed in the gap would shorten the OFFLINE time)
-            del self._offline_ns[device]
-            since = self._resumed_ns.pop(device, None) or now_ns()
+        dev = self._devices[device]
+        if dev.lost_ns is not None and sample.tag in dev.unread:
+            # the first sample after a loss: not before the connection came back (a value
+            # kept by the device or changed in the gap would shorten the loss)
+            dev.unread.discard(sample.tag)
+            since = max(dev.resumed_ns or now_ns(), dev.lost_ns + 1)
             if sample.ts < since:
                 sample = Sample(sample.tag, since, sample.value, sample.quality)
+            if not dev.unread:
+                dev.lost_ns = dev.resumed_ns = None
+        self._put(device, dev, sample)
+
+    def _put(self, device: str, dev: _Device, sample: Sample) -> None:
+        """Into the batch, never before (or at) the tag's last sample: a heartbeat or a
+        mark stamped with the agent's clock may have gone out after a device change was
+        sampled but before it arrived; the change then follows it by 1 ns, so the series
+        keeps the device's order. A bad state is OFFLINE (its value is not the device's)."""
+        if sample.quality is Quality.BAD and sample.tag == dev.state_tag:
+            sample = Sample(sample.tag, sample.ts, State.OFFLINE.value, Quality.BAD)
+        last = dev.last.get(sample.tag)
+        if last is not None and sample.ts <= last[0]:
+            sample = Sample(sample.tag, last[0] + 1, sample.value, sample.quality)
+        dev.last[sample.tag] = (sample.ts, sample.value, sample.quality)
         buf = self._buffers[device]
         buf.append(sample.to_json())
         if len(buf) >= self.config.publish.max_batch_samples:
             self._flush(device)
 
     def connected(self, device: str, up: bool, detail: str, since_ns: int) -> None:
+        dev = self._devices[device]
         if up:
             log.info("%s: device connected (%s)", device, detail)
-            if device in self._offline_ns:  # back since its successful connect began
-                self._resumed_ns[device] = since_ns if since_ns > self._offline_ns[device] \
-                    else now_ns()
-        elif self._device_up.get(device, True):  # log the first failure, not every retry
+            if dev.lost_ns is not None:  # back since its successful connect began
+                dev.resumed_ns = since_ns if since_ns > dev.lost_ns else now_ns()
+            self.publishers[device].device_status(True)
+        elif dev.up:  # log and mark the first failure, not every retry
             log.warning("%s: device disconnected (%s)", device, detail)
-            self._offline(device, since_ns)
-        self._device_up[device] = up
+            self._lost(device, since_ns)
+            self.publishers[device].device_status(False, detail)
+        dev.up = up
 
-    def _offline(self, device: str, ts: int) -> None:
-        """The device is unreachable: its state is OFFLINE from ``ts`` (quality bad: the
-        value is the agent's, not the device's) until a state is read from it again."""
-        tag = self._state_tag.get(device)
-        if tag is None or device not in self._buffers:
+    def _lost(self, device: str, ts: int, *, mark: bool = True) -> None:
+        """The device is unreachable from ``ts`` (or the agent was down): every tag it
+        published is published again with quality bad (the state as OFFLINE: the value is
+        the agent's, not the device's; ``mark`` False: already published) until it is
+        read again, and each tag's first sample after that is stamped no earlier than the
+        return (a value kept by the device, or changed in the gap, would shorten the
+        loss; after a restart it could sort before the previous run's last samples)."""
+        dev = self._devices[device]
+        marks = {tag: v for tag, (_, v, q) in dev.last.items() if q is not Quality.BAD}
+        if dev.state_tag is not None:
+            marks[dev.state_tag] = State.OFFLINE.value
+        dev.lost_ns, dev.resumed_ns = ts, None
+        dev.unread = set(dev.tags) | set(dev.last) | set(marks)
+        if not mark:
             return
-        self._offline_ns.pop(device, None)
-        self._resumed_ns.pop(device, None)
-        self.sample(device, Sample(tag, ts, "OFFLINE", Quality.BAD))
-        self._offline_ns[device] = ts
+        for tag, value in marks.items():
+            self._put(device, dev, Sample(tag, ts, value, Quality.BAD))
         self._flush(device)
 
     # --- lifecycle ---
@@ -115,6 +154,19 @@ class Agent:
             driver = driver_for(dev, self, cfg.publish.heartbeat_s)
             self.drivers[dev.id] = driver
             self._tasks.append(asyncio.create_task(driver.run(), name=f"driver-{dev.id}"))
+        previous = self.alive.previous()
+        if previous is not None:  # no device was read since the previous run ended
+            ended, clean = previous
+            if not clean:  # killed: its devices are marked OFFLINE from its last second
+                log.warning("the previous run did not stop cleanly: its devices are "
+                            "OFFLINE from %s (last alive) until read again", iso(ended))
+            for dev in cfg.devices:  # a clean stop published its marks itself
+                # after every sample the killed run committed (the alive file is written
+                # once a second; a later sample would have held its state over the gap)
+                newest = self.outbox.newest_ts(dev.id)
+                at = ended if clean or newest is None else max(ended, newest + 1)
+                self._lost(dev.id, at, mark=not clean)
+        self.alive.touch(now_ns())
         self._tasks.append(asyncio.create_task(self._flusher(), name="flusher"))
         self._tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))
         if self.metrics is not None:
@@ -131,6 +183,9 @@ class Agent:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        stopped = now_ns()
+        for device in self._buffers:  # not read from here on: OFFLINE (bad) from now
+            self._lost(device, stopped)
         self.flush_all()
         deadline = time.monotonic() + ack_timeout_s
         while time.monotonic() < deadline and any(
@@ -143,6 +198,7 @@ class Agent:
             self.log_stats()
             self.outbox.close()
             self.outbox = None
+            self.alive.stopped(stopped)
 
     def _has_pending(self, pub: DevicePublisher) -> bool:
         assert self.outbox is not None
@@ -173,9 +229,13 @@ class Agent:
             self.outbox.flush_acks()
 
     async def _flusher(self) -> None:
+        touched = time.monotonic()
         while True:
             await asyncio.sleep(self.config.publish.max_batch_interval_s)
             self.flush_all()
+            if time.monotonic() - touched >= 1.0:  # alive until at least now
+                self.alive.touch(now_ns())
+                touched = time.monotonic()
 
     # --- stats ---
     def stats(self) -> dict[str, int]:
@@ -233,4 +293,5 @@ async def _main(cfg: EdgeConfig) -> None:
 
 def run(config_path: Path | str) -> None:
     """Load the config and run the agent until SIGINT/SIGTERM."""
+    quiet_libraries()
     asyncio.run(_main(load_edge_config(config_path)))

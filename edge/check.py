@@ -17,7 +17,7 @@ from shopfloor.contract import Sample
 from shopfloor.mqtt import MqttConfig, describe, mqtt_client
 
 from .config import EdgeConfig, load_edge_config
-from .driver import CheckResult, short_error
+from .driver import CheckResult, quiet_libraries, short_error
 from .protocols import driver_for
 
 
@@ -71,9 +71,10 @@ async def check_all(cfg: EdgeConfig) -> list[CheckResult]:
 
 
 def format_table(rows: list[CheckResult]) -> str:
-    header = ("device", "protocol", "reachable", "tags read", "first error")
+    header = ("device", "protocol", "reachable", "tags read", "first error (or note)")
     lines = [(r.name, r.protocol, "yes" if r.reachable else "NO",
-              f"{r.tags_read}/{r.tags}" if r.tags else "-", r.error or "-") for r in rows]
+              f"{r.tags_read}/{r.tags}" if r.tags else "-", r.error or r.note or "-")
+             for r in rows]
     widths = [max(len(x[i]) for x in [header, *lines]) for i in range(4)]
     out = []
     for cells in [header, *lines]:
@@ -88,6 +89,7 @@ def ok(rows: list[CheckResult]) -> bool:
 
 def run_check(config_path: Path | str) -> int:
     """Print the table; 0 if every device and the broker answered and every tag was read."""
+    quiet_libraries()
     cfg = load_edge_config(config_path)  # ConfigError: the CLI prints it, exit 2
     print(f"config {config_path}: valid ({len(cfg.devices)} devices)")
     rows = asyncio.run(check_all(cfg))

@@ -49,6 +49,7 @@ class CheckResult:
     tags_read: int
     tags: int
     error: str = ""
+    note: str = ""  # not an error: e.g. tags that read bad or uncertain right now
 
 
 class Driver(Protocol):
@@ -113,6 +114,7 @@ class SessionDriver:
         self.backoff.reset()
 
     async def run(self) -> None:
+        unexpected = ""  # the last unexpected error: its traceback is logged once
         while True:
             try:
                 await self.session()
@@ -120,7 +122,10 @@ class SessionDriver:
                 self.errors += 1
                 self._lost(exc)
             except Exception as exc:  # a driver must never die: log, back off, retry
-                log.exception("%s: unexpected %s error", self.device_id, self.protocol_name)
+                if repr(exc) != unexpected:
+                    log.exception("%s: unexpected %s error", self.device_id,
+                                  self.protocol_name)
+                    unexpected = repr(exc)
                 self._lost(exc)
             await asyncio.sleep(self.backoff.next_delay())
 
@@ -130,9 +135,19 @@ class SessionDriver:
 
 
 def short_error(exc: BaseException, *named: type[BaseException]) -> str:
-    """One line of at most 120 characters; connection errors (and ``named`` types) lead
+    """One line of at most 300 characters; connection errors (and ``named`` types) lead
     with their type name."""
     text = str(exc) or type(exc).__name__
     if isinstance(exc, (ConnectionError, OSError, TimeoutError, *named)):
         text = f"{type(exc).__name__}: {text}"
-    return " ".join(text.split())[:120]
+    return " ".join(text.split())[:300]
+
+
+def quiet_libraries() -> None:
+    """The edge logs one line per event (a device lost, back, a read refused); the client
+    libraries' own lines for the same events (asyncua: an ERROR and a traceback per
+    disconnect, even CRITICAL ones; pymodbus: a warning per failed request or connect) are
+    shown only at log level debug."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in ("asyncua", "pymodbus"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)

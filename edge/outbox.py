@@ -4,7 +4,9 @@
 number (persisted, strictly increasing across restarts; WAL, ``synchronous=FULL``);
 ``pending`` lists what is still unacknowledged, in seq order; ``ack`` marks a batch
 acknowledged and ``flush_acks`` persists those marks in one transaction (a lost mark
-only means a duplicate delivery, which the gateway ignores). Acknowledged batches stay
+only means a duplicate delivery, which the gateway ignores); ``newest_ts(device)`` is
+the newest sample time of a device ever committed (kept in the batch's transaction: the
+agent's downtime after a kill is marked after it). Acknowledged batches stay
 in a replay window (the newest ``replay_window`` of them) so that ``replay`` can send
 them again when a gateway reports a gap (a broker that died holding them); older ones
 are deleted. An optional ``OutboxListener`` hears each commit and each first ack (the
@@ -169,6 +171,9 @@ class Outbox:
                             (seq, device, topic, payload, len(samples)))
             self.db.execute("INSERT INTO state VALUES ('last_seq', ?) "
                             "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (seq,))
+            self.db.execute("INSERT INTO state VALUES (?, ?) ON CONFLICT(key) "
+                            "DO UPDATE SET value=MAX(value, excluded.value)",
+                            (f"newest_ts:{device}", max(s["ts"] for s in samples)))
         self.last_seq = seq
         self.bytes += len(payload)
         if self.max_bytes is not None and self.bytes > self.max_bytes:
@@ -213,6 +218,12 @@ class Outbox:
                       "published until written; %d dropped so far", self.path, exc,
                       self.held_samples, self.dropped)
         return False
+
+    def newest_ts(self, device: str) -> int | None:
+        """The newest sample time (ns) of ``device`` in any batch committed, None if none."""
+        row = self.db.execute("SELECT value FROM state WHERE key=?",
+                              (f"newest_ts:{device}",)).fetchone()
+        return row[0] if row else None
 
     def pending(self, device: str, after_seq: int = 0, limit: int = 1000) -> list[Entry]:
         """Unacknowledged batches of ``device`` with seq > ``after_seq``, oldest first."""

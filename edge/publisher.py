@@ -57,14 +57,33 @@ class DevicePublisher:
         # "queued" at reconnect time makes it skip resending the ones after it.
         self.client = mqtt_client(mqtt_cfg, f"{agent}.{device}", clean_session=True,
                                   max_inflight=max_inflight + 16)
-        self.client.will_set(self._status_topic, self._status(False), qos=1, retain=True)
+        self.device_up = False  # the device answers (as the driver last said)
+        self._device_detail = "device: not read yet"
+        self.client.on_pre_connect = self._set_will
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
 
     def _status(self, online: bool) -> bytes:
-        return state_status_payload(online, self.agent, time.time_ns())
+        reason = None if online or not self._device_detail else self._device_detail
+        return state_status_payload(online, self.agent, time.time_ns(), reason=reason)
+
+    def _set_will(self, client: Any, userdata: Any) -> None:
+        """Before each (re)connect, in paho's thread: the will of this connection (no
+        ``ts``: when the broker sends it, the agent is gone; ``connected_ts`` is now)."""
+        client.will_set(self._status_topic, state_status_payload(
+            False, self.agent, None, connected_ts=time.time_ns()), qos=1, retain=True)
+
+    def device_status(self, up: bool, detail: str = "") -> None:
+        """The device answers (or not): the retained status says so (``online`` is the
+        agent connected *and* reading the device; ``reason`` why not)."""
+        why = "" if up else f"device: {detail}"[:200]
+        if (up, why) == (self.device_up, self._device_detail):
+            return
+        self.device_up, self._device_detail = up, why
+        if self.connected and not self._stopping:
+            self.client.publish(self._status_topic, self._status(up), qos=1, retain=True)
 
     def start(self) -> None:
         self.client.connect_async(self.mqtt_cfg.host, self.mqtt_cfg.port,
@@ -96,7 +115,8 @@ class DevicePublisher:
             return
         log.info("%s: MQTT connected to %s", self.device, describe(self.mqtt_cfg))
         self.connected = True
-        self.client.publish(self._status_topic, self._status(True), qos=1, retain=True)
+        self.client.publish(self._status_topic, self._status(self.device_up), qos=1,
+                            retain=True)
         self.client.publish(self.path.topic("meta"), self.meta, qos=1, retain=True)
         if self._cmd_topic:
             self.client.subscribe(self._cmd_topic, qos=1)
@@ -157,6 +177,7 @@ class DevicePublisher:
     def stop(self, timeout: float = 2.0) -> None:
         """Publish death (offline) explicitly, then disconnect. Blocks up to ``timeout``."""
         self._stopping = True  # from here on, nothing new is handed to paho
+        self._device_detail = "agent stopped"
         if self.connected:
             info = self.client.publish(self._status_topic, self._status(False), qos=1,
                                        retain=True)

@@ -3,8 +3,8 @@
 # VictoriaMetrics (InfluxDB v2 write endpoint); socat links two ptys for the Modbus RTU
 # serial test; Chromium (the dashboard's browser test, driven by Playwright; no
 # `playwright install`) with a CJK font for the Chinese labels; Node.js and the
-# independent Sparkplug B peers of the interop tests (tests/peers: Eclipse Tahu's
-# sparkplug-client and sparkplug-payload, pinned by its package-lock.json); PostgreSQL
+# independent peers in tests/peers (node-opcua, modbus-serial, jsmodbus; Eclipse Tahu's
+# sparkplug-client and sparkplug-payload), pinned by its package-lock.json; PostgreSQL
 # (the operations database's tests start a private cluster). Installs only what is
 # missing.
 set -euo pipefail
@@ -28,5 +28,12 @@ fi
 for svc in mosquitto influxdb victoria-metrics postgresql; do
   (command -v service >/dev/null && service "$svc" stop) >/dev/null 2>&1 || true
 done
+# The independent OPC UA / Modbus servers the edge is tested against and the Sparkplug B
+# peers: a test-only npm project, installed from its lock file. Offline-safe once
+# installed: nothing is fetched while node_modules matches the lock.
 peers="$(dirname "$0")/../tests/peers"
-[ -d "$peers/node_modules/sparkplug-client" ] || npm ci --prefix "$peers" --no-audit --no-fund
+stamp="$peers/node_modules/.installed-lock.json"  # the lock node_modules was made from
+if ! cmp -s "$peers/package-lock.json" "$stamp" 2>/dev/null; then
+  (cd "$peers" && npm ci --omit=optional --no-audit --no-fund --loglevel=error)
+  cp "$peers/package-lock.json" "$stamp"
+fi

@@ -57,8 +57,15 @@ def _edge(args: argparse.Namespace) -> int | None:
     if args.edge_command == "discover":
         from shopfloor.edge.opcua import discover
 
-        return discover.run_discover(args.url, username=args.username,
-                                     password=args.password, max_nodes=args.max_nodes)
+        if (args.cert is None) != (args.key is None):
+            raise ConfigError("shopfloor edge discover: --cert and --key go together")
+        security = None if args.cert is None else {
+            "policy": args.policy, "mode": args.mode, "certificate": str(args.cert),
+            "private_key": str(args.key), "application_uri": args.application_uri,
+            **({"server_certificate": str(args.server_cert)} if args.server_cert else {}),
+            **({"trust_dir": str(args.trust_dir)} if args.trust_dir else {})}
+        return discover.run_discover(args.url, username=args.username, password=args.password,
+                                     max_nodes=args.max_nodes, security=security)
     from shopfloor.edge.opcua import certs
 
     return certs.run_create_cert(args.out, common_name=args.common_name, days=args.days,
@@ -163,6 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--username", default=None, help="user name, if the server needs one")
     e.add_argument("--password", default=None, help="password (or env SHOPFLOOR_OPCUA_PASSWORD)")
     e.add_argument("--max-nodes", type=int, default=10000, help="stop browsing after this many")
+    e.add_argument("--cert", type=Path, default=None,
+                   help="the agent's certificate (`shopfloor edge cert`): connect securely")
+    e.add_argument("--key", type=Path, default=None, help="its private key (with --cert)")
+    e.add_argument("--policy", default="Basic256Sha256",
+                   choices=["Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"],
+                   help="security policy (with --cert)")
+    e.add_argument("--mode", default="SignAndEncrypt", choices=["Sign", "SignAndEncrypt"],
+                   help="security mode (with --cert)")
+    e.add_argument("--server-cert", type=Path, default=None,
+                   help="pin the server's certificate (else taken from its endpoints)")
+    e.add_argument("--trust-dir", type=Path, default=None,
+                   help="directory of trusted server certificates")
+    e.add_argument("--application-uri", default="urn:shopfloor:edge",
+                   help="must match the certificate's URI (with --cert)")
     e = esub.add_parser("cert", formatter_class=fmt,
                         help="create the agent's OPC UA application certificate and key")
     e.add_argument("--out", type=Path, default=Path("pki"), help="directory for cert and key")

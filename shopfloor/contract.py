@@ -6,11 +6,15 @@ kind ``data`` (sample batches, QoS 1), ``status`` (retained birth/death) and
 
 A data message is one JSON batch from one edge agent for one device::
 
-    {"v": 1, "agent": "edge-1", "seq": 17, "samples": [
-        {"tag": "state", "ts": 1763779200123456789, "v": "PRODUCING", "q": "good"}, ...]}
+    {"v": 2, "agent": "edge-1", "seq": 17, "samples": [
+        {"tag": "state", "ts": "1763779200123456789", "v": "PRODUCING", "q": "good"},
+        {"tag": "energy_wh", "ts": "1763779200123456789", "vi": "17429726349691885448",
+         "q": "good"}, ...]}
 
-``ts`` is the source timestamp in integer nanoseconds since the Unix epoch (UTC),
-``v`` a number, bool or short string, ``q`` the OPC UA status class. ``seq``
+``ts`` is the source timestamp in nanoseconds since the Unix epoch (UTC), as a decimal
+string (v1: a JSON integer), ``v`` a number, bool or short string (an integer beyond
++-(2^53 - 1) comes as a decimal string in ``vi`` instead), ``q`` the OPC UA status class.
+Receivers accept v1 and v2 (``DATA_VERSIONS``). ``seq``
 increases by one per batch and per agent, across all of its devices, so a
 receiver can detect gaps and duplicates. ``decode_data`` is the receiver's whole check
 of one data message (topic and payload): its ``DeviceSample`` list is what a store writes.
@@ -160,17 +164,41 @@ class Batch:
     seq: int
     samples: tuple[Sample, ...]
 
-    def encode(self) -> bytes:
-        return json.dumps(
-            {"v": 1, "agent": self.agent, "seq": self.seq,
-             "samples": [s.to_json() for s in self.samples]},
-            separators=(",", ":"), allow_nan=False,
-        ).encode()
+    def encode(self, version: int | None = None) -> bytes:
+        return encode_samples(self.agent, self.seq, [s.to_json() for s in self.samples],
+                              version)
 
 
-def encode_samples(agent: str, seq: int, samples: list[dict[str, Any]]) -> bytes:
-    """Encode already-serialised samples (dicts as from ``Sample.to_json``) as a batch."""
-    return json.dumps({"v": 1, "agent": agent, "seq": seq, "samples": samples},
+# Data message versions: v1, ``ts`` and integer ``v`` as JSON numbers (exact only for a
+# parser with 64-bit integers); v2 (what edges send), ``ts`` as a decimal string and an
+# integer beyond +-(2^53 - 1) as a decimal string in ``vi`` instead of ``v``, so a parser
+# that reads numbers as doubles (JavaScript, most JSON tools) still gets every value
+# exactly. Receivers accept both.
+DATA_VERSION = 2
+DATA_VERSIONS = (1, 2)
+MAX_EXACT_DOUBLE_INT = 2**53 - 1
+
+
+def _wire_sample(s: dict[str, Any]) -> dict[str, Any]:
+    """A ``Sample.to_json`` dict in the v2 form."""
+    v = s["v"]
+    out = {"tag": s["tag"], "ts": str(s["ts"])}
+    if type(v) is int and not -MAX_EXACT_DOUBLE_INT <= v <= MAX_EXACT_DOUBLE_INT:
+        out["vi"] = str(v)
+    else:
+        out["v"] = v
+    out["q"] = s["q"]
+    return out
+
+
+def encode_samples(agent: str, seq: int, samples: list[dict[str, Any]],
+                   version: int | None = None) -> bytes:
+    """Encode already-serialised samples (dicts as from ``Sample.to_json``) as a batch, in
+    ``version`` (default ``DATA_VERSION``)."""
+    version = DATA_VERSION if version is None else version
+    if version == 2:
+        samples = [_wire_sample(s) for s in samples]
+    return json.dumps({"v": version, "agent": agent, "seq": seq, "samples": samples},
                       separators=(",", ":"), allow_nan=False).encode()
 
 
@@ -227,6 +255,15 @@ def _check_tag(tag: Any) -> str:
     return tag
 
 
+_DECIMAL = re.compile(r"-?[0-9]{1,20}")
+
+
+def _decimal(text: Any, reason: str, detail: str) -> int:
+    if not isinstance(text, str) or not _DECIMAL.fullmatch(text):
+        raise ContractError(reason, detail)
+    return int(text)
+
+
 def decode_batch(payload: bytes, now_ns: int | None = None) -> Batch:
     """Decode and validate one data message; raises ContractError with a reason."""
     if len(payload) > MAX_PAYLOAD_BYTES:
@@ -234,8 +271,9 @@ def decode_batch(payload: bytes, now_ns: int | None = None) -> Batch:
     doc = _loads(payload)
     if not isinstance(doc, dict):
         raise ContractError("bad_schema", "batch must be a JSON object")
-    if doc.get("v") != 1:
-        raise ContractError("bad_version", f"unsupported version {doc.get('v')!r}")
+    version = doc.get("v")
+    if version not in DATA_VERSIONS or isinstance(version, bool):
+        raise ContractError("bad_version", f"unsupported version {version!r}")
     agent, seq, raw = doc.get("agent"), doc.get("seq"), doc.get("samples")
     if not isinstance(agent, str) or not SEGMENT_RE.fullmatch(agent):
         raise ContractError("bad_schema", "agent must be a short identifier")
@@ -248,16 +286,24 @@ def decode_batch(payload: bytes, now_ns: int | None = None) -> Batch:
         if not isinstance(item, dict):
             raise ContractError("bad_schema", "a sample must be an object")
         tag, ts, q = _check_tag(item.get("tag")), item.get("ts"), item.get("q", "good")
-        if type(ts) is not int:
+        if version == 2:
+            ts = _decimal(ts, "bad_timestamp", "ts must be a decimal string of nanoseconds")
+        elif type(ts) is not int:
             raise ContractError("bad_timestamp", "ts must be integer nanoseconds")
         if now_ns is not None and abs(ts - now_ns) > MAX_CLOCK_SKEW_NS:
             raise ContractError("bad_timestamp", f"ts {ts} too far from now")
         quality = _QUALITIES.get(q) if isinstance(q, str) else None
         if quality is None:
             raise ContractError("bad_quality", f"quality {str(q)[:20]!r}")
-        if "v" not in item:
+        if version == 2 and "vi" in item:
+            if "v" in item:
+                raise ContractError("bad_value", "a sample has v or vi, not both")
+            value: Any = _decimal(item["vi"], "bad_value", "vi must be a decimal string")
+        elif "v" not in item:
             raise ContractError("bad_value", "sample without v")
-        samples.append(Sample(tag, ts, _check_value(item["v"]), quality))
+        else:
+            value = item["v"]
+        samples.append(Sample(tag, ts, _check_value(value), quality))
     return Batch(agent, seq, tuple(samples))
 
 
@@ -366,6 +412,19 @@ def decode_replay_request(payload: bytes) -> list[tuple[int, int]]:
     return out
 
 
-def state_status_payload(online: bool, agent: str, ts_ns: int) -> bytes:
-    """Retained birth/death message on the ``status`` topic."""
-    return json.dumps({"v": 1, "online": online, "agent": agent, "ts": ts_ns}).encode()
+def state_status_payload(online: bool, agent: str, ts_ns: int | None, *,
+                         reason: str | None = None, connected_ts: int | None = None) -> bytes:
+    """Retained birth/death message on the ``status`` topic: ``online`` (the agent is
+    connected and reads the device), ``ts`` when the agent said so, ``reason`` why not
+    online. A last will (``ts_ns`` None) has ``"will": true`` and ``connected_ts`` (when
+    that connection began) instead of ``ts``: the broker sends it when the agent is gone,
+    at a time the agent cannot know (the receiver's clock is the time of death)."""
+    doc: dict[str, Any] = {"v": 1, "online": online, "agent": agent}
+    if ts_ns is None:
+        doc["will"] = True
+        doc["connected_ts"] = connected_ts
+    else:
+        doc["ts"] = ts_ns
+    if reason:
+        doc["reason"] = reason
+    return json.dumps(doc).encode()

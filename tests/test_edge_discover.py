@@ -48,17 +48,14 @@ async def _discover(tmp_path) -> None:
     doc = yaml.safe_load(out)
     dev = doc["devices"][0]
     nodes = {t["node"]: t["name"] for t in dev["tags"]}
+    uri = "nsu=urn:shopfloor:sim;s=cnc-07"  # by namespace URI: survives a new ns table
     assert nodes == {
-        "ns=2;s=cnc-07.State": "cnc-07.State", "ns=2;s=cnc-07.PartCount": "cnc-07.PartCount",
-        "ns=2;s=cnc-07.RejectCount": "cnc-07.RejectCount",
-        "ns=2;s=cnc-07.SpindleLoad": "cnc-07.SpindleLoad",
-        "ns=2;s=cnc-07.Var0": "cnc-07.Var0", "ns=2;s=cnc-07.Var1": "cnc-07.Var1",
-        "ns=2;s=cnc-07.Var2": "cnc-07.Var2"}
+        f"{uri}.State": "cnc-07.State", f"{uri}.PartCount": "cnc-07.PartCount",
+        f"{uri}.RejectCount": "cnc-07.RejectCount", f"{uri}.SpindleLoad": "cnc-07.SpindleLoad",
+        f"{uri}.Var0": "cnc-07.Var0", f"{uri}.Var1": "cnc-07.Var1", f"{uri}.Var2": "cnc-07.Var2"}
     assert "# browse_path: 2:cnc-07/2:State  type: Int32" in out
     assert "# browse_path: 2:cnc-07/2:SpindleLoad  type: Double" in out
-    dev |= {"id": "cnc-07", "path": {"enterprise": "e", "site": "s", "area": "a", "line": "l"}}
-    cfg = EdgeConfig.model_validate({"agent_id": "x", "outbox": {"path": str(tmp_path / "o")},
-                                     "devices": [dev]})
+    cfg = EdgeConfig.model_validate(doc)  # a whole config as printed
     assert len(cfg.devices[0].tags) == 7
 
     assert code_cut == 0 and "browse stopped at --max-nodes" in out_cut

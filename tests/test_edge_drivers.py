@@ -217,8 +217,9 @@ def test_cli_stops_cleanly_on_sigterm(tmp_path, mosquitto):
 
     def on_message(client, userdata, msg) -> None:
         status.append(json.loads(msg.payload))
-        if status[-1]["online"]:
-            online.set()
+        if status[-1].get("reason", "device: not read yet") != "device: not read yet":
+            online.set()  # online false: the device cannot be reached (after the birth:
+            # not read yet; stopped before the device was tried, nothing says disconnected)
 
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="watch")
     sub.on_message = on_message
@@ -229,15 +230,16 @@ def test_cli_stops_cleanly_on_sigterm(tmp_path, mosquitto):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        assert online.wait(20), "no birth message"
+        assert online.wait(20), "no status saying the device cannot be reached"
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
         assert proc.returncode == 0, out.decode()
         deadline = time.monotonic() + 5
-        while status[-1]["online"] and time.monotonic() < deadline:
+        while status[-1].get("reason") != "agent stopped" and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert status[-1] == {"v": 1, "online": False, "agent": "edge-d",
-                              "ts": status[-1]["ts"]}
+        assert status[-1] == {"v": 1, "online": False, "agent": "edge-d",  # not the will
+                              "ts": status[-1]["ts"], "reason": "agent stopped"}
+        assert status[0]["online"] is False and status[0]["reason"].startswith("device: ")
         log = out.decode()
         assert "device disconnected" in log and "stats:" in log
     finally:

@@ -63,7 +63,7 @@ class Witness:
         with self.lock:
             k = (doc["agent"], doc["seq"])
             self.deliveries[k] = self.deliveries.get(k, 0) + 1
-            self.keys.update((asset, s["tag"], s["ts"]) for s in doc["samples"])
+            self.keys.update((asset, s["tag"], int(s["ts"])) for s in doc["samples"])
 
     def snapshot(self) -> tuple[set[Key], dict[tuple[str, int], int]]:
         with self.lock:

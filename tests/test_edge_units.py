@@ -212,10 +212,13 @@ def test_mapping_signal_and_value_map():
 def test_mapping_plain_tags_and_counters():
     load = OpcUaTag(name="spindle_load", node="ns=2;s=m.L", unit="%")
     assert to_sample(load, 12.5, 1) == Sample("spindle_load", 1, 12.5)
-    assert to_sample(load, float("nan"), 1) is None
+    # JSON has no NaN: a register or node holding one is published as text, quality bad
+    assert to_sample(load, float("nan"), 1) == Sample("spindle_load", 1, "NaN", Quality.BAD)
+    assert to_sample(load, float("-inf"), 1).value == "-Infinity"
     assert to_sample(load, None, 1) is None
     assert to_sample(load, True, 1).value is True
-    assert to_sample(load, "x" * 1000, 1).value == "x" * 256
+    cut = to_sample(load, "x" * 1000, 1)  # cut to the contract's limit: no longer exact
+    assert (cut.value, cut.quality) == ("x" * 256, Quality.UNCERTAIN)
     parts = OpcUaTag(name="PartCount", node="ns=2;s=m.P", signal="part_count", bits=16)
     assert to_sample(parts, 70000, 1) == Sample("part_count", 1, 70000 - 65536)
 
@@ -302,6 +305,24 @@ def test_outbox_durable_across_reopen(tmp_path):
     ob = Outbox(path, "edge-1")  # all acknowledged: empty, seq keeps increasing
     assert ob.pending("press-01") == [] and ob.pending("cnc-01") == [] and ob.depth == 0
     assert ob.append("press-01", "topic/a", _samples(1)).seq == 5
+    ob.close()
+
+
+def test_outbox_keeps_each_devices_newest_sample_time(tmp_path):
+    """Across a kill and after its batches are acknowledged and deleted: the restarted
+    agent marks its downtime after the killed run's last sample (issue 13 point 9)."""
+    path = tmp_path / "ob.sqlite"
+    ob = Outbox(path, "edge-1")
+    ob.append("press-01", "t", [{"tag": "x", "ts": t, "v": 1, "q": "good"} for t in (9, 40, 7)])
+    ob.append("press-01", "t", [{"tag": "x", "ts": 12, "v": 1, "q": "good"}])  # older
+    ob.append("cnc-01", "t", [{"tag": "x", "ts": 2**62, "v": 1, "q": "good"}])
+    for seq in (1, 2, 3):
+        ob.ack(seq, 1)
+    ob.flush_acks()
+    ob.db.close()  # killed
+    ob = Outbox(path, "edge-1")
+    assert (ob.newest_ts("press-01"), ob.newest_ts("cnc-01"), ob.newest_ts("x")) == (
+        40, 2**62, None)
     ob.close()
 
 

@@ -118,7 +118,7 @@ def produced(outbox: Path) -> list[Key]:
     for topic, payload in rows:
         asset = "/".join(topic.split("/")[2:7])
         for s in json.loads(payload)["samples"]:
-            key = (asset, s["tag"], s["ts"])
+            key = (asset, s["tag"], int(s["ts"]))  # v2: a decimal string
             assert seen.setdefault(key, (s["v"], s["q"])) == (s["v"], s["q"]), key
             out.append(key)
     return out

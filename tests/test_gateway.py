@@ -149,7 +149,7 @@ MALFORMED = [
         {"v": 1, "agent": "edge-1", "seq": 1,
          "samples": [{"tag": "t", "ts": time.time_ns(), "v": [1, 2]}]}).encode()),
     ("bad_schema", DEVICES[2].topic("data"), b'{"v":1,"agent":"edge-1","seq":-1,"samples":[]}'),
-    ("bad_version", DEVICES[2].topic("data"), b'{"v":2}'),
+    ("bad_version", DEVICES[2].topic("data"), b'{"v":3}'),  # v1, v2 accepted
     ("bad_topic", "shopfloor/v1/acme/plant 1/machining/line1/m0/data", batches(1, 2)[0][1]),
     ("bad_json", DEVICES[0].topic("data"), b"\xff\xfe" + b"x" * 3000),
 ]

@@ -162,6 +162,19 @@ def test_retention_config():
         parse_config({"embedded": {"path": "x.db", "retention_days": 0}}, StoreConfig)
 
 
+def test_64_bit_integers_are_stored_exactly(store, tmp_path):
+    """A 64-bit counter is kept as an INTEGER, not rounded to a double (issue 13)."""
+    import sqlite3
+
+    dev = DevicePath("e", "s", "a", "l", "m")
+    big = 2**62 + 1  # a double would store 2**62
+    store.write([(dev, Sample("energy", 1, big)), (dev, Sample("load", 2, 1.5))])
+    with sqlite3.connect(tmp_path / "store.db") as conn:
+        rows = dict(conn.execute("SELECT ts, value FROM samples").fetchall())
+    assert rows == {1: big, 2: 1.5} and type(rows[1]) is int
+    assert store.read(dev, "energy", 0, 10).value.tolist() == [float(big)]  # kernels: float64
+
+
 def test_retention_records_where_raw_data_is_complete(tmp_path):
     from shopfloor.contract import DevicePath, Sample
     from shopfloor.storage.sqlite import SqliteStore

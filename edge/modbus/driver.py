@@ -15,7 +15,7 @@ import time
 
 from pymodbus.exceptions import ModbusException
 
-from shopfloor.contract import Quality, Sample
+from shopfloor.contract import Quality
 
 from ..driver import Backoff, CheckResult, DriverStats, SessionDriver, Sink, now_ns, short_error
 from ..mapping import ReportByException, to_sample
@@ -39,6 +39,7 @@ class ModbusDriver(SessionDriver):
                                device.max_gap_bits)
         self.polls = 0
         self.requests = 0  # read requests answered (metrics)
+        self._refusals: dict[tuple[str, int], str] = {}  # read refused -> why (logged once)
 
     def stats(self) -> DriverStats:
         return DriverStats(self.requests, self.errors, self.up)
@@ -47,17 +48,21 @@ class ModbusDriver(SessionDriver):
         client = modbus_client(self.device)
         try:
             await connect(client, self.device)
-            self.opened(now_ns())
             self.rbe.forget()
-            await self._poll(client)
+            await self._poll(client, now_ns())
         finally:
             client.close()
 
-    async def _poll(self, client: ModbusClient) -> None:
+    async def _poll(self, client: ModbusClient, since_ns: int) -> None:
+        """Poll until the connection fails. The device is up (and the backoff starts
+        afresh) only once it has answered a whole poll: a TCP connect alone (a hung PLC, a
+        gateway whose serial side is dead) is not a device that answers."""
         next_t = time.monotonic()
         while True:
             for read in self.plan:
                 await self._read(client, read)
+            if not self.up:
+                self.opened(since_ns)
             self.polls += 1
             next_t += self.device.poll_s
             delay = next_t - time.monotonic()
@@ -66,27 +71,39 @@ class ModbusDriver(SessionDriver):
                 delay = 0
             await asyncio.sleep(delay)
 
-    def _mark_bad(self, read: Read, ts: int) -> None:
-        """An exception response: the tags keep their last value, now with quality bad."""
+    def _mark_bad(self, read: Read, ts: int, why: str) -> None:
+        """A read refused: its tags keep their last value (else ``why``), quality bad, as a
+        change once and then per heartbeat."""
         mono = time.monotonic_ns()
         for tag in read.tags:
             last = self.rbe.last(tag.published_name)
-            if last is not None:
-                sample = Sample(tag.published_name, ts, last[0], Quality.BAD)
-                if self.rbe.should_publish(sample, mono):
-                    self.sink.sample(self.device_id, sample)
+            sample = to_sample(tag, why if last is None else last[0], ts, Quality.BAD)
+            if sample is not None and self.rbe.should_publish(sample, mono):
+                self.sink.sample(self.device_id, sample)
+
+    def _refused(self, read: Read, why: str) -> None:
+        """Logged once per change of the reason (not every poll), and when it answers."""
+        key = (read.table, read.start)
+        if self._refusals.get(key) != why:
+            log.warning("%s: %s %d+%d: %s (published bad until it answers)", self.device_id,
+                        read.table, read.start, read.count, why)
+            self._refusals[key] = why
 
     async def _read(self, client: ModbusClient, read: Read) -> None:
         rr = await execute(client, self.device, read)
         ts = now_ns()
-        if rr.isError():
+        values = None if rr.isError() else response_values(read, rr)
+        if values is None or len(values) < read.count:
             self.errors += 1
-            log.warning("%s: %s %d+%d: %s", self.device_id, read.table, read.start,
-                        read.count, rr)
-            self._mark_bad(read, ts)
+            why = (f"exception {rr.exception_code}" if values is None  # type: ignore[attr-defined]
+                   else f"short response: {len(values)} of {read.count}")
+            self._refused(read, why)
+            self._mark_bad(read, ts, why)
             return
+        if self._refusals.pop((read.table, read.start), None) is not None:
+            log.info("%s: %s %d+%d answers again", self.device_id, read.table, read.start,
+                     read.count)
         self.requests += 1
-        values = response_values(read, rr)
         mono = time.monotonic_ns()
         for tag in read.tags:
             sample = to_sample(tag, value_of(tag.reg, values, read.start), ts, Quality.GOOD)

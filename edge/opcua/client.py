@@ -67,11 +67,36 @@ async def opcua_client(dev: OpcUaDevice) -> Client:
     return client
 
 
+class NotTrusted(ua.UaError):
+    """The server closed the secure channel while it was opened: it does not trust the
+    agent's certificate (or takes neither its policy nor its mode)."""
+
+    def __init__(self, dev: OpcUaDevice):
+        sec = dev.security
+        assert sec is not None
+        super().__init__(
+            f"{dev.endpoint} refused the secure channel ({sec.policy}, {sec.mode}): trust "
+            f"this agent's certificate {sec.certificate} on the server (e.g. move it from "
+            f"the server's rejected certificates to its trusted ones)")
+
+
+async def open_session(client: Client, dev: OpcUaDevice) -> None:
+    """``client.connect()`` within the device's timeout. With security, a connection the
+    server accepted and then closed while the channel was opened is ``NotTrusted`` (one
+    line naming the certificate to trust, not the library's traceback)."""
+    try:
+        await asyncio.wait_for(client.connect(), dev.timeout_s * 2)
+    except (ConnectionError, AssertionError) as exc:  # not its subclasses: refused, reset
+        if dev.security is None or type(exc) not in (ConnectionError, AssertionError):
+            raise
+        raise NotTrusted(dev) from None
+
+
 async def connect(dev: OpcUaDevice) -> Client:
     """A connected client; raises on failure (and closes what it opened)."""
     client = await opcua_client(dev)
     try:
-        await asyncio.wait_for(client.connect(), dev.timeout_s * 2)
+        await open_session(client, dev)
     except BaseException:
         with contextlib.suppress(Exception):
             client.disconnect_socket()
@@ -110,6 +135,8 @@ async def resolve(client: Client, tags: Sequence[OpcUaTag]) -> list[Node | str]:
     for tag in tags:
         try:
             out.append(await _resolve_one(client, tag, ns_cache))
+        except ua.UaStatusCodeError as exc:
+            out.append(f"{tag.address}: {ua.StatusCode(exc.code).name}")
         except (ua.UaError, ValueError) as exc:
             out.append(f"{tag.address}: {exc}")
     return out

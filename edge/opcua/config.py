@@ -106,6 +106,9 @@ class OpcUaDevice(DeviceBase):
     user_private_key: Path | None = None
     timeout_s: float = Field(4.0, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    retry_s: float = Field(5.0, gt=0, description="a tag that cannot be resolved or "
+                                                  "subscribed is published bad and tried "
+                                                  "again this often")
     tags: list[OpcUaTag] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS series (
 CREATE TABLE IF NOT EXISTS samples (
     series_id INTEGER NOT NULL REFERENCES series(id),
     ts INTEGER NOT NULL,
-    value REAL,
+    value NUMERIC,  -- integers stay INTEGER (exact to 2^63 - 1), reals REAL
     value_str TEXT,
     quality TEXT NOT NULL,
     PRIMARY KEY (series_id, ts)
@@ -121,6 +121,8 @@ class SqliteStore:
                     assert sid is not None
                     new_ids[key] = sid
                 value, text = sample_value(sample)
+                if type(sample.value) is int and -2**63 <= sample.value < 2**63:
+                    value = sample.value  # exact (a 64-bit counter), not its float
                 data.append((sid, sample.ts, value, text, str(sample.quality)))
             conn.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?)", data)
             conn.executemany("INSERT INTO write_marks (device, lo, hi) VALUES (?, ?, ?)",
