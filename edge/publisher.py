@@ -21,13 +21,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from shopfloor.contract import (
-    ContractError,
-    DevicePath,
-    agent_cmd_topic,
-    decode_replay_request,
-    state_status_payload,
-)
+from shopfloor.commands import agent_cmd_topic, decode_replay_request
+from shopfloor.contract import ContractError, DevicePath, state_status_payload
 from shopfloor.mqtt import MqttConfig, call_soon, describe, mqtt_client
 
 from .outbox import Outbox

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
-from shopfloor.contract import agent_cmd_topic, replay_request
+from shopfloor.commands import agent_cmd_topic, replay_request
 from shopfloor.storage.ledger import Ranges, SeqLedger
 
 from .config import CompletenessConfig

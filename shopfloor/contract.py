@@ -357,21 +357,6 @@ def decode_message(topic: str, payload: bytes) -> list[DeviceSample]:
     return decode_data(topic, payload)[2]
 
 
-# --- agent commands (gateway -> edge agent) -------------------------------------------
-# ``shopfloor/v1/_agent/{agent}/cmd`` (QoS 1, not retained). seq is per agent across its
-# devices, so a missing seq names no device: commands address the agent. Today one
-# command: ``{"v":1,"cmd":"replay","ranges":[[first,last],...]}`` asks the agent to
-# publish again the acknowledged batches with those seqs still in its replay window.
-AGENT_TOPIC_ROOT = f"{TOPIC_ROOT}/{VERSION}/_agent"
-MAX_REPLAY_RANGES = 100
-
-
-def agent_cmd_topic(agent: str) -> str:
-    if not SEGMENT_RE.fullmatch(agent):
-        raise ContractError("bad_agent", f"agent {agent[:80]!r} is not an identifier")
-    return f"{AGENT_TOPIC_ROOT}/{agent}/cmd"
-
-
 # --- alerts (server -> anyone) ----------------------------------------------------------
 # ``shopfloor/v1/_alerts/{asset id}`` (QoS 1, not retained): each alert's opening and
 # resolution as JSON (``server/operations/delivery.py`` says the fields).
@@ -384,32 +369,6 @@ def alert_topic(asset_id: str) -> str:
     if not all(SEGMENT_RE.fullmatch(p) for p in parts):
         raise ContractError("bad_topic", f"asset {asset_id[:80]!r} is not an asset id")
     return f"{ALERT_TOPIC_ROOT}/{asset_id}"
-
-
-def replay_request(ranges: list[tuple[int, int]]) -> bytes:
-    return json.dumps({"v": 1, "cmd": "replay", "ranges": [list(r) for r in ranges]},
-                      separators=(",", ":")).encode()
-
-
-def decode_replay_request(payload: bytes) -> list[tuple[int, int]]:
-    """The seq ranges of a replay command; raises ContractError."""
-    try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ContractError("bad_json", str(exc)[:200]) from None
-    if not isinstance(doc, dict) or doc.get("v") != 1 or doc.get("cmd") != "replay":
-        raise ContractError("bad_schema", "not a v1 replay command")
-    ranges = doc.get("ranges")
-    if not isinstance(ranges, list) or len(ranges) > MAX_REPLAY_RANGES:
-        raise ContractError("bad_schema", "ranges must be a short list")
-    out = []
-    for r in ranges:
-        if not (isinstance(r, list) and len(r) == 2
-                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in r)
-                and r[0] <= r[1]):
-            raise ContractError("bad_schema", f"bad range {str(r)[:40]}")
-        out.append((r[0], r[1]))
-    return out
 
 
 def state_status_payload(online: bool, agent: str, ts_ns: int | None, *,

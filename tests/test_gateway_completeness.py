@@ -11,13 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_gateway import DEVICES, gateway_cfg, wait_until
 
-from shopfloor.contract import (
-    ContractError,
-    Sample,
-    agent_cmd_topic,
-    decode_replay_request,
-    replay_request,
-)
+from shopfloor.commands import agent_cmd_topic, decode_replay_request, replay_request
+from shopfloor.contract import ContractError, Sample
 from shopfloor.edge.outbox import Outbox
 from shopfloor.edge.publisher import DevicePublisher
 from shopfloor.gateway.completeness import GapTracker, gaps
