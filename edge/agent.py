@@ -22,7 +22,7 @@ from shopfloor.contract import MAX_PAYLOAD_BYTES, SIGNAL_STATE, Quality, Sample
 from shopfloor.mqtt import describe
 
 from .config import EdgeConfig, load_edge_config
-from .driver import Driver, now_ns
+from .driver import Driver, now_ns, quiet_libraries
 from .mapping import meta_payload
 from .metrics import AgentMetrics
 from .outbox import Outbox
@@ -229,4 +229,5 @@ async def _main(cfg: EdgeConfig) -> None:
 
 def run(config_path: Path | str) -> None:
     """Load the config and run the agent until SIGINT/SIGTERM."""
+    quiet_libraries()
     asyncio.run(_main(load_edge_config(config_path)))

@@ -136,3 +136,13 @@ def short_error(exc: BaseException, *named: type[BaseException]) -> str:
     if isinstance(exc, (ConnectionError, OSError, TimeoutError, *named)):
         text = f"{type(exc).__name__}: {text}"
     return " ".join(text.split())[:120]
+
+
+def quiet_libraries() -> None:
+    """The edge logs one line per event (a device lost, back, a read refused); the client
+    libraries' own lines for the same events (asyncua: an ERROR and a traceback per
+    disconnect, even CRITICAL ones; pymodbus: a warning per failed request or connect) are
+    shown only at log level debug."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in ("asyncua", "pymodbus"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
