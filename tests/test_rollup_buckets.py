@@ -83,6 +83,28 @@ def test_buckets_sum_per_device_and_per_start(open_store):
     assert store.sums(HOUR, T0, T0 + HOUR, None, "device") == {}  # another resolution
 
 
+def test_many_devices_some_wanted(open_store):
+    """More devices than a query names (they are picked from all the rows instead)."""
+    store = open_store()
+    starts = T0 + np.arange(3, dtype=np.int64) * HOUR
+    put = {f"acme/p1/w/l{i % 7}/m{i}": rows(3, 10 + i) for i in range(60)}
+    for device, q in put.items():
+        store.put(device, HOUR, starts, q)
+    wanted = sorted(put)[:55]
+    by_dev = store.sums(HOUR, T0, T0 + 2 * HOUR, wanted, "device")
+    assert sorted(by_dev) == wanted
+    for device in wanted:
+        want = Quantities(put[device].ints[:2], put[device].floats[:2]).total()
+        assert by_dev[device].ints.tolist() == want.ints.tolist()
+        np.testing.assert_allclose(by_dev[device].floats, want.floats)
+    by_start = store.sums(HOUR, T0, T0 + 3 * HOUR, wanted, "start")
+    assert sorted(by_start) == starts.tolist()
+    last = Quantities(np.vstack([put[d].ints[2:3] for d in wanted]),
+                      np.vstack([put[d].floats[2:3] for d in wanted])).total()
+    assert by_start[int(starts[2])].ints.tolist() == last.ints.tolist()
+    np.testing.assert_allclose(by_start[int(starts[2])].floats, last.floats)
+
+
 def test_state_and_definitions(open_store):
     store = open_store("d1")
     store.put(A, MINUTE, np.array([T0]), rows(1, 4))

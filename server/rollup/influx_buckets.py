@@ -31,10 +31,11 @@ from shopfloor.storage.influx import (
 )
 
 from .buckets import DAY, DeviceState, GroupBy, MaintainerState, short_hash
-from .quantities import FLOAT_FIELDS, INT_FIELDS, Quantities
+from .quantities import FLOAT_FIELDS, INT_FIELDS, INT_INDEX, Quantities
 
 BUCKETS, DEVICES, MAINTAINERS = "rollup_buckets", "rollup_devices", "rollup_maintainers"
 _FEW = 50  # up to this many devices are named in the query; more are picked afterwards
+_SEEN = INT_INDEX["state_seen"]
 _FLUSH_LINES = 20_000  # buffered bucket lines are written in requests of about this many
 
 
@@ -94,9 +95,6 @@ class InfluxBuckets:
 
     def sums(self, res: int, start: int, end: int, devices: list[str] | None,
              by: GroupBy) -> dict[str | int, Quantities]:
-        cols = ",".join(
-            f"{'max' if c == 'state_seen' else 'sum'}({quote_ident(c)}) AS {quote_ident(c)}"
-            for c in (*INT_FIELDS, *FLOAT_FIELDS))
         where = [f"{quote_ident('res')}={quote_literal(str(res))}",
                  f"time >= {int(start)}", f"time < {int(end)}"]
         named = devices is not None and len(devices) <= _FEW
@@ -105,32 +103,34 @@ class InfluxBuckets:
             where.append("(" + " OR ".join(
                 "(" + " AND ".join(f"{quote_ident(k)}={quote_literal(v)}"
                                    for k, v in _path(d).items()) + ")" for d in devices) + ")")
-        group = ",".join(quote_ident(k) for k in PATH_TAGS)
-        if by == "start":  # summed over the devices by InfluxDB when they are all wanted
-            group = f"time({int(res)}ns)" if devices is None or named else \
-                f"time({int(res)}ns),{group}"
+        # The buckets are selected and summed here: InfluxDB 1.6 aggregates slowly per
+        # series (30 days of 1,000 machines' day buckets: 11 s as sum() GROUP BY the
+        # device, 1 s selected).
+        cols = ",".join(quote_ident(c) for c in (*PATH_TAGS, *INT_FIELDS, *FLOAT_FIELDS))
         series = self._query(f"SELECT {cols} FROM {quote_ident(BUCKETS)} "  # noqa: S608
-                             f"WHERE {self._where(*where)} GROUP BY {group} fill(none)")
-        wanted = None if devices is None or named else set(devices)
-        n = len(INT_FIELDS)
-        out: dict[str | int, Quantities] = {}
-        for s in series:
-            tags = s.get("tags") or {}
-            device = "/".join(tags.get(k, "") for k in PATH_TAGS)
-            if wanted is not None and device not in wanted:
-                continue
-            for row in s.get("values") or []:
-                key: str | int = device if by == "device" else int(row[0])
-                q = Quantities(np.array([[int(v or 0) for v in row[1:1 + n]]], np.int64),
-                               np.array([[float(v or 0) for v in row[1 + n:]]], np.float64))
-                if key in out:
-                    seen = max(out[key].ints[0, -1], q.ints[0, -1])
-                    out[key].ints += q.ints
-                    out[key].floats += q.floats
-                    out[key].ints[0, -1] = seen
-                else:
-                    out[key] = q
-        return out
+                             f"WHERE {self._where(*where)}")
+        rows = [row for s in series for row in s.get("values") or []]
+        nt, ni = len(PATH_TAGS), len(INT_FIELDS)
+        names = ["/".join(row[1:1 + nt]) for row in rows]
+        if devices is not None and not named:
+            wanted = set(devices)
+            keep = [i for i, d in enumerate(names) if d in wanted]
+            rows, names = [rows[i] for i in keep], [names[i] for i in keep]
+        if not rows:
+            return {}
+        keys = np.array(names) if by == "device" else np.array([r[0] for r in rows], np.int64)
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        ints = np.array([[v or 0 for v in r[1 + nt:1 + nt + ni]] for r in rows], np.int64)
+        floats = np.array([[v or 0.0 for v in r[1 + nt + ni:]] for r in rows], np.float64)
+        sum_i = np.zeros((len(uniq), ni), np.int64)
+        sum_f = np.zeros((len(uniq), floats.shape[1]), np.float64)
+        np.add.at(sum_i, inverse, ints)
+        np.add.at(sum_f, inverse, floats)
+        seen = np.zeros(len(uniq), np.int64)  # state_seen is "any", not a count
+        np.maximum.at(seen, inverse, ints[:, _SEEN])
+        sum_i[:, _SEEN] = seen
+        return {(str(k) if by == "device" else int(k)): Quantities(sum_i[j:j + 1], sum_f[j:j + 1])
+                for j, k in enumerate(uniq.tolist())}
 
     def devices(self) -> dict[str, DeviceState]:
         group = ",".join(quote_ident(k) for k in PATH_TAGS)

@@ -221,6 +221,9 @@ class InfluxReader:
         results = doc.get("results") or [{}]
         if "error" in results[0]:
             raise InfluxError(f"InfluxQL error: {results[0]['error']}")
+        if results[0].get("partial"):  # never an answer from part of the rows
+            raise InfluxError("InfluxDB cut the result short: set [http] max-row-limit = 0 "
+                              "(its default) in influxdb.conf")
         return results[0].get("series") or []
 
     def read(self, device: DevicePath, tag: str, start_ns: int, end_ns: int, *,
