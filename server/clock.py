@@ -3,7 +3,8 @@ wrote (gateway/clock.py) says a machine's clock was off within a window [start, 
 
 A marker holds from its ts until the next one; a window is flagged when a nonzero marker
 is in force anywhere in it: the one in force at its start, or one inside it. Markers are
-few (one per step): each machine's are read once over all the windows.
+few (one per step): every machine's are read at once (``SampleReader.markers``), over all
+the windows.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ def clock_skew_by_window(reader: SampleReader, equipment: Sequence[Asset],
     if not len(starts):
         return out
     lo, hi = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    marked = reader.markers(CLOCK_SKEW_TAG, int(lo[0]), int(hi.max()))
     for asset in equipment:
-        if asset.device is None:
-            continue
-        m = reader.read(asset.device, CLOCK_SKEW_TAG, int(lo[0]), int(hi.max()))
-        if not np.any(m.value != 0):
+        m = marked.get(asset.device.asset_id) if asset.device is not None else None
+        if m is None or not np.any(m.value != 0):
             continue
         off = m.value != 0
         at_start = np.searchsorted(m.ts, lo, side="right") - 1  # the marker in force at start

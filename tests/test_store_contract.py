@@ -160,3 +160,19 @@ def test_first_seen_and_raw_from(backend):
              (M2, Sample("state", T0 + 2 * S, "DOWN"))])
     assert r.first_seen() == {M1.asset_id: T0, M2.asset_id: T0 + 2 * S}
     assert r.raw_from() is None  # nothing deleted (InfluxDB: an infinite retention policy)
+
+
+def test_markers_of_every_device_at_once(backend):
+    w, r = backend.writer, backend.reader
+    w.write([(M1, Sample("clock_skew_s", T0, 3600.0)),
+             (M1, Sample("clock_skew_s", T0 + 9 * S, 0.0)),
+             (M1, Sample("clock_skew_s", T0 + 20 * S, -5.0)), (M1, Sample("state", T0, "IDLE")),
+             (M2, Sample("clock_skew_s", T0 + 12 * S, 2.0)), (M3, Sample("state", T0, "IDLE"))])
+    got = r.markers("clock_skew_s", T0 + 10 * S, T0 + 20 * S)
+    assert sorted(got) == [M1.asset_id, M2.asset_id]  # M3 has none
+    assert got[M1.asset_id].ts.tolist() == [T0 + 9 * S]  # the one in force at the start
+    assert got[M1.asset_id].value.tolist() == [0.0]
+    assert got[M2.asset_id].ts.tolist() == [T0 + 12 * S]
+    assert got[M2.asset_id].value.tolist() == [2.0]
+    assert r.markers("clock_skew_s", T0 - 10 * S, T0) == {}
+    assert r.markers("no_such_tag", T0, T0 + 60 * S) == {}

@@ -69,6 +69,12 @@ class SampleReader(Protocol):
         samples are of good quality only (a counter's baseline and its next reading)."""
         ...
 
+    def markers(self, tag: str, start_ns: int, end_ns: int) -> dict[str, Series]:
+        """Every device's samples of a rare ``tag`` (a marker few devices have) with
+        start_ns <= ts < end_ns, after the one in force at start_ns: asset id -> samples,
+        in one or two queries, not one per device."""
+        ...
+
     def count(self, device: DevicePath | None = None) -> int:
         """Number of stored samples (of one device, or all)."""
         ...

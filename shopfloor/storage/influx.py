@@ -258,6 +258,27 @@ class InfluxReader:
         return Series(a[:, 0].astype(np.int64), a[:, 1].astype(np.float64), a[:, 2].tolist(),
                       good_quality(a[:, 3]))
 
+    def markers(self, tag: str, start_ns: int, end_ns: int) -> dict[str, Series]:
+        group = ",".join(quote_ident(k) for k in PATH_TAGS)
+        select = (f"SELECT {quote_ident('value')},{quote_ident('value_str')},"  # noqa: S608
+                  f"{quote_ident('quality')} FROM {quote_ident(MEASUREMENT)} "
+                  f"WHERE {quote_ident('tag')}={quote_literal(tag)}")
+        rows: dict[str, list[list[Any]]] = {}
+        for q in (f"{select} AND time < {int(start_ns)} GROUP BY {group} "
+                  f"ORDER BY time DESC LIMIT 1",
+                  f"{select} AND time >= {int(start_ns)} AND time < {int(end_ns)} "
+                  f"GROUP BY {group} ORDER BY time ASC"):
+            for s in self.query(q):
+                tags = s.get("tags") or {}
+                asset = "/".join(tags.get(k, "") for k in PATH_TAGS)
+                rows.setdefault(asset, []).extend(_values(s))
+        out = {}
+        for asset, got in rows.items():
+            a = np.array(got, dtype=object)
+            out[asset] = Series(a[:, 0].astype(np.int64), a[:, 1].astype(np.float64),
+                                a[:, 2].tolist(), good_quality(a[:, 3]))
+        return out
+
     def count(self, device: DevicePath | None = None) -> int:
         where = f" WHERE {_device_where(device)}" if device is not None else ""
         series = self.query(f"SELECT count({quote_ident('quality')}) "  # noqa: S608

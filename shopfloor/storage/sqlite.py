@@ -257,6 +257,17 @@ class SqliteStore:
             conn.execute("COMMIT")
         return Series.from_rows(prev + window + nxt)
 
+    def markers(self, tag: str, start_ns: int, end_ns: int) -> dict[str, Series]:
+        found = self._conn().execute(
+            "SELECT enterprise, site, area, line, device FROM series WHERE tag=?", (tag,))
+        out = {}
+        for path in found.fetchall():
+            device = DevicePath(*path)
+            got = self.read(device, tag, start_ns, end_ns)
+            if len(got):
+                out[device.asset_id] = got
+        return out
+
     def count(self, device: DevicePath | None = None) -> int:
         conn = self._conn()
         if device is None:
