@@ -30,7 +30,7 @@ from .mapping import meta_payload
 from .metrics import AgentMetrics
 from .outbox import Outbox
 from .protocols import driver_for
-from .publisher import DevicePublisher
+from .publisher import DevicePublisher, Port
 from .sparkplug.ports import sparkplug_ports
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Agent:
     def __init__(self, config: EdgeConfig):
         self.config = config
         self.outbox: Outbox | None = None
-        self.publishers: dict[str, DevicePublisher] = {}
+        self.publishers: dict[str, Port] = {}
         self.drivers: dict[str, Driver] = {}
         self.samples_read = 0
         self._buffers: dict[str, list[dict[str, Any]]] = {}
@@ -139,7 +139,7 @@ class Agent:
                              listener=self.metrics.publish_latency if self.metrics else None)
         log.info("edge agent %s: %d devices, MQTT %s, outbox %s", cfg.agent_id,
                  len(cfg.devices), describe(cfg.mqtt), cfg.outbox.path)
-        ports: dict[str, Any] = {}
+        ports: dict[str, Port] = {}
         if cfg.sparkplug is not None:  # a Sparkplug B edge node instead of the JSON contract
             self.outbox, ports = sparkplug_ports(cfg, self.outbox, loop)
         for dev in cfg.devices:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import paho.mqtt.client as mqtt
 
@@ -28,6 +28,23 @@ from shopfloor.mqtt import MqttConfig, call_soon, describe, mqtt_client
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Port(Protocol):
+    """What the agent publishes one device through: a ``DevicePublisher`` (the JSON
+    contract) or a Sparkplug ``sparkplug.ports.DevicePort``."""
+
+    device: str
+    path: DevicePath
+    connected: bool
+    inflight: int
+    published: int
+
+    def start(self) -> None: ...
+    def pump(self) -> None: ...
+    def stop(self, timeout: float = 2.0) -> None: ...
+    def device_status(self, up: bool, detail: str = "") -> None: ...
 
 
 class DevicePublisher:

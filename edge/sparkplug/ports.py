@@ -1,7 +1,7 @@
 """What the agent publishes through when it is a Sparkplug edge node: one ``DevicePort`` per
 device, all sharing the node's single MQTT session (the agent's interface of
 ``publisher.DevicePublisher``: ``start``, ``pump``, ``stop``, ``connected``, ``inflight``,
-``published``, ``path``, ``device``).
+``published``, ``device_status``, ``path``, ``device``).
 
 ``sparkplug_ports(cfg, outbox, loop)`` -> (the outbox the agent appends to, ports by device).
 """
@@ -29,6 +29,10 @@ class DevicePort:
 
     def stop(self, timeout: float = 2.0) -> None:
         self.node.stop(timeout)
+
+    def device_status(self, up: bool, detail: str = "") -> None:
+        """Nothing to send: a Sparkplug host learns of a lost device from its DDEATH (sent
+        with the OFFLINE state the agent publishes) and of its return from a DBIRTH."""
 
     @property
     def connected(self) -> bool:
