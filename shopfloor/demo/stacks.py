@@ -58,12 +58,15 @@ class History(Strict):
 class Stack(Strict):
     """One enterprise: its plant scenario and what its server is told beyond it."""
 
-    scenario: Scenario
+    scenario: Scenario = Field(description="the plant: a scenario file (relative to this "
+                                           "file) or the scenario itself")
     calendar: CalendarConfig | None = Field(
         None, description="the server's shift calendar (default: the simulated shift)")
     registry: Path | None = Field(
         None, description="the server's registry (default: made from the scenario)")
-    extra_equipment: list[ExtraEquipment] = []
+    extra_equipment: list[ExtraEquipment] = Field(
+        [], description="registry machines the scenario does not simulate (with workshop "
+                        "and line)")
     history: History = History()
 
     @model_validator(mode="after")
@@ -81,9 +84,10 @@ class Stack(Strict):
 class ClusterPlan(Strict):
     """Enterprises to run; with ``cluster`` set, each federates to one cluster server."""
 
-    cluster: Named | None = None
+    cluster: Named | None = Field(
+        None, description="the cluster (id, name): each enterprise federates to its server")
     region: str = Field("Tianjin", description="published regional figures compared to")
-    enterprises: list[Stack] = Field(min_length=1)
+    enterprises: list[Stack] = Field(min_length=1, description="one stack each")
 
     @model_validator(mode="after")
     def _distinct(self) -> ClusterPlan:
