@@ -2,7 +2,8 @@
 on its own embedded store, push to one cluster server (real uvicorn). The cluster's
 figures equal each enterprise's own (digitalization exact, OEE from the same sums), pooled
 and mean; the cluster is stopped for 60 s while new data arrives at one enterprise, and
-after it starts again that enterprise's new figures arrive, none twice; a wrong credential is refused and logged without it; the cluster's database and log hold no
+after it starts again that enterprise's new figures arrive, none twice; a wrong
+credential is refused and logged without it; the cluster's database and log hold no
 sample. Run under `flock /tmp/shopfloor-heavy.lock`."""
 
 from __future__ import annotations
