@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from shopfloor.cli import HelpFormatter
+from shopfloor.demo.stacks import ClusterPlan
 from shopfloor.edge.config import EdgeConfig
 from shopfloor.gateway.config import GatewayConfig
 from shopfloor.server.config import ServerConfig
@@ -33,6 +34,8 @@ FILES = [
     ("Registry (the server's `registry:` file)", RegistryModel, "server/registry.sample.yaml"),
     ("Cluster server (`shopfloor cluster --config`)", ClusterConfig,
      "server/federation/cluster.sample.yaml"),
+    ("Cluster file (`shopfloor up --scenario`, several enterprises)", ClusterPlan,
+     "shopfloor/demo/cluster.yaml"),
 ]
 HEADER = """# Configuration reference
 

@@ -105,8 +105,20 @@ def _db(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> None:
     from shopfloor import up
 
-    up.run(workdir=args.workdir, port=args.port, scenario=args.scenario,
-           broker=args.broker, duration_s=args.duration)
+    if args.cluster and args.scenario is not None:
+        raise ConfigError("--cluster is the built-in cluster demo; with --scenario give "
+                          "your own cluster file instead")
+    from shopfloor.demo.stacks import BUILTIN_CLUSTER
+
+    up.run(workdir=args.workdir, port=args.port,
+           scenario=BUILTIN_CLUSTER if args.cluster else args.scenario,
+           broker=args.broker, duration_s=args.duration, history_days=args.history_days)
+
+
+def _history(args: argparse.Namespace) -> int:
+    from shopfloor.demo import history
+
+    return history.run(args.config, args.scenario, args.days, args.improvement)
 
 
 def _scenario_options(p: argparse.ArgumentParser, default: str | None, until: str) -> None:
@@ -138,8 +150,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="HTTP port of the server")
     p.add_argument("--broker", choices=["auto", "mosquitto", "embedded"], default="auto",
                    help="MQTT broker: Mosquitto if installed (auto), or the embedded one")
-    _scenario_options(p, "(default: the built-in demo plant)", "run until Ctrl-C")
+    p.add_argument("--cluster", action="store_true",
+                   help="the built-in cluster demo: three enterprises of different maturity, "
+                        "each its own stack, federating to a cluster server (--port is the "
+                        "cluster's, the enterprises' servers the ports after it)")
+    p.add_argument("--history-days", type=int, default=None,
+                   help="days of history written into each new store before the live "
+                        "shift (default: each enterprise's `history.days`, 0 for a plain "
+                        "scenario)")
+    _scenario_options(p, "or cluster file (default: the built-in demo plant)",
+                      "run until Ctrl-C")
     p.set_defaults(func=_up)
+
+    p = sub.add_parser("history", formatter_class=fmt,
+                       help="write past shifts of a scenario's machines into a server's store",
+                       description="So trends and monthly history are not empty in a demo: "
+                                   "each machine runs the simulators' dynamics (minutes for "
+                                   "seconds) once per shift of the server's calendar, its "
+                                   "stops longer the older the day. The store must not "
+                                   "hold samples of these machines yet.")
+    p.add_argument("--config", type=Path, required=True,
+                   help="server config YAML (its store, calendar and stale_after_s)")
+    p.add_argument("--scenario", type=Path, required=True, help="plant scenario YAML")
+    p.add_argument("--days", type=int, default=365, help="days before now")
+    p.add_argument("--improvement", type=float, default=0.3,
+                   help="stops were this much longer --days ago than now (0.3: 30 %%)")
+    p.set_defaults(func=_history)
 
     p = sub.add_parser("simulate", formatter_class=fmt,
                        help="serve a simulated plant over OPC UA and Modbus TCP",

@@ -223,7 +223,7 @@ def start_plant_stack(sup: Any, files: Any, *, gateway_argv: list[str] | None = 
     """Under the ``shopfloor.up.Supervisor`` ``sup``, start the simulated plant (with its
     truth log), the gateway and the edge of the ``StackFiles`` ``files``, each waited for
     until it is ready; returns (plant, gateway, edge)."""
-    from shopfloor.up import shopfloor_cmd
+    from shopfloor.supervisor import shopfloor_cmd
 
     outbox = outbox or files.workdir / "outbox.db"
     plant = sup.start("plant", shopfloor_cmd(

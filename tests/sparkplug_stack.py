@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 from shopfloor.contract import decode_batch
-from shopfloor.up import StackFiles, free_port, write_configs
+from shopfloor.supervisor import free_port
+from shopfloor.up import StackFiles, write_configs
 
 GROUP = "acme-plant1"
 NODE = "edge-1"

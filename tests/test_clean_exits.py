@@ -12,7 +12,7 @@ import yaml
 from services import free_port, mosquitto
 from test_e2e import start_server
 
-from shopfloor.up import Supervisor
+from shopfloor.supervisor import Supervisor
 
 REGISTRY = Path(__file__).parents[1] / "server" / "registry.sample.yaml"
 

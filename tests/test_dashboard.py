@@ -27,7 +27,8 @@ import yaml
 from playwright.sync_api import Page, sync_playwright
 from services import sigint_default
 
-from shopfloor.up import DEMO_SCENARIO, free_port
+from shopfloor.supervisor import free_port
+from shopfloor.up import DEMO_SCENARIO
 
 CHROMIUM = "/usr/bin/chromium"
 SHIFT_S = 50

@@ -16,7 +16,7 @@ from playwright.sync_api import sync_playwright
 
 from shopfloor.contract import DevicePath, Sample
 from shopfloor.storage.sqlite import SqliteStore
-from shopfloor.up import free_port
+from shopfloor.supervisor import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "dashboard-read-token-0123"

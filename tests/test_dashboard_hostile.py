@@ -15,7 +15,7 @@ from test_e2e import start_server
 
 from shopfloor.contract import Batch, ContractError, DevicePath, Sample, decode_data
 from shopfloor.storage.sqlite import SqliteStore
-from shopfloor.up import Supervisor, free_port
+from shopfloor.supervisor import Supervisor, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CNC = DevicePath("acme", "plant1", "machining", "line1", "cnc-01")

@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from shopfloor.contract import State
-from shopfloor.up import DEMO_SCENARIO, Supervisor, port_open, shopfloor_cmd, write_configs
+from shopfloor.supervisor import Supervisor, port_open, shopfloor_cmd
+from shopfloor.up import DEMO_SCENARIO, write_configs
 
 ROOT = Path(__file__).parents[1]
 DASHBOARDS = ROOT / "dashboards"

@@ -21,7 +21,8 @@ from services import start_plant_stack
 
 from shopfloor import contract
 from shopfloor.simulators.truth import load_truth
-from shopfloor.up import StackFiles, Supervisor, free_port, shopfloor_cmd, write_configs
+from shopfloor.supervisor import Supervisor, free_port, shopfloor_cmd
+from shopfloor.up import StackFiles, write_configs
 
 pytestmark = pytest.mark.e2e
 

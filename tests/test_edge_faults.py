@@ -28,7 +28,8 @@ from test_faults import SCENARIO as FAULTS_SCENARIO
 from test_faults import Key, embedded, last_stats, pending, produced, report, tune_for_faults
 
 from shopfloor import contract
-from shopfloor.up import Supervisor, shopfloor_cmd, write_configs
+from shopfloor.supervisor import Supervisor, shopfloor_cmd
+from shopfloor.up import write_configs
 
 pytestmark = pytest.mark.e2e
 

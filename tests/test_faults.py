@@ -25,7 +25,8 @@ import pytest
 import yaml
 from services import free_port, require, start_plant_stack, stop, wait_for_port
 
-from shopfloor.up import Supervisor, shopfloor_cmd, write_configs
+from shopfloor.supervisor import Supervisor, shopfloor_cmd
+from shopfloor.up import write_configs
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,8 @@ from volumes import fill, small_volume
 from shopfloor.edge.outbox import Outbox
 from shopfloor.gateway.service import Gateway
 from shopfloor.storage.sqlite import SqliteStore
-from shopfloor.up import Supervisor, write_configs
+from shopfloor.supervisor import Supervisor
+from shopfloor.up import write_configs
 
 PLANT = copy.deepcopy(SCENARIO)
 PLANT["timeline"] = {"lead_in_s": 2, "duration_s": 60, "lead_out_s": 2}

@@ -23,7 +23,8 @@ from shopfloor.simulators.machine import Kind, MachineModel
 from shopfloor.simulators.scenario import load_scenario
 from shopfloor.simulators.truth import Truth, load_truth
 from shopfloor.storage.sqlite import SqliteStore
-from shopfloor.up import StackFiles, Supervisor, free_port, write_configs
+from shopfloor.supervisor import Supervisor, free_port
+from shopfloor.up import StackFiles, write_configs
 from tests.test_e2e import MACHINES, SCENARIO, start_server, wait_until
 
 pytestmark = pytest.mark.e2e

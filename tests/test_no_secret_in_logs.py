@@ -18,7 +18,8 @@ from test_e2e import SCENARIO, wait_until
 
 from shopfloor.server.auth import token_hash
 from shopfloor.storage.sqlite import SqliteStore
-from shopfloor.up import Supervisor, free_port, shopfloor_cmd, write_configs
+from shopfloor.supervisor import Supervisor, free_port, shopfloor_cmd
+from shopfloor.up import write_configs
 
 SECRETS = {"edge_mqtt": "edge-mqtt-pw-7c1f9a", "gateway_mqtt": "gw-mqtt-pw-3b8e2d",
            "influx_token": "influx-token-9d4a6e1f0b", "read_token": "read-api-token-5e2c8f7a",

@@ -34,7 +34,8 @@ from shopfloor.contract import State
 from shopfloor.simulators.machine import MachineModel
 from shopfloor.simulators.scenario import Scenario
 from shopfloor.simulators.truth import load_truth
-from shopfloor.up import Supervisor, free_port, shopfloor_cmd, write_configs
+from shopfloor.supervisor import Supervisor, free_port, shopfloor_cmd
+from shopfloor.up import write_configs
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,8 @@ import yaml
 from services import start_plant_stack
 
 from shopfloor.simulators.truth import load_truth
-from shopfloor.up import StackFiles, Supervisor, free_port, write_configs
+from shopfloor.supervisor import Supervisor, free_port
+from shopfloor.up import StackFiles, write_configs
 from tests.test_e2e import MACHINES, SCENARIO, check_against_truth, iso, start_server, wait_until
 
 pytestmark = pytest.mark.e2e

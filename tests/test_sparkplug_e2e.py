@@ -23,7 +23,7 @@ from sparkplug_stack import (
 from test_e2e import check_against_truth, start_server, wait_until
 
 from shopfloor.simulators.truth import load_truth
-from shopfloor.up import Supervisor, shopfloor_cmd
+from shopfloor.supervisor import Supervisor, shopfloor_cmd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 OFFLINE_S = 30

@@ -31,7 +31,7 @@ from shopfloor.gateway.service import Gateway
 from shopfloor.simulators.truth import Interval, MachineTruth, Truth
 from shopfloor.sparkplug.payload import DT
 from shopfloor.sparkplug.schema import Payload
-from shopfloor.up import Supervisor, free_port, shopfloor_cmd
+from shopfloor.supervisor import Supervisor, free_port, shopfloor_cmd
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -13,7 +13,7 @@ import pytest
 from services import sigint_default
 
 from shopfloor.pids import PidDir, start_ticks
-from shopfloor.up import free_port
+from shopfloor.supervisor import free_port
 
 
 def wait_for(pred, timeout: float, what: str):
