@@ -23,7 +23,7 @@ from shopfloor.supervisor import free_port
 from shopfloor.times import NS
 
 pytestmark = pytest.mark.timeout(420)
-SHIFT = {"lead_in_s": 2, "duration_s": 45, "lead_out_s": 2}
+SHIFT = {"lead_in_s": 2, "duration_s": 40, "lead_out_s": 2}
 EVERY_HOUR = {"timezone": "UTC", "weekly": {d: [{"start": "00:00", "end": "00:00"}] for d in
                                             ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}}
 
@@ -114,7 +114,7 @@ def test_three_enterprise_stacks_federate_their_true_figures(tmp_path):
             up = get(f"{url}/api/v1/federation")["uplink"]
             last = up["last_round"]
             return (last is not None and up["queue"]["pending"] == 0 and
-                    datetime.fromisoformat(last).timestamp() * NS > ended + 35 * NS)
+                    datetime.fromisoformat(last).timestamp() * NS > ended + 5 * NS)
         for ent, url in urls.items():
             wait_until(lambda u=url: delivered_after_the_end(u), 90, f"{ent}'s round")
 
