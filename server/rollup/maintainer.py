@@ -201,6 +201,7 @@ class Maintainer:
             n += self.build(asset, start, target, progress)[0]
             self.buckets.set_device(asset.id,
                                     DeviceState(machine_fingerprint(asset), start, target))
+        self.buckets.flush()
         return n
 
     # --- thread -----------------------------------------------------------------------
