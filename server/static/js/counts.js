@@ -19,7 +19,7 @@ export function html() {
         <input type="number" inputmode="numeric" min="1" step="1" data-testid="count-qty" aria-label="${esc(t("quantity"))}" placeholder="${esc(t("quantity"))}">
         <button type="button" data-step="1" aria-label="+1">+</button></div>
       <div class="choices"><label><span>${t("count_at")}</span>
-        <input type="datetime-local" data-testid="count-at"></label>
+        <input type="datetime-local" step="1" data-testid="count-at"></label>
         <input type="text" maxlength="2000" data-testid="count-comment" placeholder="${esc(t("count_comment"))}"></div>
       <div class="choices"><button type="button" class="save" data-testid="count-save">${t("save")}</button></div></div>
     <div class="grid2">
