@@ -26,6 +26,7 @@ from shopfloor.storage import SampleReader, Series
 
 from .quantities import FLOAT_INDEX, Quantities, ideal_cycle_times
 
+RUN_NS = 3600 * 10**9  # entries closer than this share one read of the product series
 Kind = Literal["total", "reject"]
 KINDS: tuple[Kind, ...] = ("total", "reject")
 
@@ -55,10 +56,16 @@ def entry_quantities(reader: SampleReader, asset: Asset, entries: list[CountEntr
     if not entries:
         return q
     ts = np.array([e.at for e in entries], dtype=np.int64)
-    product = Series.empty()
-    if eq.ideal_cycle_times_s:  # the product in force at each entry
-        product = reader.read(asset.device, SIGNAL_PRODUCT, int(ts.min()), int(ts.max()) + 1)
-    ict = ideal_cycle_times(ts, product, eq)
+    ict = np.empty(len(ts))
+    if eq.ideal_cycle_times_s:  # the product in force at each entry: one read per run
+        order = np.argsort(ts, kind="stable")  # of entries less than an hour apart
+        cuts = np.flatnonzero(np.diff(ts[order]) > RUN_NS) + 1
+        for run in np.split(order, cuts):
+            product = reader.read(asset.device, SIGNAL_PRODUCT, int(ts[run[0]]),
+                                  int(ts[run[-1]]) + 1)
+            ict[run] = ideal_cycle_times(ts[run], product, eq)
+    else:
+        ict[:] = ideal_cycle_times(ts, Series.empty(), eq)
     n = np.array([e.quantity for e in entries], dtype=np.float64)
     total = np.array([e.kind == "total" for e in entries])
     f = q.floats
