@@ -171,6 +171,10 @@ def test_nonsense_is_refused_with_a_clear_status(client):
         assert r.status_code == 422, (bad, r.text)
     future = enter(client, kind="total", quantity=1, at=iso(time.time_ns() + 3600 * S))
     assert future.status_code == 422 and "in the future" in future.json()["detail"]
+    for at in ("0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "9999-12-31T23:59:59Z"):
+        assert enter(client, kind="total", quantity=1, at=at).status_code == 422, at
+    assert client.patch(f"/api/v1/counts/{2**40}", json={"quantity": 1},
+                        headers=auth("eng")).status_code == 422
     assert enter(client, kind="total", quantity=1, machine=f"{LINE1}/nope").status_code == 404
     assert enter(client, kind="total", quantity=1, machine=LINE1).status_code == 422
     # rejects up to the parts of the entry's day (no calendar): counted and entered

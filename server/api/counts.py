@@ -5,9 +5,9 @@ line, an engineer or an admin adds, changes and deletes them) and ``/counts/audi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 
 from shopfloor.server.api.deps import RegistryDep, SourceDep, WindowDep, machine_of
 from shopfloor.server.api.people import OperationsDep, PrincipalDep, must
@@ -16,6 +16,7 @@ from shopfloor.server.registry import Asset, Registry
 from shopfloor.server.roles import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["counts"])
+EntryId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the entry's id")]
 
 
 def _ids(window: WindowDep) -> list[str]:
@@ -69,7 +70,7 @@ def add_count(body: CountIn, ops: OperationsDep, who: PrincipalDep, registry: Re
 
 
 @router.patch("/counts/{entry_id}")
-def change_count(entry_id: int, body: CountChange, ops: OperationsDep, who: PrincipalDep,
+def change_count(entry_id: EntryId, body: CountChange, ops: OperationsDep, who: PrincipalDep,
                  registry: RegistryDep, source: SourceDep) -> dict[str, Any]:
     """Change an entry's kind, quantity, time or comment (kept in the audit)."""
     machine = _allowed(who, registry, _entry_machine(ops, entry_id))
@@ -80,7 +81,7 @@ def change_count(entry_id: int, body: CountChange, ops: OperationsDep, who: Prin
 
 
 @router.delete("/counts/{entry_id}", status_code=204)
-def delete_count(entry_id: int, ops: OperationsDep, who: PrincipalDep, registry: RegistryDep,
+def delete_count(entry_id: EntryId, ops: OperationsDep, who: PrincipalDep, registry: RegistryDep,
                  source: SourceDep) -> None:
     """Delete an entry: it leaves every figure and stays in the audit."""
     machine = _allowed(who, registry, _entry_machine(ops, entry_id))

@@ -196,6 +196,8 @@ class CountBook:
         if t > now:
             raise CountError(f"at={iso(t)} is in the future (the server's time is {iso(now)})",
                              422)
+        if t < 0:
+            raise CountError(f"at={at.isoformat()} is before 1970", 422)
         return t
 
     @staticmethod
