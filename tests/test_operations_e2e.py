@@ -432,10 +432,11 @@ def test_an_operator_enters_counts_in_the_browser(stack, tmp_path):
         browser.close()
     assert errors == []
     listed = server.api("counts", scope=LINE2, **shift)["entries"]
+    at_z = iso(at).replace("+00:00", "Z")
     assert [(e["machine"], e["kind"], e["quantity"], e["at"], e["comment"], e["created_by"])
             for e in listed] == [
-        (PRESS2, "reject", 6, iso(at), "burrs found at inspection", "Omar (line 2)"),
-        (cnc2, "total", 7, iso(at), None, "Omar (line 2)")]
+        (PRESS2, "reject", 6, at_z, "burrs found at inspection", "Omar (line 2)"),
+        (cnc2, "total", 7, at_z, None, "Omar (line 2)")]
     changes = server.api("counts/audit", scope=LINE2, **shift)["changes"]
     assert [(c["action"], c["who"], (c["old"] or {}).get("quantity"), c["new"]["quantity"])
             for c in changes] == [("change", "Omar (line 2)", 5, 6),
