@@ -25,7 +25,6 @@ from shopfloor.server.federation.enterprise import open_uplink
 from shopfloor.server.operations.service import open_operations
 from shopfloor.server.registry import Registry
 from shopfloor.server.rollup import open_rollups
-from shopfloor.server.rollup.source import QuantitySource
 from shopfloor.storage import open_reader
 
 log = logging.getLogger("shopfloor.server")
@@ -52,8 +51,7 @@ def create_app(cfg: ServerConfig, base_dir: Path = Path(".")) -> FastAPI:
             maintainer.start()
         state.operations = open_operations(cfg, base_dir, reader, state.rollups,
                                            state.registry)
-        uplink = state.uplink = open_uplink(cfg, base_dir, state.registry,
-                                            lambda: QuantitySource(reader, state.rollups))
+        uplink = state.uplink = open_uplink(cfg, base_dir, state.registry, state.source)
         if uplink is not None:
             uplink.start()
         try:

@@ -76,13 +76,19 @@ def shifts(cal: CalendarConfig, t0: int, t1: int) -> list[tuple[str, int, int, l
     return out
 
 
+def shift_at(cal: CalendarConfig, t: int) -> tuple[str, int, int] | None:
+    """(label, start, end) of the shift holding ``t``; None outside every shift."""
+    for name, s, e, _ in shifts(cal, t - 1, t + 1):
+        if s <= t < e:
+            return name, s, e
+    return None
+
+
 def current_shift(cal: CalendarConfig | None, now: int) -> tuple[str, int]:
     """(label, start) of the shift holding ``now``; without a calendar the UTC day."""
     if cal is not None:
-        for name, s, e, _ in shifts(cal, now - 1, now + 1):
-            if s <= now < e:
-                return name, s
-        return "no shift", now
+        found = shift_at(cal, now)
+        return (found[0], found[1]) if found else ("no shift", now)
     day = now - now % (86400 * NS)
     return "day", day
 

@@ -1,9 +1,10 @@
-"""Roles: who may change what people write (stops, plans, targets, rules, reasons).
+"""Roles: who may change what people write (stops, counts, plans, targets, rules,
+reasons).
 
 - ``viewer``: reads (anonymous requests too, with ``auth.anonymous_read``);
-- ``operator``: classifies, splits and comments the stops of the lines (or any assets)
-  in its token's ``lines``, and nothing else;
-- ``engineer``: every stop, and the plans (orders), targets, alert rules and reasons;
+- ``operator``: classifies, splits and comments the stops, and enters counts, of the
+  machines under the lines (or any assets) in its token's ``lines``, and nothing else;
+- ``engineer``: every stop and count, and the plans (orders), targets, alert rules and reasons;
 - ``admin``: all of it, and the ``admin`` scope (``/registry/reload``).
 
 A token's role is its ``role``, else ``admin`` for a token with the ``admin`` scope and
@@ -35,8 +36,9 @@ class Principal:
     def at_least(self, role: Role) -> bool:
         return ROLES.index(self.role) >= ROLES.index(role)
 
-    def may_edit_stops_of(self, machine: str) -> bool:
-        """Operators: machines under their lines; engineers and admins: any."""
+    def may_work_on(self, machine: str) -> bool:
+        """May change the machine's stops and counts. Operators: machines under their
+        lines; engineers and admins: any."""
         if self.at_least("engineer"):
             return True
         return self.role == "operator" and any(_under(machine, ln) for ln in self.lines)

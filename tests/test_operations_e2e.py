@@ -8,7 +8,8 @@ stop by stop; an alert for the 20 s stop (threshold 10 s) opens, is delivered on
 database to a webhook on loopback and (from the PostgreSQL pair) once over MQTT, and
 resolves after every server was stopped and started again; OEE by order and product
 and parts against plan; and in Chromium an operator classifies two stops of line 2, and
-the line view shows its order against plan.
+the line view shows its order against plan; then enters counts (rejects found at
+inspection, parts made) and the shift's figures are the ground truth with them applied.
 """
 
 from __future__ import annotations
@@ -381,3 +382,87 @@ def test_an_operator_classifies_two_stops_in_the_browser(stack, tmp_path):
     assert httpx.post(f"{server.url}/api/v1/orders", headers=op, json={
         "order_no": "X-1", "line": LINE2, "product": "P", "planned_qty": 1,
         "planned_start": iso(s0), "planned_end": iso(s1)}).status_code == 403
+
+
+def test_an_operator_enters_counts_in_the_browser(stack, tmp_path):
+    server, other = stack["servers"][0], stack["servers"][1]  # other: its own database
+    truth = stack["truth"]
+    s0, s1 = truth.shift_window()
+    shift = {"start": iso(s0), "end": iso(s1)}
+    cnc2 = f"{LINE2}/cnc-02"
+    before = {m: server.api("oee", scope=m, **shift) for m in (cnc2, PRESS2)}
+    at = (s1 - 5 * S) // S * S  # the rejects are of this shift's parts: entered within it
+    at_local = datetime.fromtimestamp(at / S, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1024, "height": 768}, has_touch=True,
+                                timezone_id="UTC")
+        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server.url}/?token={TOKENS['op2']}#/operator/{LINE2}")
+        page.wait_for_selector("[data-testid=whoami][data-role=operator]")
+        form = page.locator("[data-testid=counts]")
+        entries = "document.querySelectorAll('[data-testid=count-entries] tr[data-entry]')"
+        # rejects found at end-of-line inspection on press-02: 4, one more on the + key
+        form.locator(f"[data-machine='{PRESS2}']").tap()
+        form.locator("[data-kind=reject]").tap()
+        form.locator("[data-testid=count-qty]").fill("4")
+        form.locator(".qty [data-step='1']").tap()
+        form.locator("[data-testid=count-at]").fill(at_local)
+        form.locator("[data-testid=count-comment]").fill("burrs found at inspection")
+        form.locator("[data-testid=count-save]").tap()
+        page.wait_for_function(f"() => {entries}.length === 1")
+        # parts cnc-02 made that its counter missed
+        form.locator(f"[data-machine='{cnc2}']").tap()
+        form.locator("[data-kind=total]").tap()
+        form.locator("[data-testid=count-qty]").fill("7")
+        form.locator("[data-testid=count-at]").fill(at_local)
+        form.locator("[data-testid=count-save]").tap()
+        page.wait_for_function(f"() => {entries}.length === 2")
+        # recounted: the rejects were 6
+        page.once("dialog", lambda d: d.accept("6"))
+        form.locator("[data-testid=count-entries] tr[data-kind=reject] [data-act=edit]").tap()
+        page.wait_for_function("() => document.querySelectorAll("
+                               "'[data-testid=count-audit] tbody tr').length === 3")
+        page.screenshot(path=str(tmp_path / "operator-counts.png"), full_page=True)
+        audit_text = form.locator("[data-testid=count-audit]").inner_text()
+        page.locator("[data-testid=lang]").click()
+        page.wait_for_selector("[data-testid=counts] >> text=录入数量")
+        page.screenshot(path=str(tmp_path / "operator-counts-zh.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    listed = server.api("counts", scope=LINE2, **shift)["entries"]
+    at_z = iso(at).replace("+00:00", "Z")
+    assert [(e["machine"], e["kind"], e["quantity"], e["at"], e["comment"], e["created_by"])
+            for e in listed] == [
+        (PRESS2, "reject", 6, at_z, "burrs found at inspection", "Omar (line 2)"),
+        (cnc2, "total", 7, at_z, None, "Omar (line 2)")]
+    changes = server.api("counts/audit", scope=LINE2, **shift)["changes"]
+    assert [(c["action"], c["who"], (c["old"] or {}).get("quantity"), c["new"]["quantity"])
+            for c in changes] == [("change", "Omar (line 2)", 5, 6),
+                                  ("add", "Omar (line 2)", None, 7),
+                                  ("add", "Omar (line 2)", None, 5)]
+    assert "Omar (line 2)" in audit_text
+    # the shift's figures: the ground truth with the entries applied
+    after = {m: server.api("oee", scope=m, **shift) for m in (cnc2, PRESS2)}
+    press, want = after[PRESS2], truth.oee(PRESS2, s0, s1)
+    print(f"press-02: Q {press['quality']:.4f}, truth with the entry "
+          f"{(want['counts']['good'] - 6) / want['counts']['total']:.4f}; answered from "
+          f"{press['answered_from']}")
+    assert press["counts"]["total"] == before[PRESS2]["counts"]["total"]
+    assert press["counts"]["reject"] == before[PRESS2]["counts"]["reject"] + 6
+    assert press["quality"] == pytest.approx(
+        (want["counts"]["good"] - 6) / want["counts"]["total"], abs=0.01)
+    assert press["answered_from"]["count_entries"] == 1
+    cnc = after[cnc2]
+    assert cnc["counts"]["total"] == before[cnc2]["counts"]["total"] + 7
+    assert cnc["ideal_production_time_s"] == pytest.approx(
+        before[cnc2]["ideal_production_time_s"] + 7 * 0.5)
+    assert cnc["performance"] > before[cnc2]["performance"]
+    # a server on another operations database (same store) knows nothing of them
+    assert other.api("oee", scope=PRESS2, **shift)["counts"] == before[PRESS2]["counts"]
+    # the operator cannot enter counts for line 1
+    op = {"Authorization": f"Bearer {TOKENS['op2']}"}
+    assert httpx.post(f"{server.url}/api/v1/counts", headers=op, json={
+        "machine": LINE1_MACHINES[0], "kind": "reject", "quantity": 1}).status_code == 403

@@ -2,12 +2,16 @@
 in shuffled batches, some late, some twice, buckets built by the maintainer between the
 writes; then any window, aligned or not, answered from buckets plus raw edges equals the
 answer from raw samples alone (counts exactly, times and ratios within 1e-9) — also right
-after a late write the maintainer has not applied yet (hypothesis over windows)."""
+after a late write the maintainer has not applied yet (hypothesis over windows). Counts
+people entered are added to either alike: the raw computation plus the entries in the
+window, at the ideal cycle time in force at each."""
 
 from __future__ import annotations
 
+import bisect
 import copy
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -19,6 +23,7 @@ from shopfloor.contract import DevicePath, Quality, Sample
 from shopfloor.server.calendar import CalendarConfig
 from shopfloor.server.registry import Registry, RegistryModel
 from shopfloor.server.rollup.buckets import SqliteBuckets
+from shopfloor.server.rollup.entered import KINDS, CountEntry
 from shopfloor.server.rollup.maintainer import Maintainer
 from shopfloor.server.rollup.quantities import Definition
 from shopfloor.server.rollup.source import QuantitySource, Rollups
@@ -183,6 +188,79 @@ def test_another_definition_is_answered_from_raw(built):
     assert_equal(fast.per_device(equipment, other, T0, T0 + 3600 * S),
                  QuantitySource(store).per_device(equipment, other, T0, T0 + 3600 * S))
     assert fast.answered.buckets == 0
+
+
+# --- counts people entered (rollup/entered.py) --------------------------------------
+
+@dataclass
+class Listed:
+    """Entered counts from a list (``EnteredCounts``)."""
+
+    items: list[CountEntry]
+
+    def entries(self, machines: list[str], t0: int, t1: int) -> list[CountEntry]:
+        return [e for e in self.items if e.machine in machines and t0 <= e.at < t1]
+
+
+@st.composite
+def count_entries(draw):
+    machines = [f"acme/p1/w/l1/{m}" for m in ("m1", "m2", "m3")]
+    return [CountEntry(draw(st.sampled_from(machines)), draw(st.sampled_from(KINDS)),
+                       draw(st.integers(1, 50)),
+                       T0 + draw(st.integers(-600, SPAN_S + 600)) * S
+                       + draw(st.integers(0, S - 1)))
+            for _ in range(draw(st.integers(0, 12)))]
+
+
+def ict_at(store: SqliteStore, asset, at: int) -> float | None:
+    """The machine's ideal cycle time at ``at``, from its whole product series."""
+    eq = asset.equipment
+    if not eq.ideal_cycle_times_s:
+        return eq.ideal_cycle_time_s
+    product = store.read(asset.device, "product", T0 - S, T0 + 2 * SPAN_S * S)
+    i = bisect.bisect_right(product.ts.tolist(), at) - 1
+    return eq.ideal_cycle_times_s.get(product.text[i]) if i >= 0 else eq.ideal_cycle_time_s
+
+
+@settings(max_examples=40, deadline=None)
+@given(window=windows(), entered=count_entries())
+def test_entered_counts_are_added_alike_to_rollups_and_raw(built, window, entered):
+    store, equipment, rollups, d, _ = built
+    t0, t1 = window
+    got = QuantitySource(store, rollups, Listed(entered)).per_device(equipment, d, t0, t1)
+    assert_equal(got, QuantitySource(store, None, Listed(entered)).per_device(
+        equipment, d, t0, t1))
+    bare = QuantitySource(store).per_device(equipment, d, t0, t1)
+    for a in equipment:
+        mine = [e for e in entered if e.machine == a.id and t0 <= e.at < t1]
+        parts = [(e.quantity, ict_at(store, a, e.at)) for e in mine if e.kind == "total"]
+        bad = [(e.quantity, ict_at(store, a, e.at)) for e in mine if e.kind == "reject"]
+        want = {"total": sum(n for n, _ in parts), "reject": sum(n for n, _ in bad),
+                "ideal_s": sum(n * c for n, c in parts if c is not None),
+                "reject_ideal_s": sum(n * c for n, c in bad if c is not None),
+                "startup_reject": 0, "startup_reject_ideal_s": 0}
+        for name, more in want.items():
+            assert got[a.id][name][0] == pytest.approx(bare[a.id][name][0] + more), name
+        assert bool(got[a.id]["parts_without_ict"][0]) == (
+            bare[a.id]["parts_without_ict"][0] > 0 or any(c is None for _, c in parts))
+        assert got[a.id].ints.tolist() == bare[a.id].ints.tolist()  # times stay
+
+
+@settings(max_examples=15, deadline=None)
+@given(entered=count_entries())
+def test_entered_counts_split_over_trend_windows_as_over_their_sum(built, entered):
+    store, equipment, rollups, d, _ = built
+    hours = [(T0 + h * 3600 * S, T0 + (h + 1) * 3600 * S) for h in range(-1, 5)]
+    source = QuantitySource(store, rollups, Listed(entered))
+    rows = source.per_window(equipment, d, hours)
+    assert_equal({"": rows}, {"": QuantitySource(store, None, Listed(entered)).per_window(
+        equipment, d, hours)})
+    whole = QuantitySource(store, rollups, Listed(entered)).per_device(
+        equipment, d, hours[0][0], hours[-1][1])
+    np.testing.assert_allclose(rows.total().floats, sum(q.floats for q in whole.values()),
+                               rtol=1e-9)
+    inside = [e for e in entered if hours[0][0] <= e.at < hours[-1][1]]
+    assert source.answered.count_entries == len(inside)
 
 
 # --- maintainers, parameter changes, retention -------------------------------------

@@ -7,8 +7,9 @@
   ``live`` (``/state``, ``/stream``), ``federation`` (``/federation``,
   ``/federation/aggregates``): the ``read`` scope;
 - ``admin`` (``/registry/reload``): the ``admin`` scope;
-- ``stops`` (``/stops``, ``/pareto``, ``/reasons``), ``plans`` (``/orders``,
-  ``/targets``), ``alerts`` (``/alerts``, ``/alert-rules``): the ``read`` scope, and
+- ``stops`` (``/stops``, ``/pareto``, ``/reasons``), ``counts`` (``/counts``),
+  ``plans`` (``/orders``, ``/targets``), ``alerts`` (``/alerts``, ``/alert-rules``):
+  the ``read`` scope, and
   each write checks the token's role (``people``, ``server/roles.py``).
 
 A new route goes into the module of its kind, or a new module whose ``router`` is
@@ -24,6 +25,7 @@ from shopfloor.server.api import (
     admin,
     alerts,
     assets,
+    counts,
     digitalization,
     federation,
     live,
@@ -44,6 +46,7 @@ ROUTERS: list[tuple[APIRouter, Scope | None]] = [
     (live.router, "read"),
     (federation.router, "read"),
     (stops.router, "read"),
+    (counts.router, "read"),
     (plans.router, "read"),
     (alerts.router, "read"),
 ]

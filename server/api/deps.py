@@ -43,6 +43,13 @@ class ServerState:
     def of(app: FastAPI) -> ServerState:
         return app.state.shopfloor
 
+    def source(self) -> QuantitySource:
+        """Where metrics read their quantities: the store, the roll-ups and the counts
+        people entered; one per request (it says what it read)."""
+        assert self.reader is not None, "the store is open while the app's lifespan runs"
+        return QuantitySource(self.reader, self.rollups,
+                              self.operations.counts if self.operations else None)
+
 
 async def _state(request: Request) -> ServerState:
     return ServerState.of(request.app)
@@ -65,8 +72,7 @@ async def _reader(state: StateDep) -> SampleReader:
 
 
 async def _source(state: StateDep) -> QuantitySource:
-    assert state.reader is not None, "the store is open while the app's lifespan runs"
-    return QuantitySource(state.reader, state.rollups)  # per request: it says what it read
+    return state.source()
 
 
 ConfigDep = Annotated[ServerConfig, Depends(_config)]
@@ -90,6 +96,14 @@ def asset_of(registry: Registry, scope: str) -> Asset:
     asset = registry.get(scope)
     if asset is None:
         raise HTTPException(404, f"no asset {scope!r}; see /api/v1/assets for the ids")
+    return asset
+
+
+def machine_of(registry: Registry, machine: str) -> Asset:
+    """The machine (equipment) with id ``machine``; 404 unknown, 422 not a machine."""
+    asset = asset_of(registry, machine)
+    if asset.level != "equipment":
+        raise HTTPException(422, f"{machine!r} is not a machine")
     return asset
 
 

@@ -15,12 +15,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from shopfloor.server.api.deps import RegistryDep, WindowDep, asset_of
+from shopfloor.server.api.deps import RegistryDep, WindowDep, machine_of
 from shopfloor.server.api.people import OperationsDep, PrincipalDep, must
 from shopfloor.server.operations import reasons
 from shopfloor.server.operations.pareto import pareto
 from shopfloor.server.operations.stops import Segment, StopError, audit_of
-from shopfloor.server.registry import Asset, Registry
 from shopfloor.times import datetime_ns
 
 router = APIRouter(prefix="/api/v1", tags=["stops"])
@@ -54,13 +53,6 @@ async def _unclassified(unclassified: Annotated[bool, Query(
     return unclassified
 
 
-def _machine(registry: Registry, machine: str) -> Asset:
-    asset = asset_of(registry, machine)
-    if asset.level != "equipment":
-        raise HTTPException(422, f"{machine!r} is not a machine")
-    return asset
-
-
 def _segments(ops: OperationsDep, window: WindowDep) -> list[Segment]:
     return ops.book.segments(window.equipment, window.t0, window.t1)
 
@@ -78,8 +70,8 @@ def get_stops(window: WindowDep, ops: OperationsDep,
 
 def _change(ops: OperationsDep, who: PrincipalDep, registry: RegistryDep, ref: StopRef | SplitBody,
             apply: Any) -> Any:
-    machine = _machine(registry, ref.machine)
-    must(who, who.may_edit_stops_of(machine.id), f"change the stops of {machine.id}")
+    machine = machine_of(registry, ref.machine)
+    must(who, who.may_work_on(machine.id), f"change the stops of {machine.id}")
     try:
         return apply(machine)
     except StopError as exc:

@@ -10,6 +10,7 @@ Rule kinds (``scope``: an asset id; machine rules apply to each machine under it
 - ``oee_below_target``: the running shift's OEE of ``scope`` below ``threshold`` (else
   the asset's target), once the shift has run ``for_s``;
 - ``reject_rate``: the running shift's reject share of ``scope`` above ``threshold``.
+The shift's figures include the counts people entered (``counts``), as /oee does.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from shopfloor.config import Strict
 from shopfloor.contract import SIGNAL_STATE, State
 from shopfloor.server import calendar, oee
 from shopfloor.server.config import OeeConfig
+from shopfloor.server.operations.counts import CountBook
 from shopfloor.server.operations.db import Database
 from shopfloor.server.operations.plans import target_of
 from shopfloor.server.operations.schema import Alert, AlertEvent, AlertRule
@@ -109,6 +111,7 @@ class Evaluator:
                  cfg: OeeConfig):
         self.db, self.reader, self.rollups = db, reader, rollups
         self.registry, self.cfg = registry, cfg
+        self.counts = CountBook(db, cfg)
 
     def conditions(self, rule: AlertRule, now: int) -> list[Condition]:
         scope = self.registry.get(rule.scope)
@@ -144,7 +147,7 @@ class Evaluator:
         label, start = calendar.current_shift(self.cfg.calendar, now)
         if now - start < rule.for_s * NS or now <= start:
             return Condition(scope.id, False, None, f"shift {label} just began")
-        source = QuantitySource(self.reader, self.rollups)
+        source = QuantitySource(self.reader, self.rollups, self.counts)
         rep = oee.report(oee.totals_of(source, self.registry.equipment_under(scope),
                                        oee.MetricsQuery.of(self.cfg, start, now)))
         if rule.kind == "oee_below_target":

@@ -75,6 +75,40 @@ class StopAudit(_SegmentRef, Base):
     at: Mapped[int] = mapped_column(BigInteger)
 
 
+class EnteredCount(Base):
+    """A count a person entered for a machine at an instant (``rollup/entered.py`` says
+    what it does to the figures). Deleted entries stay, with who deleted them."""
+
+    __tablename__ = "count_entries"
+    __table_args__ = (Index("ix_count_entries_at", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    machine: Mapped[str] = mapped_column(String(ASSET))
+    kind: Mapped[str] = mapped_column(String(16))  # entered.KINDS
+    quantity: Mapped[int] = mapped_column(Integer)
+    at: Mapped[int] = mapped_column(BigInteger)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    deleted_by: Mapped[str | None] = mapped_column(String(200))
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class CountAudit(Base):
+    """Every change to an entered count: who, when, what it was and what it became (JSON
+    of kind, quantity, at, comment; null before an entry or after its deletion)."""
+
+    __tablename__ = "count_audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("count_entries.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # add | change | delete
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    who: Mapped[str] = mapped_column(String(200))
+    at: Mapped[int] = mapped_column(BigInteger)
+
+
 class Order(Base):
     """A production order (or a shift's plan) of a line."""
 

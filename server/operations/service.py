@@ -1,6 +1,7 @@
-"""The operations part of one server: its database, the stop book, and the alert
-thread (evaluate every rule, then deliver what is pending, every ``interval_s``),
-opened and closed by the app's lifespan."""
+"""The operations part of one server: its database, the stop book, the entered counts
+(which every ``QuantitySource`` of the server reads), and the alert thread (evaluate
+every rule, then deliver what is pending, every ``interval_s``), opened and closed by
+the app's lifespan."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from shopfloor.server.config import ServerConfig
 from shopfloor.server.operations import reasons
 from shopfloor.server.operations.alerts import Evaluator
+from shopfloor.server.operations.counts import CountBook
 from shopfloor.server.operations.db import Database, open_database
 from shopfloor.server.operations.delivery import Delivery
 from shopfloor.server.operations.stops import StopBook
@@ -33,6 +35,7 @@ def default_dir(cfg: ServerConfig, base_dir: Path) -> Path:
 class Operations:
     db: Database
     book: StopBook
+    counts: CountBook
     evaluator: Evaluator
     delivery: Delivery | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -75,7 +78,7 @@ def open_operations(cfg: ServerConfig, base_dir: Path, reader: SampleReader, rol
     if added:
         log.info("reason tree: %d reasons added", added)
     out = Operations(db, StopBook(db, reader, cfg.oee, ops.stop_lookback_s),
-                     Evaluator(db, reader, rollups, registry, cfg.oee))
+                     CountBook(db, cfg.oee), Evaluator(db, reader, rollups, registry, cfg.oee))
     if ops.alerts.evaluate:
         out.delivery = Delivery(db, ops.alerts)
         out.start(ops.alerts.interval_s)

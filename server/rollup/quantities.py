@@ -121,6 +121,10 @@ class Quantities:
     def __len__(self) -> int:
         return len(self.ints)
 
+    def row(self, k: int) -> Quantities:
+        """Row ``k`` alone."""
+        return Quantities(self.ints[k:k + 1], self.floats[k:k + 1])
+
     def total(self) -> Quantities:
         """The one-row sum (a window from its buckets, a scope from its machines)."""
         ints = self.ints.sum(axis=0, keepdims=True)
@@ -179,7 +183,8 @@ def _in_windows(ts: np.ndarray, windows: np.ndarray) -> np.ndarray:
     return (i >= 0) & (ts < windows[np.maximum(i, 0), 1])
 
 
-def _cycle_times(ts: np.ndarray, product: Series, eq: EquipmentModel) -> np.ndarray:
+def ideal_cycle_times(ts: np.ndarray, product: Series, eq: EquipmentModel) -> np.ndarray:
+    """The machine's ideal cycle time at each ``ts`` (NaN where none is known)."""
     if not eq.ideal_cycle_times_s:
         return np.full(len(ts), np.nan if eq.ideal_cycle_time_s is None
                        else eq.ideal_cycle_time_s)
@@ -213,8 +218,8 @@ def compute(inputs: Inputs, edges: np.ndarray, eq: EquipmentModel, d: Definition
     parts, rejects = inputs.parts, inputs.rejects
     p_delta = kernels.counter_deltas(parts.good_values(), bits)
     r_delta = kernels.counter_deltas(rejects.good_values(), bits)
-    p_ict = _cycle_times(parts.ts, inputs.product, eq)
-    r_ict = _cycle_times(rejects.ts, inputs.product, eq)
+    p_ict = ideal_cycle_times(parts.ts, inputs.product, eq)
+    r_ict = ideal_cycle_times(rejects.ts, inputs.product, eq)
     startup = _in_windows(rejects.ts, windows)
     f = q.floats
     f[:, FLOAT_INDEX["total"]] = kernels.per_bucket(parts.ts, p_delta, edges)

@@ -1,10 +1,11 @@
 """Where every metric gets its quantities: roll-up buckets where they are valid, raw
 samples everywhere else, with the same answer either way (``quantities`` is additive).
 
-``QuantitySource(reader, rollups)`` answers ``per_device(equipment, q)`` (one window,
-one row per machine) and ``per_window(equipment, q, windows)`` (many windows, summed over
-the machines). Without ``rollups``, or for a definition other than theirs (e.g. /losses
-with its own thresholds), everything is raw.
+``QuantitySource(reader, rollups, entered)`` answers ``per_device(equipment, q)`` (one
+window, one row per machine) and ``per_window(equipment, q, windows)`` (many windows,
+summed over the machines). Without ``rollups``, or for a definition other than theirs
+(e.g. /losses with its own thresholds), everything is raw. The counts people entered
+(``entered``) are added to either, here and nowhere else (``entered.py``).
 
 A machine's buckets are valid on [built_from, settled), cut short at the earliest write
 the maintainers have not applied yet (less ``small_ns``, how far back a new state can
@@ -26,6 +27,7 @@ from shopfloor.storage.base import WriteLog
 from shopfloor.times import iso
 
 from .buckets import DAY, BucketStore, DeviceState, MaintainerState
+from .entered import EnteredCounts, entry_quantities
 from .maintainer import machine_fingerprint
 from .plan import Span, decompose, floor_to
 from .quantities import INT_INDEX, Definition, Quantities, compute, read_inputs
@@ -70,9 +72,12 @@ class Answered:
     raw_spans: int = 0
     raw_from: int | None = None  # raw samples are complete from here on
     left_out_ns: int = 0  # window time before ``raw_from`` that no whole bucket covers
+    count_entries: int = 0  # counts people entered, added
 
     def to_json(self) -> dict[str, object]:
         doc: dict[str, object] = {"buckets": self.buckets, "raw_spans": self.raw_spans}
+        if self.count_entries:
+            doc["count_entries"] = self.count_entries
         if self.left_out_ns:
             doc |= {"rollups_only_before": iso(self.raw_from or 0),
                     "left_out_s": self.left_out_ns / 1e9}
@@ -91,6 +96,7 @@ class _Valid:
 class QuantitySource:
     reader: SampleReader
     rollups: Rollups | None = None
+    entered: EnteredCounts | None = None
     answered: Answered = field(default_factory=Answered)
 
     # --- the two questions -------------------------------------------------------------
@@ -143,7 +149,29 @@ class QuantitySource:
                 key = asset.id if by == "device" else ""
                 for j, q in self._raw(asset, d, raw, raw_from):
                     add(key, j, q)
+        self._add_entered(equipment, windows, by, add)
         return out
+
+    def _add_entered(self, equipment: list[Asset], windows: list[Span], by: str, add) -> None:
+        """The counts people entered, each in the window holding its instant."""
+        if self.entered is None or not windows or not equipment:
+            return
+        found = self.entered.entries([a.id for a in equipment], windows[0][0], windows[-1][1])
+        starts = np.array([a for a, _ in windows], dtype=np.int64)
+        ends = np.array([b for _, b in windows], dtype=np.int64)
+        by_machine: dict[str, list] = defaultdict(list)
+        for e in found:
+            j = int(np.searchsorted(starts, e.at, side="right")) - 1
+            if j >= 0 and e.at < ends[j]:
+                by_machine[e.machine].append((j, e))
+        for asset in equipment:
+            mine = by_machine.get(asset.id)
+            if not mine:
+                continue
+            q = entry_quantities(self.reader, asset, [e for _, e in mine])
+            for k, (j, _) in enumerate(mine):
+                add(asset.id if by == "device" else "", j, q.row(k))
+            self.answered.count_entries += len(mine)
 
     def _add_buckets(self, assets: list[Asset], pieces: dict[int, list[tuple[int, int, int]]],
                      by: str, add) -> None:
@@ -193,8 +221,7 @@ class QuantitySource:
             edges = np.array([s for s, _, _ in run] + [hi], dtype=np.int64)
             q = compute(read_inputs(self.reader, asset.device, lo, hi, d), edges,
                         asset.equipment, d)
-            out += [(j, Quantities(q.ints[k:k + 1], q.floats[k:k + 1]))
-                    for k, (_, _, j) in enumerate(run)]
+            out += [(j, q.row(k)) for k, (_, _, j) in enumerate(run)]
             self.answered.raw_spans += len(run)
         return out
 

@@ -24,15 +24,17 @@ export function signIn() {
   if (token) localStorage.setItem(TOKEN_KEY, token.trim());
 }
 
-// POST/PUT a JSON body to /api/v1/<path>; throws an Error carrying the API's message.
+// POST/PUT/PATCH a JSON body (or DELETE) to /api/v1/<path>; the answer's JSON (null for
+// 204); throws an Error carrying the API's message.
 export async function send(method, path, body) {
-  const r = await fetch(`/api/v1/${path}`, { method, body: JSON.stringify(body),
+  const r = await fetch(`/api/v1/${path}`, { method,
+    body: body === undefined ? undefined : JSON.stringify(body),
     headers: { "Content-Type": "application/json", ...headers() } });
   if (!r.ok) {
     const doc = await r.json().catch(() => ({}));
     throw new Error(`${path}: ${r.status} ${JSON.stringify(doc.detail ?? "")}`);
   }
-  return r.json();
+  return r.status === 204 ? null : r.json();
 }
 
 export function url(path, params = {}) {

@@ -1,9 +1,10 @@
 // Operator view (a tablet at the line): this shift's stops, one tap on a stop and one on
-// its reason; comment and split; the Pareto of losses by reason with the unclassified
-// stop time; the audit trail; the line's alerts.
+// its reason; comment and split; counts entered by hand (counts.js); the Pareto of losses
+// by reason with the unclassified stop time; the audit trail; the line's alerts.
 import * as api from "./api.js";
 import { getLang, t } from "./i18n.js";
 import { chart, paretoOption } from "./charts.js";
+import * as counts from "./counts.js";
 import { esc, localTime, pct, secs, STATE_COLORS } from "./format.js";
 
 const reasonName = (tree, code) => {
@@ -33,6 +34,7 @@ export function show(el, ctx, id) {
       <div class="kpi"><div class="label" data-i18n="classified_share">${t("classified_share")}</div>
         <div class="value" data-testid="classified-share">—</div></div></div>
     <div class="card"><div class="stops" data-testid="stops"></div></div>
+    ${counts.html()}
     <div class="grid2">
       <div class="card"><h2 data-i18n="pareto">${t("pareto")}</h2><div class="chart" data-testid="pareto-chart"></div>
         <table class="small" data-testid="pareto"><thead><tr><th data-i18n="reason">${t("reason")}</th>
@@ -51,6 +53,7 @@ export function show(el, ctx, id) {
   q("line").addEventListener("change", e => { location.hash = `#/operator/${e.target.value}`; });
   q("all-stops").addEventListener("change", () => { shown = ""; ctx.refresh(); });
   q("sign-in").addEventListener("click", () => { api.signIn(); ctx.refresh(); });
+  const countCard = counts.wire(section, names, call => act(call));
 
   async function act(call) {
     try { await call(); } catch (e) { document.getElementById("error").textContent = `${t("error")}: ${e.message}`; }
@@ -135,7 +138,7 @@ export function show(el, ctx, id) {
       const [who, reasons, stops, pareto, audit, alerts] = await Promise.all([
         api.get("whoami"), tree.size ? null : api.get("reasons", { enterprise }),
         api.get("stops", win), api.get("pareto", win), api.get("stops/audit", win),
-        api.get("alerts", { scope: line.id, limit: 20 })]);
+        api.get("alerts", { scope: line.id, limit: 20 }), countCard.draw(win)]);
       if (reasons) { roots = reasons.reasons; tree = flat(roots); }
       const whoEl = q("whoami");
       whoEl.dataset.role = who.role;
