@@ -189,7 +189,8 @@ def test_fuzzed_messages_are_stored_or_counted_and_never_inject(influxdb, tmp_pa
     assert totals["messages"] >= EXAMPLES * PER_EXAMPLE
     assert set(stats.rejects) <= REASONS
     assert dict(client.dead) == stats.rejects  # every reject dead-lettered under its reason
-    assert totals["stored"] > 500 and len(stats.rejects) >= 7  # both sides exercised
+    # both sides exercised: at least 5 % stored (about 7 % are, as the generator draws)
+    assert totals["stored"] > totals["messages"] // 20 and len(stats.rejects) >= 7
 
     # one oversized payload, a reject like any other
     big = json.dumps({"v": 1, "agent": "e", "seq": 1, "samples": [
