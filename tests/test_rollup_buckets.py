@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import services
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shopfloor.server.rollup.buckets import (
     HOUR,
@@ -19,7 +21,7 @@ from shopfloor.server.rollup.buckets import (
     MaintainerState,
     SqliteBuckets,
 )
-from shopfloor.server.rollup.influx_buckets import InfluxBuckets
+from shopfloor.server.rollup.influx_buckets import InfluxBuckets, pack, unpack
 from shopfloor.server.rollup.quantities import FLOAT_FIELDS, INT_FIELDS, Quantities
 from shopfloor.storage import InfluxConfig
 
@@ -126,3 +128,26 @@ def test_prune_drops_only_old_buckets_of_one_resolution(open_store):
     store.prune(MINUTE, T0 + 2 * MINUTE)
     assert sorted(store.sums(MINUTE, T0, T0 + HOUR, [A], "start")) == [T0 + 2 * MINUTE]
     assert set(store.sums(HOUR, T0, T0 + HOUR, [A], "device")) == {A}
+
+
+_i64 = st.integers(-2**63, 2**63 - 1)
+_f64 = st.floats(allow_nan=False)
+
+
+@given(st.lists(st.tuples(st.lists(_i64, min_size=len(INT_FIELDS), max_size=len(INT_FIELDS)),
+                          st.lists(_f64, min_size=len(FLOAT_FIELDS),
+                                   max_size=len(FLOAT_FIELDS))), max_size=20))
+def test_packed_buckets_read_back_exactly(rows):
+    """InfluxDB keeps a bucket as one string field; every int64 and float64 comes back
+    bit for bit (a float as text would round, an int64 as a float lose its low bits)."""
+    q = Quantities(np.array([r[0] for r in rows], np.int64).reshape(-1, len(INT_FIELDS)),
+                   np.array([r[1] for r in rows], np.float64).reshape(-1, len(FLOAT_FIELDS)))
+    back = unpack(pack(q))
+    assert back.ints.tolist() == q.ints.tolist()
+    assert back.floats.tobytes() == q.floats.tobytes()
+
+
+def test_packed_bucket_of_another_width_is_refused():
+    text = pack(Quantities.zeros(1))[0]
+    with pytest.raises(ValueError, match="values wide"):
+        unpack([text[:-12]])

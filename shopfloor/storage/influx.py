@@ -194,9 +194,12 @@ class InfluxReader:
 
     def __init__(self, cfg: InfluxConfig, *, transport: httpx.BaseTransport | None = None):
         self.cfg = cfg
-        # MessagePack where the server speaks it (InfluxDB 1.x): half the bytes and a C
-        # decoder; JSON otherwise (the v1-compatible /query of 2.x and 3.x)
-        headers = {"Accept": "application/x-msgpack, application/json;q=0.5"}
+        # MessagePack from InfluxDB 1.x: half the bytes and a C decoder. 1.x compares the
+        # Accept header whole (a list with q-values gets JSON), and the v1-compatible /query
+        # of 2.x/3.x and VictoriaMetrics speak JSON only. Results are not gzipped unless
+        # asked for: on a LAN the compression costs more than the bytes it saves.
+        headers = {"Accept": "application/x-msgpack" if cfg.version == 1 else "application/json",
+                   "Accept-Encoding": "gzip" if cfg.gzip_results else "identity"}
         auth = None
         if cfg.version == 2:
             headers["Authorization"] = f"Token {secret(cfg.token)}"
