@@ -20,7 +20,7 @@ def test_bench_prints_modbus_and_opcua_figures_beside_neurons():
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("modbus polling   2 devices x 5 tags"), out.stdout
-    assert lines[1].startswith("opcua subscribe  6 tags changing every 1 s, 2 servers"), \
+    assert lines[1].startswith("opcua subscribe  6 tags changing every 1 s, 2 asyncua servers"), \
         out.stdout
     assert lines[2].startswith("opcua + MQTT     6 tags") and "PUBACK" in lines[2], out.stdout
     for line in lines[:3]:
