@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import signal
@@ -262,6 +263,20 @@ class Agent:
 # many samples a batch cannot exceed the contract's MAX_PAYLOAD_BYTES, above it we measure.
 _SAFE_SAMPLES = MAX_PAYLOAD_BYTES // 2000
 _CHUNK_BYTES = MAX_PAYLOAD_BYTES * 9 // 10
+# A sample's JSON besides its tag and a string value, at most (v1 or v2): the keys, a
+# 20-character ts, a 24-character float or a 20-digit "vi", a 9-letter quality, a comma.
+_FIXED_BYTES = 100
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_len(text: str) -> int:
+    return len(json.dumps(text))
+
+
+def _size(s: dict[str, Any]) -> int:
+    """An upper bound of a sample's JSON size (exact for its tag and a string value)."""
+    v = s["v"]
+    return _json_len(s["tag"]) + _FIXED_BYTES + (len(json.dumps(v)) if type(v) is str else 0)
 
 
 def _chunks(samples: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -271,7 +286,7 @@ def _chunks(samples: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     out: list[list[dict[str, Any]]] = [[]]
     size = 0
     for s in samples:
-        n = len(json.dumps(s, separators=(",", ":"))) + 1
+        n = _size(s)
         if out[-1] and size + n > _CHUNK_BYTES:
             out.append([])
             size = 0

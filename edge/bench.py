@@ -6,8 +6,9 @@ device polled every ``--poll-s``) and for OPC UA subscriptions (``--opcua-tags``
 variables over ``--opcua-servers`` simulated CNCs, all changed every ``--change-s``),
 driver-only and end to end (the whole agent, through its outbox to a Mosquitto PUBACK),
 beside EMQ Neuron's published figure. The servers are the project's simulators
-(``ModbusMachine``, ``OpcUaMachine``) in child processes, so the CPU figure is the agent
-side only. The
+(``ModbusMachine``, ``OpcUaMachine``) in child processes, or for OPC UA with
+``--opcua-server node`` node-opcua processes (``bench_node``: a test peer, faster at
+writing), so the CPU figure is the agent side only. ``--runs`` picks the lines. The
 Modbus tags are the simulated PLC's own: its 4 machine tags (0..6), then its type test
 bank (every type and byte order, then coils and discrete inputs), read with
 ``max_gap_registers: 1``. Loopback only.
@@ -153,12 +154,13 @@ async def _measure(drivers: list[Any], seconds: float, count: Any,
     return n / wall, cpu / (n / 1000) if n else float("inf"), o / wall
 
 
-def _with_server(kind: str, args: tuple[Any, ...] | list[tuple[Any, ...]], run: Any) -> Any:
-    """``run()`` while the servers run: one child process per ``args`` tuple."""
+@contextlib.contextmanager
+def _children(kind: str, args: list[tuple[Any, ...]]) -> Iterator[None]:
+    """The servers run meanwhile: one child process per ``args`` tuple."""
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     procs, readies = [], []
-    for one in args if isinstance(args, list) else [args]:
+    for one in args:
         ready = ctx.Event()
         proc = ctx.Process(target=_serve, args=(kind, one, ready, stop), daemon=True)
         proc.start()
@@ -167,7 +169,7 @@ def _with_server(kind: str, args: tuple[Any, ...] | list[tuple[Any, ...]], run: 
     try:
         if not all(r.wait(120) for r in readies):
             raise RuntimeError(f"{kind} servers did not start")
-        return asyncio.run(run())
+        yield
     finally:
         stop.set()
         for proc in procs:
@@ -187,63 +189,85 @@ def bench_modbus(devices: int, tags: int, poll_s: float, seconds: float) -> tupl
     def tag_reads() -> int:
         return sum(d.polls for d in drivers) * tags
 
-    rate, cpu, _ = _with_server("modbus", (ports,),
-                                lambda: _measure(drivers, seconds, tag_reads))
+    with _children("modbus", [(ports,)]):
+        rate, cpu, _ = asyncio.run(_measure(drivers, seconds, tag_reads))
     return rate, cpu
 
 
-def _opcua_devices(ports: list[int], tags: int, change_s: float) -> list[dict[str, Any]]:
-    """One device (its own session) per simulator, ``tags`` split evenly."""
-    per = -(-tags // len(ports))
+def _opcua_devices(ports: list[int], counts: list[int], change_s: float,
+                   node: Any) -> list[dict[str, Any]]:
+    """One device (its own session) per server, tag ``i`` of server ``k`` at
+    ``node(k, i)``."""
     return [{"id": f"o{k}", "protocol": "opcua", "endpoint": f"opc.tcp://127.0.0.1:{port}",
              "sampling_interval_ms": change_s * 500, "queue_size": 10, "path": PATH,
-             "timeout_s": 30, "tags": [{"name": f"v{i}", "node": f"ns=2;s=o{k}.Var{i}"}
-                                       for i in range(min(per, tags - k * per))]}
-            for k, port in enumerate(ports)]
+             "timeout_s": 30, "tags": [{"name": f"v{i}", "node": node(k, i)}
+                                       for i in range(n)]}
+            for k, (port, n) in enumerate(zip(ports, counts, strict=True))]
 
 
-def _opcua_args(tags: int, servers: int, change_s: float) -> tuple[list[int], Any, list]:
+SERVERS = ("asyncua", "node")
+
+
+@contextlib.contextmanager
+def _opcua_load(kind: str, tags: int, servers: int, change_s: float
+                ) -> Iterator[tuple[list[dict[str, Any]], Any]]:
+    """``servers`` OPC UA servers with ``tags`` variables between them, all changed every
+    ``change_s``: the project's asyncua simulator (``kind`` "asyncua", in child processes)
+    or node-opcua (``"node"``, ``bench_node``). Yields the agent's devices and a counter of
+    the values written (``.value``)."""
     ports = _free_ports(servers)
-    written = mp.get_context("spawn").Value("q", 0)
     per = -(-tags // servers)
-    return ports, written, [(port, f"o{k}", min(per, tags - k * per), change_s, written)
-                            for k, port in enumerate(ports)]
+    counts = [max(0, min(per, tags - k * per)) for k in range(servers)]
+    if kind == "node":
+        from .bench_node import node_servers
+
+        with node_servers(ports, counts, change_s) as (written, ns):
+            yield _opcua_devices(ports, counts, change_s,
+                                 lambda k, i: f"ns={ns[k]};s=Bench.Var{i}"), written
+        return
+    if kind != "asyncua":
+        raise ValueError(f"--opcua-server is one of {SERVERS}, not {kind!r}")
+    written = mp.get_context("spawn").Value("q", 0)
+    with _children("opcua", [(port, f"o{k}", n, change_s, written)
+                             for k, (port, n) in enumerate(zip(ports, counts, strict=True))]):
+        yield _opcua_devices(ports, counts, change_s,
+                             lambda k, i: f"ns=2;s=o{k}.Var{i}"), written
 
 
-def bench_opcua(tags: int, change_s: float, seconds: float,
-                servers: int = 1) -> tuple[float, float, float]:
+def bench_opcua(tags: int, change_s: float, seconds: float, servers: int = 1,
+                server: str = "asyncua") -> tuple[float, float, float]:
     """Tags/s received by the drivers (no agent, no MQTT), their CPU-s per 1,000 tags, and
-    values/s the simulators wrote."""
-    ports, written, args = _opcua_args(tags, servers, change_s)
+    values/s the servers wrote."""
     sink = CountingSink()
-    drivers = [OpcUaDriver(OpcUaDevice.model_validate(d), sink, heartbeat_s=3600)
-               for d in _opcua_devices(ports, tags, change_s)]
-    return _with_server("opcua", args, lambda: _measure(
-        drivers, seconds, lambda: sink.samples, lambda: written.value, warm=tags))
+    with _opcua_load(server, tags, servers, change_s) as (devices, written):
+        drivers = [OpcUaDriver(OpcUaDevice.model_validate(d), sink, heartbeat_s=3600)
+                   for d in devices]
+        return asyncio.run(_measure(drivers, seconds, lambda: sink.samples,
+                                    lambda: written.value, warm=tags))
 
 
-def bench_opcua_mqtt(tags: int, change_s: float, seconds: float,
-                     servers: int = 1) -> tuple[float, float, float]:
+def bench_opcua_mqtt(tags: int, change_s: float, seconds: float, servers: int = 1,
+                     server: str = "asyncua") -> tuple[float, float, float]:
     """End to end like Neuron's figure: the whole agent (drivers, batches, the fsync'd
     outbox, paho) against a Mosquitto on loopback; tags/s acknowledged by the broker
     (PUBACK), the agent's CPU-s per 1,000 tags, values/s written."""
     from .agent import Agent
     from .config import EdgeConfig
 
-    ports, written, args = _opcua_args(tags, servers, change_s)
-    with tempfile.TemporaryDirectory() as tmp, _mosquitto(Path(tmp)) as mqtt_port:
+    with (tempfile.TemporaryDirectory() as tmp, _mosquitto(Path(tmp)) as mqtt_port,
+          _opcua_load(server, tags, servers, change_s) as (devices, written)):
         cfg = EdgeConfig.model_validate({
             "agent_id": "bench", "mqtt": {"port": mqtt_port},
             "outbox": {"path": str(Path(tmp) / "outbox.db"), "replay_window": 0},
             "publish": {"max_batch_samples": 5000, "heartbeat_s": 3600, "max_inflight": 50},
-            "devices": _opcua_devices(ports, tags, change_s)})
+            "devices": devices})
 
         async def run() -> tuple[float, float, float]:
             async with Agent(cfg) as agent:
                 def acked() -> int:
                     return agent.outbox.acknowledged if agent.outbox else 0
                 return await _measure([], seconds, acked, lambda: written.value, warm=tags)
-        return _with_server("opcua", args, run)
+        return asyncio.run(run())
 
 
 @contextlib.contextmanager
@@ -304,22 +328,36 @@ def main(argv: list[str] | None = None) -> None:
                    help="simulator processes (and agent sessions) the variables are split "
                         "over: one asyncua simulator writes at most ~14,000 values/s")
     p.add_argument("--change-s", type=float, default=1.0, help="OPC UA server change period")
+    p.add_argument("--opcua-server", choices=SERVERS, default="asyncua",
+                   help="the OPC UA servers: the project's asyncua simulator, or node-opcua "
+                        "(tests/peers, after `make test-deps`; much faster at writing)")
+    p.add_argument("--runs", default="modbus,opcua,mqtt",
+                   help="which lines to measure, comma-separated: modbus, opcua (drivers "
+                        "only), mqtt (OPC UA end to end)")
     a = p.parse_args(argv)
+    runs = set(a.runs.split(","))
+    if not runs <= {"modbus", "opcua", "mqtt"}:
+        p.error(f"--runs: unknown {sorted(runs - {'modbus', 'opcua', 'mqtt'})}")
     import logging
 
     logging.getLogger("asyncua").setLevel(logging.CRITICAL + 1)
     logging.getLogger("shopfloor.edge").setLevel(logging.ERROR)  # BadShutdown at the end
     modbus_tags(a.tags)  # fail before starting anything
-    print(report(f"modbus polling   {a.devices} devices x {a.tags} tags every {a.poll_s:g} s",
-                 *bench_modbus(a.devices, a.tags, a.poll_s, a.seconds)), flush=True)
+    if "modbus" in runs:
+        print(report(f"modbus polling   {a.devices} devices x {a.tags} tags every "
+                     f"{a.poll_s:g} s", *bench_modbus(a.devices, a.tags, a.poll_s,
+                                                      a.seconds)), flush=True)
     shape = (f"{a.opcua_tags} tags changing every {a.change_s:g} s, "
-             f"{a.opcua_servers} server{'s' if a.opcua_servers > 1 else ''}")
-    rate, cpu, wrote = bench_opcua(a.opcua_tags, a.change_s, a.seconds, a.opcua_servers)
-    print(report(f"opcua subscribe  {shape} (drivers only; the simulators wrote "
-                 f"{wrote:,.0f} values/s)", rate, cpu), flush=True)
-    rate, cpu, wrote = bench_opcua_mqtt(a.opcua_tags, a.change_s, a.seconds, a.opcua_servers)
-    print(report(f"opcua + MQTT     {shape} (read -> outbox -> Mosquitto PUBACK; "
-                 f"{wrote:,.0f} written/s)", rate, cpu), flush=True)
+             f"{a.opcua_servers} {a.opcua_server} server{'s' if a.opcua_servers > 1 else ''}")
+    load = (a.opcua_tags, a.change_s, a.seconds, a.opcua_servers, a.opcua_server)
+    if "opcua" in runs:
+        rate, cpu, wrote = bench_opcua(*load)
+        print(report(f"opcua subscribe  {shape} (drivers only; the servers wrote "
+                     f"{wrote:,.0f} values/s)", rate, cpu), flush=True)
+    if "mqtt" in runs:
+        rate, cpu, wrote = bench_opcua_mqtt(*load)
+        print(report(f"opcua + MQTT     {shape} (read -> outbox -> Mosquitto PUBACK; "
+                     f"{wrote:,.0f} written/s)", rate, cpu), flush=True)
     print(f"EMQ Neuron       500 devices x 30 tags every 1 s (published, Modbus TCP, with "
           f"MQTT): {NEURON_TAGS_PER_S:,.0f} tags/s, {NEURON_CPU_S_PER_1000:.4f} CPU-s per "
           f"1,000 tags")

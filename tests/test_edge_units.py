@@ -349,6 +349,20 @@ def test_batches_are_split_below_the_payload_limit():
     assert all(len(encode_samples("edge-1", 10**12, c)) < MAX_PAYLOAD_BYTES for c in chunks)
 
 
+def test_a_samples_size_bound_is_never_below_its_json():
+    from shopfloor.contract import _wire_sample
+    from shopfloor.edge.agent import _size
+
+    tag = "T" * 128
+    for v in (-2**63, 2**64 - 1, -1.7976931348623157e308, -2.2250738585072014e-308, False,
+              "", "\u00e9\n\u4e2d" * 85):
+        for q in Quality:
+            s = Sample(tag, -2**63, v, q).to_json()
+            exact = max(len(json.dumps(s, separators=(",", ":"))),
+                        len(json.dumps(_wire_sample(s), separators=(",", ":")))) + 1
+            assert exact <= _size(s) <= exact + 100, (v, q)
+
+
 def test_outbox_listener_hears_commits_and_first_acks(tmp_path):
     heard: list[tuple[str, int]] = []
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from asyncua import Client, Node, ua
@@ -38,9 +39,10 @@ from .client import (
 )
 from .codec import plain, quality_of, source_ts_ns
 from .config import OpcUaDevice, OpcUaTag
-from .notify import deliver_directly
+from .notify import Item, deliver_directly
 
 log = logging.getLogger(__name__)
+GOOD = Quality.GOOD
 
 # Read results that mean the tag's address is wrong or not readable (``edge check``):
 # any other status is the value's quality (the node was read).
@@ -51,16 +53,19 @@ NOT_READ = {getattr(ua.StatusCodes, name) for name in (
 
 
 class _Handler:
-    """The subscription's handler: data changes come by client handle
-    (``notify.deliver_directly``); asyncua still calls this for status changes."""
+    """The subscription's handler: data changes come as items (``notify.deliver_directly``:
+    client handle, value, status code, timestamp); asyncua still calls this for status
+    changes."""
 
     def __init__(self, driver: OpcUaDriver):
         self.driver = driver
         self.by_handle: dict[int, list[OpcUaTag]] = {}
 
-    def on_change(self, handle: int, dv: ua.DataValue) -> None:
-        for tag in self.by_handle.get(handle, ()):
-            self.driver.on_change(tag, dv.Value.Value if dv.Value is not None else None, dv)
+    def on_values(self, items: Sequence[Item]) -> None:
+        by_handle, on_value = self.by_handle, self.driver.on_value
+        for handle, raw, status, ts in items:
+            for tag in by_handle.get(handle, ()):
+                on_value(tag, raw, status, ts)
 
     def status_change_notification(self, status: Any) -> None:
         code = getattr(status, "Status", status)
@@ -101,11 +106,13 @@ class OpcUaDriver(SessionDriver):
             self.rbe.note(sample, time.monotonic_ns())
             self.sink.sample(self.device_id, sample)
 
-    def on_change(self, tag: OpcUaTag, val: Any, dv: ua.DataValue) -> None:
+    def on_value(self, tag: OpcUaTag, raw: Any, status: int, ts: int | None) -> None:
+        """A data change: the value, its StatusCode's value and its timestamp (None: the
+        server gave none, the time it arrived)."""
         self.changes += 1
-        status = dv.StatusCode
-        self.publish(tag, val, source_ts_ns(dv), quality_of(status),
-                     status.name if status is not None else "")
+        quality = GOOD if status == 0 else quality_of(ua.StatusCode(status))
+        self.publish(tag, raw, now_ns() if ts is None else ts, quality,
+                     ua.StatusCode(status).name if raw is None else "")
 
     async def session(self) -> None:
         dev = self.device
@@ -167,7 +174,7 @@ class OpcUaDriver(SessionDriver):
         self.missing = []
         handler = _Handler(self)
         sub = await client.create_subscription(max(dev.sampling_interval_ms, 10), handler)
-        deliver_directly(client, sub, handler.on_change)
+        deliver_directly(client, sub, handler.on_values)
         limits = await operation_limits(client, dev.max_nodes_per_call)
         await self._monitor(client, sub, handler, list(dev.tags),
                             limits.monitored_items_per_call, True)
