@@ -281,7 +281,9 @@ class ModbusLineServer:
     request is received and counted, the answer never sent).
 
     ``requests`` counts requests received per unit id; ``connections`` the TCP
-    connections accepted (a gateway shared by several units should see one).
+    connections accepted (a gateway shared by several units should see one). ``apply``
+    works before ``start`` too (the units then answer with those values from the first
+    request on), and the registers are kept across ``stop`` and ``start``.
     """
 
     def __init__(self, units: list[int], serial_port: str | None = None,
@@ -292,6 +294,7 @@ class ModbusLineServer:
         self.requests: Counter[int] = Counter()
         self.connections = 0
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
+        self._images = {u: [0] * REGISTER_COUNT for u in self.units}
 
     def _pdu(self, sending: bool, pdu: Any) -> Any:
         if not sending:
@@ -306,7 +309,7 @@ class ModbusLineServer:
         self.connections += up
 
     async def start(self) -> None:
-        devices = [sim_device(unit=u) for u in self.units]
+        devices = [sim_device(self._images[u], unit=u) for u in self.units]
         trace = {"trace_pdu": self._pdu, "trace_packet": self._packet}
         if self.serial_port:
             self._server = ModbusSerialServer(devices, framer=FramerType.RTU,
@@ -320,8 +323,10 @@ class ModbusLineServer:
 
     async def apply(self, unit: int, ev: Event) -> None:
         """Unit ``unit``'s machine event (as ``ModbusMachine.apply``)."""
-        assert self._server is not None, "not started"
         address, values = write_of(ev)
+        self._images[unit][address:address + len(values)] = values
+        if self._server is None:
+            return
         err = await self._server.context.async_setValues(unit, _WRITE_MULTIPLE, address,
                                                          values)
         if err is not None:

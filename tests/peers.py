@@ -130,15 +130,19 @@ class NodeOpcUa(_Peer):
 class ModbusPeer(_Peer):
     """A Modbus TCP server, unit 1: ``impl`` "modbus-serial" or "jsmodbus". ``units``
     (modbus-serial only): several units behind the one port (a Modbus TCP gateway), each
-    with its own registers; ``silent`` units get no answer."""
+    with its own registers (``preset``: holding registers from 0 per unit, set before it
+    listens); ``silent`` units get no answer."""
 
     def __init__(self, workdir: Path, impl: str = "modbus-serial", registers: int = 200,
-                 port: int | None = None, units: list[int] | None = None):
+                 port: int | None = None, units: list[int] | None = None,
+                 preset: dict[int, list[int]] | None = None):
         self.port = port or free_port()
         argv = ["--port", str(self.port), "--impl", impl, "--registers", str(registers)]
         if units:
             assert impl == "modbus-serial", "jsmodbus answers every unit from one table"
             argv += ["--units", ",".join(map(str, units))]
+        if preset:
+            argv += ["--preset", json.dumps({str(u): w for u, w in preset.items()})]
         super().__init__("modbus_server.js", argv, workdir)
 
     def write(self, address: int, words: list[int], table: str = "holding",

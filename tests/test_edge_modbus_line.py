@@ -42,6 +42,7 @@ TAGS = [{"name": "state", "signal": "state", "register": {"address": 0},
          "register": {"address": 1, "type": "uint32"}}]
 STATES = {1: State.PRODUCING, 2: State.IDLE, 3: State.DOWN}
 CODES = {State.PRODUCING: 1, State.IDLE: 2, State.DOWN: 3}
+PRESET = {u: [CODES[STATES[u]], 0, 1000 * u + 7] for u in STATES}  # state, part count
 
 
 class Sink:
@@ -235,8 +236,8 @@ async def _gateway() -> None:
             await drv.until(lambda: {d for d, up in drv.sink.events if not up}
                             == {"plc-1", "plc-2"})
             server = ModbusLineServer([1, 2], port=port)
-            await server.start()
             expected = await load(server)
+            await server.start()
             polls = drv.polls()
             await drv.until(lambda: all(drv.polls()[i] > polls[i] + 3 for i in polls))
             assert server.connections == 1 and line.opens == 2
@@ -387,8 +388,8 @@ def test_agent_line_loss_is_offline_for_every_device_a_silent_unit_only_for_itse
 async def _agent(tmp_path: Path, mqtt_port: int) -> dict[str, list[str]]:
     port = free_port()
     server = ModbusLineServer([1, 2, 3], port=port)
-    await server.start()
     await load(server)
+    await server.start()
     collector = Collector(mqtt_port, "collector-line")
     cfg = agent_config(tmp_path, mqtt_port, [
         device(u, port=port, poll_s=0.05, timeout_s=0.5, reconnect_max_s=0.5)
@@ -407,8 +408,8 @@ async def _agent(tmp_path: Path, mqtt_port: int) -> dict[str, list[str]]:
             await wait_for(lambda: all(pub.bad(f"plc-{u}") == {"state", "part_count"}
                                        for u in (1, 2)), what="plc-1 and plc-2 OFFLINE")
             server = ModbusLineServer([1, 2, 3], port=port)
-            await server.start()
             await load(server)
+            await server.start()
             await wait_for(lambda: all(pub.states(f"plc-{u}")[-1] == STATES[u].value
                                        for u in (1, 2, 3)), what="states after the outage")
             assert server.connections == 1  # one connection for the three units, again
@@ -427,10 +428,8 @@ def test_agent_several_units_behind_one_modbus_tcp_port_of_an_independent_peer(
     (jsmodbus cannot be this peer: its TCP server answers every unit id from one table.)"""
     caplog.set_level(logging.ERROR, logger="shopfloor.edge.agent")
     port = free_port()
-    peer = ModbusPeer(tmp_path / "peer", units=[1, 2, 3], port=port)
+    peer = ModbusPeer(tmp_path / "peer", units=[1, 2, 3], port=port, preset=PRESET)
     try:
-        for u in (1, 2, 3):
-            peer.write(0, [CODES[STATES[u]], 0, 1000 * u + 7], unit=u)
         seen, connections = asyncio.run(_peer_agent(tmp_path, mosquitto.port, peer))
     finally:
         peer.close()
@@ -463,10 +462,7 @@ async def _peer_agent(tmp_path: Path, mqtt_port: int,
             await wait_for(lambda: all(pub.bad(f"plc-{u}") == {"state", "part_count"}
                                        for u in (1, 3)), what="plc-1 and plc-3 OFFLINE")
             second = await asyncio.to_thread(ModbusPeer, tmp_path / "peer2", units=[1, 2, 3],
-                                             port=peer.port)
-            for u in (1, 2, 3):
-                await asyncio.to_thread(second.write, 0, [CODES[STATES[u]], 0, 1000 * u + 7],
-                                        unit=u)
+                                             port=peer.port, preset=PRESET)
             await wait_for(lambda: all(pub.states(f"plc-{u}")[-1] == STATES[u].value
                                        for u in (1, 2, 3)), what="states after the outage")
             counts.append(await asyncio.to_thread(second.connections))

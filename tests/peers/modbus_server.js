@@ -1,12 +1,13 @@
 // An independent Modbus TCP server for the edge tests (npm modbus-serial or jsmodbus).
 //
 //   node modbus_server.js --port P [--impl modbus-serial|jsmodbus] [--registers N]
-//                         [--units 1,2,3]
+//                         [--units 1,2,3] [--preset '{"1": [w, ...], ...}']
 //
 // Holding and input registers 0..N-1 (default 200) start at zero. --units (modbus-serial
 // only: its ServerTCP hands the unit id to the vector; jsmodbus answers every unit id
 // from one set of tables): several units behind one TCP port (a Modbus TCP gateway),
-// each with its own tables; other unit ids get no answer. modbus-serial answers
+// each with its own tables; other unit ids get no answer. --preset: holding registers
+// from 0 of each unit, set before listening (a PLC back from an outage keeps its values). modbus-serial answers
 // exception 02 (illegal data address) for a read touching an address in "illegal";
 // jsmodbus answers a read beyond N with no registers (byte count 0, not an exception). It prints @{"ready": port} on stdout, then reads
 // JSON commands, one per line on stdin, and answers each with @{"ok": id}:
@@ -35,6 +36,9 @@ const units = arg("--units", "1").split(",").map(Number);
 const newTables = () => ({ holding: Buffer.alloc(size * 2), input: Buffer.alloc(size * 2) });
 const byUnit = new Map(units.map((u) => [u, newTables()]));
 const tables = byUnit.get(units[0]);
+for (const [u, words] of Object.entries(JSON.parse(arg("--preset", "{}")))) {
+  words.forEach((w, i) => byUnit.get(Number(u)).holding.writeUInt16BE(w, i * 2));
+}
 let illegal = new Set();
 let silent = new Set();
 let hung = false;
