@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import json
 import logging
 import signal
@@ -30,7 +31,7 @@ from .driver import Driver, now_ns, quiet_libraries
 from .mapping import meta_payload
 from .metrics import AgentMetrics
 from .outbox import Outbox
-from .protocols import driver_for
+from .protocols import drivers_for
 from .publisher import DevicePublisher, Port
 from .sparkplug.ports import sparkplug_ports
 
@@ -143,6 +144,7 @@ class Agent:
         ports: dict[str, Port] = {}
         if cfg.sparkplug is not None:  # a Sparkplug B edge node instead of the JSON contract
             self.outbox, ports = sparkplug_ports(cfg, self.outbox, loop)
+        drivers = drivers_for(cfg.devices, self, cfg.publish.heartbeat_s)
         for dev in cfg.devices:
             self._buffers[dev.id] = []
             pub = ports.get(dev.id) or DevicePublisher(
@@ -152,7 +154,7 @@ class Agent:
                 commands=not self.publishers)  # one connection answers agent commands
             self.publishers[dev.id] = pub
             pub.start()
-            driver = driver_for(dev, self, cfg.publish.heartbeat_s)
+            driver = drivers[dev.id]
             self.drivers[dev.id] = driver
             self._tasks.append(asyncio.create_task(driver.run(), name=f"driver-{dev.id}"))
         previous = self.alive.previous()
@@ -182,7 +184,7 @@ class Agent:
             self.metrics = None
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._stopped(self._tasks)
         self._tasks.clear()
         stopped = now_ns()
         for device in self._buffers:  # not read from here on: OFFLINE (bad) from now
@@ -200,6 +202,21 @@ class Agent:
             self.outbox.close()
             self.outbox = None
             self.alive.stopped(stopped)
+
+    @staticmethod
+    async def _stopped(tasks: list[asyncio.Task[None]], timeout_s: float = 10.0) -> None:
+        """Wait for the cancelled tasks, at most ``timeout_s``: a task still running then
+        lost its cancel (Python 3.11's ``wait_for`` can swallow one, see
+        ``driver.raise_if_cancelled``) and would hold the stop for ever; it is logged
+        with where it runs, and left behind."""
+        if not tasks:
+            return
+        _, stuck = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in stuck:
+            where = io.StringIO()
+            task.print_stack(limit=3, file=where)
+            log.error("%s did not stop within %g s of its cancel: %s", task.get_name(),
+                      timeout_s, where.getvalue().strip())
 
     def _has_pending(self, pub: DevicePublisher) -> bool:
         assert self.outbox is not None

@@ -1,9 +1,10 @@
 """``shopfloor edge check --config FILE``: the commissioning check.
 
 ``run_check(config_path) -> int`` validates the config, tries every device once (connect,
-read every tag) and the MQTT broker once (connect, CONNACK), prints a table
-(device, protocol, reachable, tags read, first error) and returns 1 if anything is
-unreachable or a tag could not be read, else 0. Secrets are never printed.
+read every tag; devices sharing a serial line or RTU-over-TCP gateway over one
+connection, one request at a time) and the MQTT broker once (connect, CONNACK), prints
+a table (device, protocol, reachable, tags read, first error) and returns 1 if anything
+is unreachable or a tag could not be read, else 0. Secrets are never printed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from shopfloor.mqtt import MqttConfig, describe, mqtt_client
 
 from .config import EdgeConfig, load_edge_config
 from .driver import CheckResult, quiet_libraries, short_error
-from .protocols import driver_for
+from .protocols import drivers_for
 
 
 class _Silent:
@@ -63,9 +64,11 @@ def check_broker(cfg: MqttConfig, client_id: str, timeout_s: float = 5.0) -> Che
 
 
 async def check_all(cfg: EdgeConfig) -> list[CheckResult]:
-    """Every device at once (each bounded by its own timeouts), then the broker."""
-    drivers = [driver_for(d, _Silent(), cfg.publish.heartbeat_s) for d in cfg.devices]
-    rows = list(await asyncio.gather(*(d.check() for d in drivers)))
+    """Every device at once (each bounded by its own timeouts; the devices of a shared
+    Modbus line one request at a time over one connection), then the broker; rows in
+    config order."""
+    drivers = drivers_for(cfg.devices, _Silent(), cfg.publish.heartbeat_s)
+    rows = list(await asyncio.gather(*(d.check() for d in drivers.values())))
     rows.append(await asyncio.to_thread(check_broker, cfg.mqtt, f"{cfg.agent_id}-check"))
     return rows
 

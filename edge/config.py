@@ -17,7 +17,14 @@ from shopfloor.config import MetricsEndpoint, Segment, Strict, load_config
 from shopfloor.mqtt import MqttConfig
 
 from .device import DeviceBase, DevicePathConfig, TagBase
-from .modbus.config import BIT_TABLES, ModbusDevice, ModbusTag, Register, SerialLine
+from .modbus.config import (
+    BIT_TABLES,
+    ModbusDevice,
+    ModbusTag,
+    Register,
+    SerialLine,
+    check_shared_lines,
+)
 from .opcua.config import DataChangeFilter, OpcUaDevice, OpcUaSecurity, OpcUaTag
 from .sparkplug.config import SparkplugEdgeConfig
 
@@ -73,6 +80,11 @@ class EdgeConfig(Strict):
                 raise ValueError(f"device id {d.id!r} is used twice in this agent "
                                  f"(again at {d.device_path.asset_id!r})")
             seen.add(d.id)
+        return self
+
+    @model_validator(mode="after")
+    def _shared_lines(self) -> EdgeConfig:
+        check_shared_lines(d for d in self.devices if isinstance(d, ModbusDevice))
         return self
 
 

@@ -3,6 +3,10 @@ on a serial line when ``spec.serial_port`` is set (``SERIAL_LINE``: 19200 baud 8
 the Modbus default 8E1, because the test's null modem, two linked ptys, refuses even
 parity on some Linux kernels with EINVAL).
 
+``ModbusLineServer`` serves several such PLCs (unit ids 1, 2, 3, ...) on ONE line: an
+RS-485 multi-drop serial line, or an RTU-over-TCP gateway (RTU frames over one TCP
+port); a unit can be made silent (requests for it go unanswered, like a dead slave).
+
 Holding registers, the machine:
 
 | address | content | type |
@@ -187,17 +191,27 @@ def _bits(table: str) -> list[SimData]:
     return [SimData(start, values=values, datatype=DataType.BITS)]
 
 
-def sim_device(machine: list[int] | None = None) -> SimDevice:
+def sim_device(machine: list[int] | None = None, unit: int = UNIT_ID) -> SimDevice:
     """The PLC's four tables (coils, discrete inputs, holding and input registers);
     ``machine``: the holding registers 0.. (default all zero)."""
     def regs(address: int, values: list[int]) -> SimData:
         return SimData(address, values=values, datatype=DataType.REGISTERS)
 
-    return SimDevice(id=UNIT_ID, simdata=(
+    return SimDevice(id=unit, simdata=(
         _bits("coil"), _bits("discrete"),
         [regs(0, list(machine or [0] * REGISTER_COUNT)),
          regs(BANK_START, bank_registers("holding"))],
         [regs(BANK_START, bank_registers("input"))]))
+
+
+def write_of(ev: Event) -> tuple[int, list[int]]:
+    """The one register write (address, values) that applies an event."""
+    if ev.kind is Kind.STATE:  # state, product and reason in one write
+        return REG_STATE, registers(ev)
+    if ev.kind is Kind.PART:
+        # One write for both counters, so a reader never sees them out of step.
+        return REG_PART_COUNT, uint32_words(ev.part_count) + uint32_words(ev.reject_count)
+    return REG_SPINDLE_LOAD, float32_words(ev.spindle_load)
 
 
 class ModbusMachine:
@@ -243,14 +257,8 @@ class ModbusMachine:
 
     async def apply(self, ev: Event, ts_ns: int) -> None:
         del ts_ns  # Modbus carries no timestamps: the reader stamps its read time
-        if ev.kind is Kind.STATE:  # state, product and reason in one write
-            await self._set(REG_STATE, registers(ev))
-        elif ev.kind is Kind.PART:
-            # One write for both counters, so a reader never sees them out of step.
-            await self._set(REG_PART_COUNT,
-                            uint32_words(ev.part_count) + uint32_words(ev.reject_count))
-        else:
-            await self._set(REG_SPINDLE_LOAD, float32_words(ev.spindle_load))
+        address, values = write_of(ev)
+        await self._set(address, values)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -264,3 +272,67 @@ class ModbusMachine:
     async def go_online(self) -> None:
         """After an outage: listen again, serving the current registers from the start."""
         await self.start()
+
+
+class ModbusLineServer:
+    """Several machines on one Modbus line: ``units`` (unit ids) served as RTU on
+    ``serial_port`` (``SERIAL_LINE``), or else as RTU frames over TCP on host:port (an
+    RTU-over-TCP gateway). ``silent`` holds units that get no answer (a dead slave: the
+    request is received and counted, the answer never sent).
+
+    ``requests`` counts requests received per unit id; ``connections`` the TCP
+    connections accepted (a gateway shared by several units should see one). ``apply``
+    works before ``start`` too (the units then answer with those values from the first
+    request on), and the registers are kept across ``stop`` and ``start``.
+    """
+
+    def __init__(self, units: list[int], serial_port: str | None = None,
+                 host: str = "127.0.0.1", port: int = 0):
+        self.units = list(units)
+        self.serial_port, self.host, self.port = serial_port, host, port
+        self.silent: set[int] = set()
+        self.requests: Counter[int] = Counter()
+        self.connections = 0
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
+        self._images = {u: [0] * REGISTER_COUNT for u in self.units}
+
+    def _pdu(self, sending: bool, pdu: Any) -> Any:
+        if not sending:
+            self.requests[pdu.dev_id] += 1
+        return pdu
+
+    def _packet(self, sending: bool, packet: bytes) -> bytes:
+        # an RTU frame starts with the unit id: a silent unit's answer is not sent
+        return b"" if sending and packet and packet[0] in self.silent else packet
+
+    def _connect(self, up: bool) -> None:
+        self.connections += up
+
+    async def start(self) -> None:
+        devices = [sim_device(self._images[u], unit=u) for u in self.units]
+        trace = {"trace_pdu": self._pdu, "trace_packet": self._packet}
+        if self.serial_port:
+            self._server = ModbusSerialServer(devices, framer=FramerType.RTU,
+                                              port=self.serial_port, **trace,
+                                              **SERIAL_LINE)  # type: ignore[arg-type]
+        else:
+            self._server = ModbusTcpServer(devices, framer=FramerType.RTU,
+                                           address=(self.host, self.port),
+                                           trace_connect=self._connect, **trace)
+        await self._server.serve_forever(background=True)
+
+    async def apply(self, unit: int, ev: Event) -> None:
+        """Unit ``unit``'s machine event (as ``ModbusMachine.apply``)."""
+        address, values = write_of(ev)
+        self._images[unit][address:address + len(values)] = values
+        if self._server is None:
+            return
+        err = await self._server.context.async_setValues(unit, _WRITE_MULTIPLE, address,
+                                                         values)
+        if err is not None:
+            raise RuntimeError(f"unit {unit}: cannot set registers {address}: {err!r}")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.shutdown()
+            self._server = None

@@ -128,13 +128,31 @@ class NodeOpcUa(_Peer):
 
 
 class ModbusPeer(_Peer):
-    """A Modbus TCP server, unit 1: ``impl`` "modbus-serial" or "jsmodbus"."""
+    """A Modbus TCP server, unit 1: ``impl`` "modbus-serial" or "jsmodbus". ``units``
+    (modbus-serial only): several units behind the one port (a Modbus TCP gateway), each
+    with its own registers (``preset``: holding registers from 0 per unit, set before it
+    listens); ``silent`` units get no answer."""
 
     def __init__(self, workdir: Path, impl: str = "modbus-serial", registers: int = 200,
-                 port: int | None = None):
+                 port: int | None = None, units: list[int] | None = None,
+                 preset: dict[int, list[int]] | None = None):
         self.port = port or free_port()
-        super().__init__("modbus_server.js", ["--port", str(self.port), "--impl", impl,
-                                              "--registers", str(registers)], workdir)
+        argv = ["--port", str(self.port), "--impl", impl, "--registers", str(registers)]
+        if units:
+            assert impl == "modbus-serial", "jsmodbus answers every unit from one table"
+            argv += ["--units", ",".join(map(str, units))]
+        if preset:
+            argv += ["--preset", json.dumps({str(u): w for u, w in preset.items()})]
+        super().__init__("modbus_server.js", argv, workdir)
 
-    def write(self, address: int, words: list[int], table: str = "holding") -> None:
-        self.command(write=address, words=words, table=table)
+    def write(self, address: int, words: list[int], table: str = "holding",
+              unit: int | None = None) -> None:
+        self.command(write=address, words=words, table=table,
+                     **({} if unit is None else {"unit": unit}))
+
+    def silent(self, units: list[int]) -> None:
+        self.command(silent=units)
+
+    def connections(self) -> int:
+        """TCP connections accepted so far."""
+        return int(self.command(connections=True)["value"])

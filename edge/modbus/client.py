@@ -1,18 +1,20 @@
 """The pymodbus side: ``modbus_client(device)`` for the device's transport, ``connect``,
-and ``execute(client, device, read)``, one read request by the table's function code
-(``READ_FUNCTIONS``), shared by the driver and ``edge check``."""
+and ``read_request(client, unit, read)``, one read request by the table's function code
+(``READ_FUNCTIONS``), sent over a line (``line.ModbusLine.request``, which bounds it)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
+from collections.abc import Awaitable
 
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.mixin import ModbusClientMixin
 from pymodbus.pdu import ModbusPDU
 
+from ..driver import raise_if_cancelled
 from .config import BIT_TABLES, ModbusDevice
 from .plan import Read
 
@@ -42,10 +44,15 @@ def modbus_client(dev: ModbusDevice) -> ModbusClient:
                                 timeout=dev.timeout_s, retries=0, reconnect_delay=0)
 
 
-async def connect(client: ModbusClient, dev: ModbusDevice) -> None:
-    """Open the client's connection (TCP_NODELAY on a socket); ConnectionError if not."""
-    if not await asyncio.wait_for(client.connect(), dev.timeout_s * 2):
-        raise ConnectionError(f"cannot connect to {dev.where}")
+async def connect(client: ModbusClient, timeout_s: float, where: str) -> None:
+    """Open the client's connection within ``2 * timeout_s`` (TCP_NODELAY on a socket);
+    ConnectionError if not. ``asyncio.timeout``, not ``wait_for``: Python 3.11's
+    ``wait_for`` can swallow a cancel (``driver.raise_if_cancelled``)."""
+    async with asyncio.timeout(timeout_s * 2):
+        ok = await client.connect()
+    raise_if_cancelled()  # pymodbus's own wait_for may have returned instead
+    if not ok:
+        raise ConnectionError(f"cannot connect to {where}")
     _set_nodelay(client)
 
 
@@ -57,12 +64,11 @@ def _set_nodelay(client: ModbusClient) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-async def execute(client: ModbusClient, dev: ModbusDevice, read: Read) -> ModbusPDU:
-    """Send one read request and wait for its answer (an exception response is returned:
-    ``isError()``; a timeout or a broken connection raises)."""
-    request = READ_FUNCTIONS[read.table](client, read.start, count=read.count,
-                                         device_id=dev.unit)
-    return await asyncio.wait_for(request, dev.timeout_s * 1.5)  # type: ignore[arg-type]
+def read_request(client: ModbusClient, unit: int, read: Read) -> Awaitable[ModbusPDU]:
+    """Send one read request; awaited, its answer (an exception response is returned:
+    ``isError()``; pymodbus's timeout or a broken connection raises)."""
+    return READ_FUNCTIONS[read.table](client, read.start, count=read.count,  # type: ignore[return-value]
+                                      device_id=unit)
 
 
 def response_values(read: Read, response: ModbusPDU) -> list[int] | list[bool]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -98,7 +99,8 @@ class ModbusDevice(DeviceBase):
     host: str | None = Field(None, description="tcp and rtu_over_tcp")
     port: int = Field(502, ge=1, le=65535)
     serial: SerialLine | None = Field(None, description="rtu: the serial line")
-    unit: int = Field(1, ge=0, le=255)
+    unit: int = Field(1, ge=0, le=255, description="unit id; devices on one serial port or "
+                      "one host:port share that line's connection")
     poll_s: float = Field(0.1, gt=0, description="poll period of this device")
     timeout_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
@@ -128,3 +130,30 @@ class ModbusDevice(DeviceBase):
             return f"modbus-rtu://{self.serial.port}/{self.unit}"
         scheme = "modbus" if self.transport == "tcp" else "modbus-rtu-tcp"
         return f"{scheme}://{self.host}:{self.port}/{self.unit}"
+
+
+def check_shared_lines(devices: Iterable[ModbusDevice]) -> None:
+    """Modbus devices on one serial port, or behind one host:port, share the line: one
+    transport per host:port; on an RTU line (serial or over TCP) the same serial settings
+    and a unit id each (a Modbus TCP server may be one PLC read as two devices)."""
+    lines: dict[tuple[str, ...], ModbusDevice] = {}
+    units: set[tuple[tuple[str, ...], int]] = set()
+    tcp: dict[tuple[str, int], str] = {}  # host:port -> transport
+    for d in devices:
+        if d.host is not None:
+            other = tcp.setdefault((d.host, d.port), d.transport)
+            if other != d.transport:
+                raise ValueError(f"device {d.id!r}: {d.host}:{d.port} is used with "
+                                 f"transports {other} and {d.transport}")
+        if d.transport == "tcp":
+            continue
+        key = (("rtu", d.serial.port) if d.serial is not None
+               else ("rtu_over_tcp", str(d.host), str(d.port)))
+        first = lines.setdefault(key, d)
+        if first.serial != d.serial:
+            raise ValueError(f"devices {first.id!r} and {d.id!r} share serial port "
+                             f"{key[1]} with different line settings")
+        if (key, d.unit) in units:
+            raise ValueError(f"device {d.id!r}: unit {d.unit} is already on its line "
+                             f"({d.where})")
+        units.add((key, d.unit))
