@@ -275,10 +275,27 @@ def test_machine_given_reasons_reach_the_pareto_as_in_the_ground_truth(stack):
             (m, ep.reason) for m, ep in want_stops)
 
 
+def quiet_moment(truth, machines: list[str], lo: int, hi: int) -> tuple[int, int]:
+    """(moment, margin ns): the point of [lo, hi] farthest from any part, reject or state
+    change of ``machines``, as an order changes over on a line that is not making parts.
+    The edge stamps a Modbus counter sample when it reads it, up to a poll (and, with
+    the other core busy, a few hundred ms) after the part; an order boundary within
+    that lag of a part would move the part to the other order (1 part in 30 s is 0.02
+    of performance here), a boundary in a quiet moment cannot."""
+    events = sorted({lo, hi} | {t for a in machines for m in [truth.machine(a)]
+                                for t in (*m.part_ts, *m.reject_ts,
+                                          *(iv.start for iv in m.intervals))
+                                if lo <= t <= hi})
+    a, b = max(zip(events, events[1:], strict=False), key=lambda g: g[1] - g[0])
+    return (a + b) // 2, (b - a) // 2
+
+
 def test_oee_by_order_and_product_and_parts_against_plan_match_the_ground_truth(stack):
     truth = stack["truth"]
     s0, s1 = truth.shift_window()
-    mid = s0 + 30 * S
+    mid, margin = quiet_moment(truth, LINE1_MACHINES, s0 + 20 * S, s1 - 20 * S)
+    print(f"order change at shift + {(mid - s0) / S:.2f} s, {margin / S:.2f} s from any event")
+    assert margin >= S // 2, "the scenario gives line 1 no quiet moment for the changeover"
     server = stack["servers"][0]
     orders = (("E2E-1", "SHAFT", s0, mid), ("E2E-2", "FLANGE", mid, s1))
     for no, product, a, b in orders:
