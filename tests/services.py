@@ -65,8 +65,13 @@ class Mosquitto:
     conf: Path
 
     def kill(self) -> None:
+        """A crash: what it acknowledged since its last autosave is lost."""
         self.proc.kill()
         self.proc.wait(10)
+
+    def stop(self) -> None:
+        """A clean stop (SIGTERM): it saves its sessions and queues first."""
+        stop(self.proc)
 
     def start(self) -> None:
         self.proc = _start_mosquitto(self.conf, self.port)
