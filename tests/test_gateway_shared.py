@@ -1,10 +1,13 @@
 """Two gateways on one shared subscription ($share/...) on real Mosquitto: every sample is
 stored exactly once, both take part, and the seq ranges they share through one embedded
-store show no gap (so neither asks for a replay)."""
+store close every gap: each gateway counts the other's seqs as stored once written.
+
+A replay may still be asked for while the other gateway's write lags past the gap timeout
+(seen in CI: gw-0 asked for 18 seqs of gw-1's backlog after 0.5 s on a loaded box); that is
+harmless by design (answered from the edge's outbox, stored once) and a matter of load, so
+the test asserts the outcome, not the count: no gap left open, none given up."""
 
 from __future__ import annotations
-
-import time
 
 from test_gateway import Publisher, batches, gateway_cfg, wait_until
 
@@ -27,12 +30,14 @@ def test_two_gateways_split_one_stream_and_store_each_sample_once(mosquitto, tmp
             pub.client.publish(topic, payload, qos=1)
         wait_until(lambda: sum(g.stats().samples_stored for g in gws) >= expected, 60,
                    "both gateways to store the stream")
-        time.sleep(2.0)  # longer than the gap timeout: no gap may be open, none asked for
+        # Not sharing the ledger, each would keep the other's seqs open until given up.
+        wait_until(lambda: all(g.stats().gaps_open == 0 for g in gws), 10,
+                   "both gateways to see every seq stored")
         stats = [g.stats() for g in gws]
         print("\n" + "\n".join(s.line() for s in stats))
         assert sum(s.samples_stored for s in stats) == expected  # none twice
         assert all(s.samples_stored > 0 for s in stats)  # the group split the stream
-        assert all(s.gaps_open == 0 and s.replay_requests == 0 for s in stats)
+        assert all(s.seqs_lost == 0 for s in stats)
     finally:
         pub.close()
         for gw in gws:
