@@ -20,8 +20,9 @@ def api_schema(client):  # noqa: F811
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+# 25 examples per operation: 40 took 55 s of CI's 40 minutes, 2.5x this machine's time
 @schema.parametrize()
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.filter_too_much])
 def test_no_server_errors(case):
