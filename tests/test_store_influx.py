@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import struct
 import time
 from collections.abc import Iterator
 
 import httpx
+import numpy as np
 import pytest
 import services
 from hypothesis import HealthCheck, given, settings
@@ -243,6 +245,57 @@ def test_hostile_tags_and_strings_round_trip_through_influxdb(influx_cfg, values
     assert reader.count(dev) == len(values)
     writer.close()
     reader.close()
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.floats(allow_nan=False, allow_infinity=False) | any_text | hostile
+                       | st.sampled_from(["", "NA", "null", "nan", "1.5", "error"]),
+                       min_size=1, max_size=30),
+       qualities=st.lists(st.sampled_from(list(Quality)), min_size=30, max_size=30),
+       page=st.integers(1, 8))
+def test_windows_read_as_csv_equal_what_was_written_and_the_msgpack_read(
+        influx_cfg, monkeypatch, values, qualities, page):
+    """The CSV read of a window (pages, the sample before, the one after): floats bit for
+    bit, text as text (``NA`` is not missing, ``1.5`` is not a number), qualities; and the
+    same Series as the MessagePack decode of the same queries."""
+    import shopfloor.storage.influx as influx
+
+    monkeypatch.setattr(influx, "READ_PAGE", page)
+    dev = DevicePath("acme", "plant1", "csv", "line1", f"d{next(_devices)}")
+    writer, reader, packed = (InfluxV1Writer(influx_cfg), InfluxReader(influx_cfg),
+                              InfluxReader(influx_cfg))
+    packed._csv = False
+    writer.write([(dev, Sample("t", T0 + 10 * i, v, qualities[i]))
+                  for i, v in enumerate(values)])
+    n = len(values)
+    got = reader.read(dev, "t", T0 + 10, T0 + 10 * (n - 1), before=1, after=1)
+    assert got.ts.tolist() == [T0 + 10 * i for i in range(n)]
+    for i, v in enumerate(values):
+        if isinstance(v, str):
+            assert got.text[i] == v and np.isnan(got.value[i])
+        else:
+            assert got.text[i] is None and struct.pack("<d", got.value[i]) == struct.pack(
+                "<d", v)
+    assert got.good.tolist() == [q == Quality.GOOD for q in qualities[:n]]
+    other = packed.read(dev, "t", T0 + 10, T0 + 10 * (n - 1), before=1, after=1)
+    assert (other.ts.tolist(), other.text, other.good.tolist()) == (
+        got.ts.tolist(), got.text, got.good.tolist())
+    assert other.value.tobytes() == got.value.tobytes()
+    for r in (writer, reader, packed):
+        r.close()
+
+
+def test_csv_errors_raise_never_read_as_rows():
+    from shopfloor.storage.influx import csv_series
+
+    with pytest.raises(InfluxError, match="boom"):
+        csv_series(b'error\n"boom: a failed query"\n')
+    head = b"name,tags,time,value,value_str,quality\nsamples,,1,2.5,,good\n"
+    with pytest.raises(InfluxError, match="later chunk failed"):
+        csv_series(head + b'error\n"later chunk failed"\n')
+    assert len(csv_series(b"")) == 0
+    assert csv_series(head).value.tolist() == [2.5]
 
 
 def test_write_errors_raise(influxd):
