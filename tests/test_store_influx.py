@@ -256,12 +256,14 @@ def test_hostile_tags_and_strings_round_trip_through_influxdb(influx_cfg, values
        page=st.integers(1, 8))
 def test_windows_read_as_csv_equal_what_was_written_and_the_msgpack_read(
         influx_cfg, monkeypatch, values, qualities, page):
-    """The CSV read of a window (pages, the sample before, the one after): floats bit for
+    """The read of a window (its first rows with the sample before and the one after in one
+    request, the rest in pages as CSV): floats bit for
     bit, text as text (``NA`` is not missing, ``1.5`` is not a number), qualities; and the
     same Series as the MessagePack decode of the same queries."""
     import shopfloor.storage.influx as influx
 
     monkeypatch.setattr(influx, "READ_PAGE", page)
+    monkeypatch.setattr(influx, "FIRST_PAGE", max(1, page - 1))
     dev = DevicePath("acme", "plant1", "csv", "line1", f"d{next(_devices)}")
     writer, reader, packed = (InfluxV1Writer(influx_cfg), InfluxReader(influx_cfg),
                               InfluxReader(influx_cfg))
