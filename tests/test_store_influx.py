@@ -289,7 +289,7 @@ def test_windows_read_as_csv_equal_what_was_written_and_the_msgpack_read(
 
 
 def test_csv_errors_raise_never_read_as_rows():
-    from shopfloor.storage.influx import csv_series
+    from shopfloor.storage.influx_results import csv_series
 
     with pytest.raises(InfluxError, match="boom"):
         csv_series(b'error\n"boom: a failed query"\n')

@@ -14,7 +14,6 @@ query string.
 from __future__ import annotations
 
 import gzip
-import io
 import logging
 import secrets
 import time
@@ -28,16 +27,15 @@ import orjson
 
 from shopfloor.config import secret
 from shopfloor.contract import DevicePath, DeviceSample
-from shopfloor.errors import ShopfloorError
 
 from .base import (
     PermanentWriteError,
     SampleWriter,
     Series,
-    good_quality,
     write_spans,
 )
 from .config import InfluxConfig
+from .influx_results import InfluxError, csv_series, reversed_series, series_of, values_of
 from .line_protocol import (  # noqa: F401 (re-exported: the InfluxDB module's names)
     MEASUREMENT,
     PATH_TAGS,
@@ -56,7 +54,6 @@ log = logging.getLogger(__name__)
 WRITES = "sample_writes"  # the write log (``WriteLog``): one point per device and write
 LINES_PER_REQUEST = 5000  # InfluxDB's recommended batch size
 GZIP_MIN_BYTES = 16 * 1024
-_COLUMNS = ["time", "value", "value_str", "quality"]
 READ_PAGE = 100_000  # rows per /query round trip when reading a window (10,000: 2x slower)
 FIRST_PAGE = 500  # rows of a window read with the samples around it, as MessagePack
 
@@ -153,10 +150,6 @@ def open_influx_writer(cfg: InfluxConfig) -> SampleWriter:
     return InfluxV1Writer(cfg) if cfg.version == 1 else InfluxV2Writer(cfg)
 
 
-class InfluxError(ShopfloorError, RuntimeError):
-    pass
-
-
 class InfluxRejected(InfluxError, PermanentWriteError):
     """InfluxDB refused the points themselves (HTTP 400/413/422): bad data, not an outage."""
 
@@ -184,39 +177,6 @@ def _escape_influxql(s: str) -> str:
     # InfluxQL's string scanner knows exactly \\ \' \" \n; a raw newline ends the token.
     return (s.replace("\\", "\\\\").replace("'", "\\'").replace('"', '\\"')
             .replace("\n", "\\n"))
-
-
-def csv_series(body: bytes) -> Series:
-    """A Series from InfluxDB 1.x's CSV of ``SELECT value, value_str, quality``: columns
-    ``name,tags,time,value,value_str,quality``, a row per point, no header when empty; an
-    error is a row ``error`` then its message (also after rows, from a later chunk).
-
-    A point has ``value`` or ``value_str``, never both (``to_lines``): an empty ``value``
-    is a string sample, whose text may be empty. Text is never guessed at (a string sample
-    ``NA`` stays ``NA``). pandas >= 3 parses floats correctly rounded, so exactly: InfluxDB
-    writes the shortest round-trip digits (tests/test_store_influx.py holds it to that)."""
-    import pandas as pd  # here: the edge and the gateway never read
-
-    if not body.strip():
-        return Series.empty()
-    try:
-        df = pd.read_csv(io.BytesIO(body), engine="c", keep_default_na=False,
-                         na_values={"value": [""]},
-                         dtype={"name": str, "tags": str, "time": "int64", "value": "float64",
-                                "value_str": str, "quality": str})
-    except ValueError:  # an error row after the data: no time there
-        df = None
-    if df is None or list(df.columns) != ["name", "tags", *_COLUMNS]:
-        rows = body.decode(errors="replace").splitlines()
-        at = rows.index("error") if "error" in rows else -1
-        raise InfluxError(f"InfluxQL error: {' '.join(rows[at + 1:at + 2])[:300]}"
-                          if at >= 0 else f"unexpected InfluxDB CSV: {rows[0][:200]}")
-    value = df["value"].to_numpy(np.float64)
-    numeric = ~np.isnan(value)
-    quality = df["quality"].to_numpy(dtype=object)
-    return Series(df["time"].to_numpy(np.int64), value,
-                  np.where(numeric, None, df["value_str"].to_numpy(dtype=object)).tolist(),
-                  good_quality(np.where(quality == "", None, quality)))
 
 
 def _device_where(device: DevicePath) -> str:
@@ -292,9 +252,9 @@ class InfluxReader:
         if after:
             qs.append(f"{select} AND time >= {max(int(start_ns), int(end_ns))}{good} "
                       f"ORDER BY time ASC LIMIT {int(after)}")
-        got = [_series_of([v for s in res for v in _values(s)]) for res in self.statements(qs)]
+        got = [series_of([v for s in res for v in values_of(s)]) for res in self.statements(qs)]
         first = got[0]
-        parts = [_reversed(got[1])] if before else []
+        parts = [reversed_series(got[1])] if before else []
         parts.append(first)
         page, size = first, FIRST_PAGE
         while len(page) == size and (cursor := int(page.ts[-1]) + 1) < end_ns:
@@ -315,7 +275,7 @@ class InfluxReader:
         as CSV: pandas' C parser makes the columns without a Python object per value,
         4x faster than decoding the same rows from MessagePack (benchmarks/scale.py)."""
         if not self._csv:
-            return _series_of([v for s in self.query(q) for v in _values(s)])
+            return series_of([v for s in self.query(q) for v in values_of(s)])
         # chunked: InfluxDB applies max-row-limit to unchunked queries only, and CSV has
         # no "partial" flag to say it cut a result short
         r = self._http.post("/query", params={**self._params, "chunked": "true"},
@@ -337,10 +297,10 @@ class InfluxReader:
             for s in self.query(q):
                 tags = s.get("tags") or {}
                 asset = "/".join(tags.get(k, "") for k in PATH_TAGS)
-                rows.setdefault(asset, []).extend(_values(s))
+                rows.setdefault(asset, []).extend(values_of(s))
         out = {}
         for asset, got in rows.items():
-            out[asset] = _series_of(got)
+            out[asset] = series_of(got)
         return out
 
     def count(self, device: DevicePath | None = None) -> int:
@@ -427,23 +387,3 @@ def _duration_ns(text: str) -> int:
         elif ch in _UNITS_NS and num:
             total, num = total + int(num) * _UNITS_NS[ch], ""
     return total
-
-
-def _series_of(rows: list[list[Any]]) -> Series:
-    """``[time, value, value_str, quality]`` rows as InfluxDB sends them, as a Series."""
-    if not rows:
-        return Series.empty()
-    a = np.array(rows, dtype=object)  # columns at C speed, no loop over the rows
-    return Series(a[:, 0].astype(np.int64), a[:, 1].astype(np.float64), a[:, 2].tolist(),
-                  good_quality(a[:, 3]))
-
-
-def _reversed(s: Series) -> Series:
-    return Series(s.ts[::-1], s.value[::-1], s.text[::-1],
-                  None if s.good is None else s.good[::-1])
-
-
-def _values(series: dict[str, Any]) -> list[list[Any]]:
-    if series.get("columns") != _COLUMNS:
-        raise InfluxError(f"unexpected InfluxQL columns {series.get('columns')!r}")
-    return series.get("values") or []
