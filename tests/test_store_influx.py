@@ -267,7 +267,7 @@ def test_windows_read_as_csv_equal_what_was_written_and_the_msgpack_read(
     dev = DevicePath("acme", "plant1", "csv", "line1", f"d{next(_devices)}")
     writer, reader, packed = (InfluxV1Writer(influx_cfg), InfluxReader(influx_cfg),
                               InfluxReader(influx_cfg))
-    packed._csv = False
+    packed._v1 = False  # as the v1 API of 2.x/3.x is read: JSON/MessagePack, a statement a request
     writer.write([(dev, Sample("t", T0 + 10 * i, v, qualities[i]))
                   for i, v in enumerate(values)])
     n = len(values)

@@ -203,7 +203,9 @@ class InfluxReader:
         self._http = httpx.Client(base_url=cfg.url.rstrip("/"), headers=headers, auth=auth,
                                   timeout=cfg.timeout_s, transport=transport)
         self._params: dict[str, str] = {"db": cfg.db, "epoch": "ns"}
-        self._csv = cfg.version == 1  # raw windows as CSV (1.x; not the v1 API of 2.x/3.x)
+        # 1.x: raw windows as CSV, several statements a request; the v1 API of 2.x/3.x is
+        # known to do neither, so it gets JSON, one statement a request
+        self._v1 = cfg.version == 1
         self._rp: tuple[float, int] | None = None  # (when asked, retention ns; 0 = forever)
         if cfg.retention_policy:
             self._params["rp"] = cfg.retention_policy
@@ -213,7 +215,9 @@ class InfluxReader:
         return self.statements([q])[0]
 
     def statements(self, qs: list[str]) -> list[list[dict[str, Any]]]:
-        """Run InfluxQL statements in one request; returns each one's series."""
+        """Run InfluxQL statements in one request (1.x); returns each one's series."""
+        if len(qs) > 1 and not self._v1:
+            return [self.statements([q])[0] for q in qs]
         r = self._http.post("/query", params=self._params, data={"q": ";".join(qs)})
         if not r.is_success:
             raise InfluxError(f"InfluxQL query failed: HTTP {r.status_code} {r.text[:300]}")
@@ -274,7 +278,7 @@ class InfluxReader:
         """One ``SELECT value, value_str, quality`` statement's rows as a Series. From 1.x
         as CSV: pandas' C parser makes the columns without a Python object per value,
         4x faster than decoding the same rows from MessagePack (benchmarks/scale.py)."""
-        if not self._csv:
+        if not self._v1:
             return series_of([v for s in self.query(q) for v in values_of(s)])
         # chunked: InfluxDB applies max-row-limit to unchunked queries only, and CSV has
         # no "partial" flag to say it cut a result short
