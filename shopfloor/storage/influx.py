@@ -277,7 +277,7 @@ class InfluxReader:
     def _series(self, q: str) -> Series:
         """One ``SELECT value, value_str, quality`` statement's rows as a Series. From 1.x
         as CSV: pandas' C parser makes the columns without a Python object per value,
-        4x faster than decoding the same rows from MessagePack (benchmarks/scale.py)."""
+        a 400,000-row window 0.49 s against 1.87 s as MessagePack (DESIGN, Raw windows)."""
         if not self._v1:
             return series_of([v for s in self.query(q) for v in values_of(s)])
         # chunked: InfluxDB applies max-row-limit to unchunked queries only, and CSV has
